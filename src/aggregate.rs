@@ -1,0 +1,115 @@
+//! Per-face P(fake) -> one score per video, and the verdict.
+use serde::Serialize;
+
+/// `--aggregate`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    /// The DFDC winner's rule (Seferbekov): trust a confident majority, else the mean.
+    Confident,
+    Mean,
+    /// One fake face makes the video fake.
+    Max,
+}
+
+/// The video score under `strategy`, or None when there is no face score at all (no face is
+/// "no face", never a guess).
+pub fn video_score(scores: &[f32], strategy: Strategy) -> Option<f32> {
+    if scores.is_empty() {
+        return None;
+    }
+    Some(match strategy {
+        Strategy::Confident => confident(scores),
+        Strategy::Mean => mean(scores.iter().copied()),
+        Strategy::Max => scores.iter().copied().fold(f32::MIN, f32::max),
+    })
+}
+
+/// If more than n/2.5 and more than 11 scores exceed 0.8, their mean; else if more than 90%
+/// are below 0.2, their mean; else the mean of all (DFDC 1st place, `confident_strategy`).
+fn confident(scores: &[f32]) -> f32 {
+    const FAKE: f32 = 0.8;
+    const REAL: f32 = 0.2;
+    let n = scores.len() as f32;
+    let fakes = scores.iter().filter(|&&s| s > FAKE).count();
+    let reals = scores.iter().filter(|&&s| s < REAL).count();
+    if fakes as f32 > n / 2.5 && fakes > 11 {
+        mean(scores.iter().copied().filter(|&s| s > FAKE))
+    } else if reals as f32 > 0.9 * n {
+        mean(scores.iter().copied().filter(|&s| s < REAL))
+    } else {
+        mean(scores.iter().copied())
+    }
+}
+
+fn mean(values: impl Iterator<Item = f32>) -> f32 {
+    let (sum, count) = values.fold((0.0f64, 0usize), |(s, c), v| (s + v as f64, c + 1));
+    (sum / count as f64) as f32
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Fake,
+    Real,
+}
+
+pub fn verdict(score: f32, threshold: f32) -> Verdict {
+    if score >= threshold {
+        Verdict::Fake
+    } else {
+        Verdict::Real
+    }
+}
+
+pub fn sigmoid(logit: f32) -> f32 {
+    1.0 / (1.0 + (-logit).exp())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: f32, b: f32) -> bool {
+        (a - b).abs() < 1e-6
+    }
+
+    #[test]
+    fn no_scores_no_verdict() {
+        assert_eq!(video_score(&[], Strategy::Confident), None);
+        assert_eq!(video_score(&[], Strategy::Mean), None);
+    }
+
+    #[test]
+    fn confident_majority_of_fakes_averages_only_them() {
+        // 12 of 20 above 0.8: 12 > 20/2.5 = 8 and 12 > 11, so the mean of the twelve.
+        let mut s = vec![0.9f32; 12];
+        s.extend([0.1f32; 8]);
+        assert!(close(video_score(&s, Strategy::Confident).unwrap(), 0.9));
+        assert!(close(video_score(&s, Strategy::Mean).unwrap(), (12.0 * 0.9 + 8.0 * 0.1) / 20.0));
+    }
+
+    #[test]
+    fn confident_needs_more_than_eleven_fakes() {
+        // 11 of 12 above 0.8 is not enough (the rule asks for more than 11): plain mean.
+        let mut s = vec![0.9f32; 11];
+        s.push(0.5);
+        assert!(close(video_score(&s, Strategy::Confident).unwrap(), (11.0 * 0.9 + 0.5) / 12.0));
+    }
+
+    #[test]
+    fn confident_real_majority_averages_the_reals() {
+        // 19 of 20 below 0.2 (95% > 90%): the mean of those 19.
+        let mut s = vec![0.1f32; 19];
+        s.push(0.99);
+        assert!(close(video_score(&s, Strategy::Confident).unwrap(), 0.1));
+    }
+
+    #[test]
+    fn max_and_verdict() {
+        assert!(close(video_score(&[0.1, 0.7, 0.3], Strategy::Max).unwrap(), 0.7));
+        assert_eq!(verdict(0.5, 0.5), Verdict::Fake);
+        assert_eq!(verdict(0.49, 0.5), Verdict::Real);
+        assert!(close(sigmoid(0.0), 0.5));
+    }
+}

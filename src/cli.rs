@@ -1,0 +1,85 @@
+//! Command-line arguments (clap). Turned into library configuration once, in main.rs.
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use dfscan::aggregate::Strategy;
+use dfscan::faces::DetectorKind;
+use dfscan::models::{Arch, DeviceChoice};
+
+#[derive(Parser, Debug)]
+#[command(name = "dfscan", version, about = "Streaming video deepfake scanner: one JSON line per input on stdout")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Scan videos and images; exit 0 clean, 1 fakes found, 2 errors.
+    Scan(ScanArgs),
+    /// Convert a public checkpoint (PyTorch .pth or Keras .h5) into dfscan weights.
+    Import(ImportArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FacesMode {
+    /// Detect faces with --detector.
+    Auto,
+    /// Take the whole frame as one face (for pre-cropped face images).
+    None,
+}
+
+#[derive(Args, Debug)]
+pub struct ScanArgs {
+    /// Files, directories (recursive) or `-` to read paths from stdin, one per line.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Weights file (default: models/default.safetensors).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Frames sampled evenly over each video.
+    #[arg(long, default_value_t = 32, conflicts_with = "fps")]
+    pub frames: usize,
+    /// Sample this many frames per second instead of --frames.
+    #[arg(long)]
+    pub fps: Option<f64>,
+    #[arg(long, value_enum, default_value_t = DetectorKind::Res10)]
+    pub detector: DetectorKind,
+    #[arg(long, value_enum, default_value_t = FacesMode::Auto)]
+    pub faces: FacesMode,
+    /// Faces below this detector confidence are ignored (res10 only).
+    #[arg(long, default_value_t = 0.5)]
+    pub min_face_confidence: f32,
+    /// Fraction of the face box added on each side of the square crop.
+    #[arg(long, default_value_t = 0.3)]
+    pub margin: f32,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+    #[arg(long, value_enum, default_value_t = Strategy::Confident)]
+    pub aggregate: Strategy,
+    /// Videos scoring at or above this P(fake) are "fake".
+    #[arg(long, default_value_t = 0.5)]
+    pub threshold: f32,
+    /// Most face crops per forward pass.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Add per-frame, per-face evidence to each JSON line.
+    #[arg(long)]
+    pub per_frame: bool,
+    /// No progress bars.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    #[arg(long, value_enum)]
+    pub arch: Arch,
+    /// PyTorch state_dict (.pth/.pt, legacy or zip), Keras .h5, or safetensors.
+    pub input: PathBuf,
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Python with torch and h5py, used to read pickles and HDF5 (default: the set-up's .venv).
+    #[arg(long)]
+    pub python: Option<PathBuf>,
+}

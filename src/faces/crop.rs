@@ -1,0 +1,55 @@
+//! Face crops: a square around the box, widened by a margin, padded with black where it leaves
+//! the frame, resized to the model's input. Training uses the same function (no drift).
+use anyhow::Result;
+use opencv::core::{Mat, Rect, Scalar, Size, Vec3b, BORDER_CONSTANT};
+use opencv::imgproc;
+use opencv::prelude::*;
+
+use super::FaceBox;
+use crate::decode::Frame;
+
+/// The square crop around `bbox`: side = max(w, h) x (1 + 2 x `margin`), i.e. `margin` of the
+/// box added on each side (0.3 as in seed 001), resized to `size` x `size` RGB.
+pub fn square_crop(frame: &Frame, bbox: &FaceBox, margin: f32, size: i32) -> Result<Vec<u8>> {
+    let side = (bbox.w.max(bbox.h) * (1.0 + 2.0 * margin)).round().max(1.0) as i32;
+    let cx = bbox.x + bbox.w / 2.0;
+    let cy = bbox.y + bbox.h / 2.0;
+    let square = Rect::new((cx - side as f32 / 2.0).round() as i32, (cy - side as f32 / 2.0).round() as i32, side, side);
+    let (fw, fh) = (frame.width as i32, frame.height as i32);
+    let inside = square & Rect::new(0, 0, fw, fh);
+    let image = Mat::new_rows_cols_with_bytes::<Vec3b>(fh, fw, &frame.rgb)?;
+    let mut padded = Mat::default();
+    if inside.width <= 0 || inside.height <= 0 {
+        padded = Mat::new_rows_cols_with_default(side, side, Vec3b::opencv_type(), Scalar::all(0.0))?;
+    } else {
+        let roi = Mat::roi(&image, inside)?;
+        opencv::core::copy_make_border(
+            &roi,
+            &mut padded,
+            inside.y - square.y,
+            square.y + side - (inside.y + inside.height),
+            inside.x - square.x,
+            square.x + side - (inside.x + inside.width),
+            BORDER_CONSTANT,
+            Scalar::all(0.0),
+        )?;
+    }
+    resized_bytes(&padded, size)
+}
+
+/// The whole frame as one face (`--faces none`, for pre-cropped images), resized to `size`.
+pub fn whole_frame(frame: &Frame, size: i32) -> Result<Vec<u8>> {
+    let image = Mat::new_rows_cols_with_bytes::<Vec3b>(frame.height as i32, frame.width as i32, &frame.rgb)?;
+    resized_bytes(&image, size)
+}
+
+fn resized_bytes(image: &(impl MatTraitConst + opencv::core::ToInputArray), size: i32) -> Result<Vec<u8>> {
+    if image.rows() == size && image.cols() == size {
+        return Ok(image.try_clone()?.data_bytes()?.to_vec());
+    }
+    // Area averaging when shrinking (no aliasing), bilinear when enlarging.
+    let interpolation = if image.rows() > size { imgproc::INTER_AREA } else { imgproc::INTER_LINEAR };
+    let mut out = Mat::default();
+    imgproc::resize(image, &mut out, Size::new(size, size), 0.0, 0.0, interpolation)?;
+    Ok(out.data_bytes()?.to_vec())
+}

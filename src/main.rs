@@ -1,0 +1,88 @@
+//! dfscan's command line: parse arguments, build the configuration once, run, pick the exit code.
+mod cli;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+
+use cli::{Cli, Command, FacesMode, ImportArgs, ScanArgs};
+use dfscan::decode::Sampling;
+use dfscan::models::{self, FaceModel};
+use dfscan::output::Printer;
+use dfscan::pipeline::{self, FaceSource, ScanConfig};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Scan(args) => scan(args),
+        Command::Import(args) => import(args).map(|()| 0),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(e) => {
+            eprintln!("dfscan: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn scan(args: ScanArgs) -> Result<i32> {
+    let weights = args.model.clone().unwrap_or_else(models::default_weights);
+    if !weights.is_file() {
+        bail!(
+            "no model weights at {}.\n  Train them:  dfscan train --arch mesoinception4 ...\n  or import public ones:  dfscan import --arch mesoinception4 CHECKPOINT.pth -o {}\n  then scan with --model PATH (or place them at the default path).",
+            weights.display(),
+            weights.display()
+        );
+    }
+    let device = args.device.resolve()?;
+    let model = FaceModel::load(&weights, device)?;
+    let face_source = match args.faces {
+        FacesMode::None => FaceSource::WholeFrame,
+        FacesMode::Auto => FaceSource::Detector(dfscan::faces::build_detector(
+            args.detector,
+            &models::models_dir().join("public"),
+            args.min_face_confidence,
+        )?),
+    };
+    let cfg = ScanConfig {
+        sampling: match args.fps {
+            Some(fps) if fps > 0.0 => Sampling::Fps(fps),
+            Some(fps) => bail!("--fps must be positive, got {fps}"),
+            None if args.frames == 0 => bail!("--frames must be at least 1"),
+            None => Sampling::Frames(args.frames),
+        },
+        margin: args.margin,
+        aggregate: args.aggregate,
+        threshold: args.threshold,
+        batch_size: args.batch_size.max(1),
+        per_frame: args.per_frame,
+    };
+    let progress = !args.quiet && std::io::stderr().is_terminal();
+    let mut printer = Printer::new(std::io::stdout().lock(), progress);
+    let inputs = dfscan::inputs::expand(args.paths);
+    pipeline::run(inputs, face_source, model, cfg, |event| printer.handle(event))?;
+    printer.finish();
+    if printer.stdout_closed {
+        return Ok(0);
+    }
+    Ok(printer.summary.exit_code())
+}
+
+fn import(args: ImportArgs) -> Result<()> {
+    let python = args.python.unwrap_or_else(models::import::default_python);
+    let summary = models::import::import(args.arch, &args.input, &args.output, &python)
+        .with_context(|| format!("importing {}", args.input.display()))?;
+    eprintln!(
+        "dfscan: wrote {} ({} tensors, {} layout, output {:?}, input {}x{})",
+        args.output.display(),
+        summary.tensors,
+        summary.layout,
+        summary.header.preprocess.output,
+        summary.header.preprocess.input_size,
+        summary.header.preprocess.input_size,
+    );
+    Ok(())
+}

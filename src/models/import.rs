@@ -1,0 +1,185 @@
+//! `dfscan import`: public MesoNet checkpoints -> dfscan weights.
+//!
+//! Two source layouts are understood:
+//! - the PyTorch port's state_dict (names already ours; `num_batches_tracked` dropped);
+//! - the original Keras .h5, whose layer names are numbered per Keras session, so layers are
+//!   matched by their order within each kind (conv2d, batch_normalization, dense), kernels
+//!   go from HWIO to OIHW, and fc1's inputs from Keras' HWC flatten order to our CHW order.
+//!
+//! Reading pickles and HDF5 is left to Python's torch and h5py (scripts/read_checkpoint.py);
+//! everything that knows about architectures stays here.
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, ensure, Context, Result};
+use tch::{nn, Tensor};
+
+use super::meso::{MesoArch, MesoConfig};
+use super::weights::{self, Header, NetworkConfig, Preprocess};
+use super::Arch;
+
+const READ_CHECKPOINT_PY: &str = include_str!("../../scripts/read_checkpoint.py");
+
+/// The Python that has torch: `$DFSCAN_PYTHON`, else the set-up's virtual environment.
+pub fn default_python() -> PathBuf {
+    std::env::var_os("DFSCAN_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python3"))
+}
+
+#[derive(Debug)]
+pub struct ImportSummary {
+    pub layout: &'static str,
+    pub tensors: usize,
+    pub header: Header,
+}
+
+pub fn import(arch: Arch, input: &Path, output: &Path, python: &Path) -> Result<ImportSummary> {
+    let source = read_source(input, python)?;
+    let source_hash = blake3::hash(&std::fs::read(input)?).to_hex()[..16].to_string();
+    let keras = source.keys().any(|k| k.ends_with(":0"));
+    let meso_arch = match arch {
+        Arch::Meso4 => MesoArch::Meso4,
+        Arch::Mesoinception4 => MesoArch::MesoInception4,
+    };
+    let (config, preprocess, tensors, layout) = if keras {
+        (MesoConfig::keras(meso_arch), Preprocess::meso_keras(), map_keras(meso_arch, &source)?, "keras-h5")
+    } else {
+        let config = match meso_arch {
+            MesoArch::Meso4 => MesoConfig::meso4_torch(),
+            MesoArch::MesoInception4 => MesoConfig::mesoinception4_torch(),
+        };
+        (config, Preprocess::meso_torch(), map_torch(&source), "pytorch-state-dict")
+    };
+    let network = NetworkConfig::Meso(config);
+    let named = fill_network(&network, tensors)?;
+    let header = Header {
+        format: weights::FORMAT_VERSION,
+        network,
+        preprocess,
+        provenance: format!(
+            "dfscan import --arch {} {} (blake3 {source_hash}, {layout})",
+            arch.name(),
+            input.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+        ),
+    };
+    weights::save(output, &named, &header)?;
+    Ok(ImportSummary { layout, tensors: named.len(), header })
+}
+
+/// Every tensor of `input` under its source name.
+fn read_source(input: &Path, python: &Path) -> Result<BTreeMap<String, Tensor>> {
+    ensure!(input.is_file(), "{}: no such file", input.display());
+    if input.extension().is_some_and(|e| e == "safetensors") {
+        return Ok(Tensor::read_safetensors(input)?.into_iter().collect());
+    }
+    let dump = std::env::temp_dir().join(format!("dfscan-import-{}.safetensors", std::process::id()));
+    let status = Command::new(python)
+        .arg("-c")
+        .arg(READ_CHECKPOINT_PY)
+        .arg(input)
+        .arg(&dump)
+        .status()
+        .with_context(|| format!("running {} (set DFSCAN_PYTHON to a Python with torch and h5py)", python.display()))?;
+    ensure!(status.success(), "could not read {} as a PyTorch or Keras checkpoint", input.display());
+    let tensors = Tensor::read_safetensors(&dump);
+    let _ = std::fs::remove_file(&dump);
+    Ok(tensors?.into_iter().collect())
+}
+
+fn map_torch(source: &BTreeMap<String, Tensor>) -> BTreeMap<String, Tensor> {
+    source
+        .iter()
+        .filter(|(k, _)| !k.ends_with("num_batches_tracked"))
+        // Checkpoints saved from nn.DataParallel prefix every key with "module.".
+        .map(|(k, v)| (k.strip_prefix("module.").unwrap_or(k).to_string(), v.shallow_clone()))
+        .collect()
+}
+
+/// Keras layers of one kind, in model order: numbered names sorted by their number.
+fn keras_layers<'a>(source: &'a BTreeMap<String, Tensor>, kind: &str) -> Vec<(u64, BTreeMap<&'a str, &'a Tensor>)> {
+    let mut layers: BTreeMap<u64, BTreeMap<&str, &Tensor>> = BTreeMap::new();
+    for (name, tensor) in source {
+        // e.g. "conv2d_5/conv2d_5/kernel:0" (kind "conv2d", number 5, field "kernel").
+        let layer = name.split('/').next().unwrap_or_default();
+        let number = match layer.strip_prefix(kind) {
+            Some("") => 0,
+            Some(rest) => match rest.strip_prefix('_').and_then(|n| n.parse().ok()) {
+                Some(n) => n,
+                None => continue, // another kind sharing the prefix
+            },
+            None => continue,
+        };
+        let field = name.rsplit('/').next().unwrap_or_default().trim_end_matches(":0");
+        layers.entry(number).or_default().insert(field, tensor);
+    }
+    layers.into_iter().collect()
+}
+
+fn map_keras(arch: MesoArch, source: &BTreeMap<String, Tensor>) -> Result<BTreeMap<String, Tensor>> {
+    let conv_names: Vec<String> = match arch {
+        MesoArch::Meso4 => (1..=4).map(|i| format!("conv{i}")).collect(),
+        // Per inception block: a 1x1, b 1x1, b 3x3, c 1x1, c 3x3 dil 2, d 1x1, d 3x3 dil 3.
+        MesoArch::MesoInception4 => (1..=2)
+            .flat_map(|b| (1..=7).map(move |i| format!("inception{b}.conv{i}")))
+            .chain(["conv1".to_string(), "conv2".to_string()])
+            .collect(),
+    };
+    let convs = keras_layers(source, "conv2d");
+    let bns = keras_layers(source, "batch_normalization");
+    let denses = keras_layers(source, "dense");
+    ensure!(
+        convs.len() == conv_names.len() && bns.len() == 4 && denses.len() == 2,
+        "Keras file has {} conv2d, {} batch_normalization and {} dense layers; {} needs {}, 4 and 2",
+        convs.len(),
+        bns.len(),
+        denses.len(),
+        NetworkConfig::Meso(MesoConfig::keras(arch)).arch_name(),
+        conv_names.len()
+    );
+    let field = |layer: &BTreeMap<&str, &Tensor>, f: &str| -> Result<Tensor> {
+        layer.get(f).map(|t| t.shallow_clone()).with_context(|| format!("Keras layer without {f}"))
+    };
+    let mut out = BTreeMap::new();
+    for (name, (_, layer)) in conv_names.iter().zip(&convs) {
+        out.insert(format!("{name}.weight"), field(layer, "kernel")?.permute([3, 2, 0, 1]).contiguous());
+        out.insert(format!("{name}.bias"), field(layer, "bias")?);
+    }
+    for (i, (_, layer)) in bns.iter().enumerate() {
+        let p = format!("bn{}", i + 1);
+        out.insert(format!("{p}.weight"), field(layer, "gamma")?);
+        out.insert(format!("{p}.bias"), field(layer, "beta")?);
+        out.insert(format!("{p}.running_mean"), field(layer, "moving_mean")?);
+        out.insert(format!("{p}.running_var"), field(layer, "moving_variance")?);
+    }
+    // fc1 reads the last feature map, 8x8x16, flattened HWC by Keras and CHW by us.
+    let fc1 = field(&denses[0].1, "kernel")?; // [1024 = h*w*c, 16]
+    let fc1 = fc1.view([8, 8, 16, 16]).permute([3, 2, 0, 1]).reshape([16, 1024]);
+    out.insert("fc1.weight".into(), fc1.contiguous());
+    out.insert("fc1.bias".into(), field(&denses[0].1, "bias")?);
+    out.insert("fc2.weight".into(), field(&denses[1].1, "kernel")?.transpose(0, 1).contiguous());
+    out.insert("fc2.bias".into(), field(&denses[1].1, "bias")?);
+    Ok(out)
+}
+
+/// Copies `tensors` into a freshly built network, failing on any missing, unexpected or
+/// mis-shaped tensor, and returns the network's parameters by name.
+fn fill_network(network: &NetworkConfig, mut tensors: BTreeMap<String, Tensor>) -> Result<Vec<(String, Tensor)>> {
+    let vs = nn::VarStore::new(tch::Device::Cpu);
+    let _net = super::build_network(&vs.root(), network);
+    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    let missing: Vec<&str> = vars.iter().filter(|(k, _)| !tensors.contains_key(k)).map(|(k, _)| k.as_str()).collect();
+    ensure!(missing.is_empty(), "the checkpoint lacks {} of {}: {missing:?}", network.arch_name(), missing.len());
+    let mut out = Vec::with_capacity(vars.len());
+    for (name, var) in vars {
+        let src = tensors.remove(&name).expect("checked above");
+        if src.size() != var.size() {
+            bail!("shape mismatch for {name}: checkpoint {:?}, {} {:?}", src.size(), network.arch_name(), var.size());
+        }
+        out.push((name, src));
+    }
+    ensure!(tensors.is_empty(), "the checkpoint has tensors {} lacks: {:?}", network.arch_name(), tensors.keys().collect::<Vec<_>>());
+    Ok(out)
+}

@@ -1,0 +1,121 @@
+//! dfscan's weights file: safetensors whose metadata holds a JSON [`Header`] under the key
+//! "dfscan", so a file alone says how to build its network and how to feed it.
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+use super::meso::MesoConfig;
+
+const METADATA_KEY: &str = "dfscan";
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputClass {
+    /// The logit is of P(fake) (label 1 = fake), as in the PyTorch port and dfscan's training.
+    Fake,
+    /// The logit is of P(real), as in the original Keras MesoNet (class 0 = deepfake).
+    Real,
+}
+
+/// How pixels become network input and what the output means.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Preprocess {
+    /// Side of the square RGB input.
+    pub input_size: i64,
+    /// Per-channel RGB mean and std, applied after scaling pixels to [0, 1].
+    pub mean: [f64; 3],
+    pub std: [f64; 3],
+    pub output: OutputClass,
+}
+
+impl Preprocess {
+    /// The PyTorch MesoNet port: 256x256, mean 0.5, std 0.5, P(fake).
+    pub fn meso_torch() -> Self {
+        Self { input_size: 256, mean: [0.5; 3], std: [0.5; 3], output: OutputClass::Fake }
+    }
+    /// The Keras MesoNet: 256x256, pixels in [0, 1], P(real).
+    pub fn meso_keras() -> Self {
+        Self { input_size: 256, mean: [0.0; 3], std: [1.0; 3], output: OutputClass::Real }
+    }
+}
+
+/// Architecture-specific hyper-parameters, tagged by architecture family.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "family", rename_all = "lowercase")]
+pub enum NetworkConfig {
+    Meso(MesoConfig),
+}
+
+impl NetworkConfig {
+    pub fn arch_name(&self) -> &'static str {
+        match self {
+            NetworkConfig::Meso(cfg) => match cfg.arch {
+                super::meso::MesoArch::Meso4 => "meso4",
+                super::meso::MesoArch::MesoInception4 => "mesoinception4",
+            },
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    pub format: u32,
+    pub network: NetworkConfig,
+    pub preprocess: Preprocess,
+    /// Where the weights came from: the import source and its hash, or the training command.
+    pub provenance: String,
+}
+
+impl Header {
+    pub fn from_safetensors(bytes: &[u8]) -> Result<Self> {
+        let (_, metadata) = safetensors::SafeTensors::read_metadata(bytes).context("not a safetensors file")?;
+        let json = metadata
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get(METADATA_KEY))
+            .context("no \"dfscan\" header in its metadata (convert it with `dfscan import`)")?;
+        let header: Header = serde_json::from_str(json).context("malformed dfscan header")?;
+        if header.format != FORMAT_VERSION {
+            bail!("weights format {} (this dfscan reads {FORMAT_VERSION})", header.format);
+        }
+        Ok(header)
+    }
+}
+
+/// Names of the tensors in a safetensors buffer.
+pub fn tensor_names(bytes: &[u8]) -> Result<Vec<String>> {
+    let (_, metadata) = safetensors::SafeTensors::read_metadata(bytes)?;
+    Ok(metadata.tensors().into_keys().collect())
+}
+
+/// Writes `tensors` as f32 safetensors with `header` in the metadata.
+pub fn save(path: &Path, tensors: &[(String, Tensor)], header: &Header) -> Result<()> {
+    let mut buffers = Vec::with_capacity(tensors.len());
+    for (name, tensor) in tensors {
+        let t = tensor.to_device(tch::Device::Cpu).to_kind(Kind::Float).contiguous();
+        let values = Vec::<f32>::try_from(t.flatten(0, -1).detach())
+            .with_context(|| format!("reading tensor {name}"))?;
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
+        buffers.push((name.clone(), shape, bytes));
+    }
+    let views = buffers
+        .iter()
+        .map(|(name, shape, bytes)| {
+            Ok((name.as_str(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)?))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let metadata = HashMap::from([(METADATA_KEY.to_string(), serde_json::to_string(header)?)]);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    // Write beside the target and rename, so a crash never leaves half a weights file.
+    let tmp = path.with_extension("safetensors.partial");
+    safetensors::serialize_to_file(views, Some(metadata), &tmp)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}

@@ -1,0 +1,127 @@
+//! The printer: JSON lines on stdout (one per input, flushed as each finishes) and progress
+//! bars on stderr. The only module that writes to the terminal during a scan.
+use std::collections::HashMap;
+use std::io::{self, Write};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::aggregate::Verdict;
+use crate::pipeline::Event;
+use crate::report::{Status, VideoReport};
+
+/// Counts that decide the exit code.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub scanned: usize,
+    pub fakes: usize,
+    pub errors: usize,
+}
+
+impl Summary {
+    /// Like a virus scanner: 2 if any input failed, else 1 if any is fake, else 0.
+    pub fn exit_code(&self) -> i32 {
+        if self.errors > 0 {
+            2
+        } else if self.fakes > 0 {
+            1
+        } else {
+            0
+        }
+    }
+
+    fn count(&mut self, report: &VideoReport) {
+        self.scanned += 1;
+        if report.status == Status::Error {
+            self.errors += 1;
+        } else if report.verdict == Some(Verdict::Fake) {
+            self.fakes += 1;
+        }
+    }
+}
+
+struct Bars {
+    multi: MultiProgress,
+    overall: ProgressBar,
+    videos: HashMap<usize, ProgressBar>,
+}
+
+pub struct Printer<W: Write> {
+    out: W,
+    bars: Option<Bars>,
+    pub summary: Summary,
+    /// Set when stdout was closed under us (`dfscan scan ... | head`): stop quietly.
+    pub stdout_closed: bool,
+}
+
+impl<W: Write> Printer<W> {
+    /// `progress`: draw bars on stderr (callers pass false for `--quiet` or a non-terminal).
+    pub fn new(out: W, progress: bool) -> Self {
+        let bars = progress.then(|| {
+            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+            let overall = multi.add(ProgressBar::new(0));
+            overall.set_style(ProgressStyle::with_template("{prefix:>8} [{bar:30}] {pos}/{len} inputs, {elapsed}").expect("valid template").progress_chars("=> "));
+            overall.set_prefix("scan");
+            Bars { multi, overall, videos: HashMap::new() }
+        });
+        Self { out, bars, summary: Summary::default(), stdout_closed: false }
+    }
+
+    /// Handles one pipeline event; false means stop the scan (stdout is gone).
+    pub fn handle(&mut self, event: Event) -> bool {
+        match event {
+            Event::Queued => {
+                if let Some(b) = &self.bars {
+                    b.overall.inc_length(1);
+                }
+            }
+            Event::Started { id, path, planned_frames } => {
+                if let Some(b) = &mut self.bars {
+                    let bar = b.multi.add(ProgressBar::new(planned_frames.unwrap_or(0) as u64));
+                    bar.set_style(ProgressStyle::with_template("{prefix:>8} [{bar:30}] {pos}/{len} frames {msg}").expect("valid template").progress_chars("=> "));
+                    bar.set_prefix("video");
+                    bar.set_message(path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+                    b.videos.insert(id, bar);
+                }
+            }
+            Event::FrameDone { id } => {
+                if let Some(bar) = self.bars.as_ref().and_then(|b| b.videos.get(&id)) {
+                    bar.inc(1);
+                }
+            }
+            Event::Finished { id, report } => {
+                if let Some(b) = &mut self.bars {
+                    if let Some(bar) = b.videos.remove(&id) {
+                        bar.finish_and_clear();
+                        b.multi.remove(&bar);
+                    }
+                    b.overall.inc(1);
+                }
+                self.summary.count(&report);
+                if let Err(e) = self.write_line(&report) {
+                    if e.kind() == io::ErrorKind::BrokenPipe {
+                        self.stdout_closed = true;
+                        return false;
+                    }
+                    eprintln!("dfscan: writing results: {e}");
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    fn write_line(&mut self, report: &VideoReport) -> io::Result<()> {
+        let line = serde_json::to_string(report).map_err(io::Error::other)?;
+        // Suspend the bars so a line never interleaves with a redraw.
+        match &self.bars {
+            Some(b) => b.multi.suspend(|| writeln!(self.out, "{line}").and_then(|_| self.out.flush())),
+            None => writeln!(self.out, "{line}").and_then(|_| self.out.flush()),
+        }
+    }
+
+    pub fn finish(&mut self) {
+        if let Some(b) = &self.bars {
+            b.overall.finish_and_clear();
+        }
+    }
+}

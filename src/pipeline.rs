@@ -1,0 +1,325 @@
+//! The one place where stages are wired: threads, bounded channels, shutdown.
+//!
+//! ```text
+//! inputs --jobs--> decode --frames--> faces --crops--> models --events--> caller (output)
+//! ```
+//! Every queue is bounded, so a fast stage blocks instead of filling memory: at most
+//! `FRAME_QUEUE` decoded frames and `CROP_QUEUE` frames' crops wait at any time, whatever the
+//! size of the input. Shutdown starts at the inputs: when they run out, each stage drains its
+//! queue, drops its sender, and the next one follows. If the caller stops listening (e.g. a
+//! closed stdout), every send fails and the stages unwind the same way.
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::thread;
+use std::time::Instant;
+
+use anyhow::{anyhow, Result};
+use crossbeam_channel::{bounded, Receiver, Sender};
+use tch::Tensor;
+
+use crate::aggregate::{self, Strategy};
+use crate::decode::{Frame, Sampler, Sampling, VideoSource};
+use crate::faces::{self, Detection, FaceDetector};
+use crate::inputs::Input;
+use crate::models::FaceModel;
+use crate::report::{FaceReport, FrameReport, Status, VideoReport, VideoSummary, SCHEMA_VERSION};
+
+/// Paths waiting to be opened.
+const JOB_QUEUE: usize = 16;
+/// Decoded RGB frames waiting for face detection (a 1080p frame is 6 MB).
+const FRAME_QUEUE: usize = 8;
+/// Frames' face crops waiting for the model.
+const CROP_QUEUE: usize = 32;
+/// Events waiting for the caller; progress events are dropped rather than wait.
+const EVENT_QUEUE: usize = 256;
+
+/// Everything a scan needs besides its inputs, detector and model.
+#[derive(Clone, Debug)]
+pub struct ScanConfig {
+    pub sampling: Sampling,
+    /// Fraction of the face box added on each side of the square crop.
+    pub margin: f32,
+    pub aggregate: Strategy,
+    pub threshold: f32,
+    /// Most crops per forward pass.
+    pub batch_size: usize,
+    pub per_frame: bool,
+}
+
+/// How faces are found: a detector, or the whole frame as one face (`--faces none`).
+pub enum FaceSource {
+    Detector(Box<dyn FaceDetector>),
+    WholeFrame,
+}
+
+/// What the caller hears from a running scan, in order per input.
+#[derive(Debug)]
+pub enum Event {
+    /// An input was found (counts grow as directories are walked or stdin is read).
+    Queued,
+    Started { id: usize, path: PathBuf, planned_frames: Option<usize> },
+    /// One sampled frame of input `id` went through face detection.
+    FrameDone { id: usize },
+    Finished { id: usize, report: Box<VideoReport> },
+}
+
+struct JobStart {
+    id: usize,
+    path: PathBuf,
+    started: Instant,
+    video: Option<VideoSummary>,
+}
+
+/// What flows between stages: a job's start, its items in order, then its end.
+enum Msg<T> {
+    Start(JobStart),
+    Item(usize, T),
+    /// The job is over; `Some(reason)` if it failed anywhere upstream.
+    End(usize, Option<String>),
+}
+
+struct FacesInFrame {
+    index: usize,
+    pts_s: f64,
+    faces: Vec<(Detection, Vec<u8>)>,
+}
+
+/// Runs a scan to completion, calling `on_event` on this thread; `on_event` returns false to
+/// stop early. Returns once every stage has stopped.
+pub fn run(
+    inputs: impl Iterator<Item = Input> + Send + 'static,
+    face_source: FaceSource,
+    model: FaceModel,
+    cfg: ScanConfig,
+    mut on_event: impl FnMut(Event) -> bool,
+) -> Result<()> {
+    let (job_tx, job_rx) = bounded::<Input>(JOB_QUEUE);
+    let (frame_tx, frame_rx) = bounded::<Msg<Frame>>(FRAME_QUEUE);
+    let (crop_tx, crop_rx) = bounded::<Msg<FacesInFrame>>(CROP_QUEUE);
+    let (event_tx, event_rx) = bounded::<Event>(EVENT_QUEUE);
+
+    // Not joined: it may be blocked reading stdin, and it ends with the process anyway.
+    let events = event_tx.clone();
+    thread::Builder::new().name("inputs".into()).spawn(move || {
+        for input in inputs {
+            let _ = events.try_send(Event::Queued);
+            if job_tx.send(input).is_err() {
+                break;
+            }
+        }
+    })?;
+    let stages = vec![
+        {
+            let (events, cfg) = (event_tx.clone(), cfg.clone());
+            thread::Builder::new().name("decode".into()).spawn(move || decode_stage(job_rx, frame_tx, events, cfg.sampling))?
+        },
+        {
+            let (events, size, margin) = (event_tx.clone(), model.input_size() as i32, cfg.margin);
+            thread::Builder::new().name("faces".into()).spawn(move || faces_stage(frame_rx, crop_tx, events, face_source, size, margin))?
+        },
+        thread::Builder::new().name("models".into()).spawn(move || models_stage(crop_rx, event_tx, model, cfg))?,
+    ];
+    for event in event_rx.iter() {
+        if !on_event(event) {
+            break;
+        }
+    }
+    drop(event_rx);
+    for stage in stages {
+        stage.join().map_err(|_| anyhow!("a pipeline stage panicked outside any input"))?;
+    }
+    Ok(())
+}
+
+/// Runs `f`, turning a panic into an error for the current input only.
+fn guarded<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let msg = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(anyhow!("internal error while processing this input: {msg}"))
+    })
+}
+
+fn decode_stage(jobs: Receiver<Input>, out: Sender<Msg<Frame>>, events: Sender<Event>, sampling: Sampling) {
+    for (id, input) in jobs.iter().enumerate() {
+        let started = Instant::now();
+        let opened = match input.problem {
+            Some(problem) => Err(anyhow!(problem)),
+            None => guarded(|| VideoSource::open(&input.path)),
+        };
+        let (source, video) = match opened {
+            Ok(source) => {
+                let i = &source.info;
+                let summary = VideoSummary { width: i.width, height: i.height, duration_s: i.duration_s, rotation: i.rotation, codec: i.codec.clone() };
+                (Some(source), Some(summary))
+            }
+            Err(e) => {
+                let _ = events.send(Event::Started { id, path: input.path.clone(), planned_frames: Some(0) });
+                let start = JobStart { id, path: input.path, started, video: None };
+                if out.send(Msg::Start(start)).is_err() || out.send(Msg::End(id, Some(format!("{e:#}")))).is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
+        let source = source.expect("opened");
+        let mut sampler = Sampler::new(sampling, source.info.duration_s);
+        let _ = events.send(Event::Started { id, path: input.path.clone(), planned_frames: sampler.planned() });
+        if out.send(Msg::Start(JobStart { id, path: input.path, started, video })).is_err() {
+            return;
+        }
+        let mut downstream_gone = false;
+        let result = guarded(|| {
+            source.sample(&mut sampler, |frame| {
+                downstream_gone = out.send(Msg::Item(id, frame)).is_err();
+                Ok(!downstream_gone)
+            })
+        });
+        if downstream_gone || out.send(Msg::End(id, result.err().map(|e| format!("{e:#}")))).is_err() {
+            return;
+        }
+    }
+}
+
+fn faces_stage(
+    frames: Receiver<Msg<Frame>>,
+    out: Sender<Msg<FacesInFrame>>,
+    events: Sender<Event>,
+    mut source: FaceSource,
+    crop_size: i32,
+    margin: f32,
+) {
+    // The first failure of each job; its later frames are skipped.
+    let mut failed: HashMap<usize, String> = HashMap::new();
+    for msg in frames.iter() {
+        let forward = match msg {
+            Msg::Start(start) => Msg::Start(start),
+            Msg::Item(id, _) if failed.contains_key(&id) => continue,
+            Msg::Item(id, frame) => {
+                let _ = events.try_send(Event::FrameDone { id });
+                match guarded(|| faces_in_frame(&mut source, &frame, crop_size, margin)) {
+                    Ok(faces) => Msg::Item(id, faces),
+                    Err(e) => {
+                        failed.insert(id, format!("face detection failed on frame {}: {e:#}", frame.index));
+                        continue;
+                    }
+                }
+            }
+            Msg::End(id, error) => Msg::End(id, error.or_else(|| failed.remove(&id))),
+        };
+        if out.send(forward).is_err() {
+            return;
+        }
+    }
+}
+
+fn faces_in_frame(source: &mut FaceSource, frame: &Frame, crop_size: i32, margin: f32) -> Result<FacesInFrame> {
+    let faces = match source {
+        FaceSource::WholeFrame => {
+            let bbox = faces::FaceBox { x: 0.0, y: 0.0, w: frame.width as f32, h: frame.height as f32 };
+            vec![(Detection { bbox, confidence: 1.0 }, faces::whole_frame(frame, crop_size)?)]
+        }
+        FaceSource::Detector(detector) => detector
+            .detect(frame)?
+            .into_iter()
+            .map(|d| Ok((d, faces::square_crop(frame, &d.bbox, margin, crop_size)?)))
+            .collect::<Result<_>>()?,
+    };
+    Ok(FacesInFrame { index: frame.index, pts_s: frame.pts_s, faces })
+}
+
+/// One input's evidence while its frames arrive.
+struct JobState {
+    start: JobStart,
+    frames: Vec<FrameReport>,
+    /// Crops not scored yet, with where their scores go: (frame position, face position).
+    pending: Vec<(usize, usize, Vec<u8>)>,
+    error: Option<String>,
+}
+
+fn models_stage(crops: Receiver<Msg<FacesInFrame>>, events: Sender<Event>, model: FaceModel, cfg: ScanConfig) {
+    let mut jobs: HashMap<usize, JobState> = HashMap::new();
+    for msg in crops.iter() {
+        match msg {
+            Msg::Start(start) => {
+                jobs.insert(start.id, JobState { start, frames: Vec::new(), pending: Vec::new(), error: None });
+            }
+            Msg::Item(id, in_frame) => {
+                let Some(job) = jobs.get_mut(&id) else { continue };
+                let frame_pos = job.frames.len();
+                let mut faces = Vec::with_capacity(in_frame.faces.len());
+                for (face_pos, (det, crop)) in in_frame.faces.into_iter().enumerate() {
+                    faces.push(FaceReport { bbox: det.bbox, confidence: det.confidence, score: f32::NAN, logit: f32::NAN });
+                    job.pending.push((frame_pos, face_pos, crop));
+                }
+                job.frames.push(FrameReport { index: in_frame.index, pts_s: in_frame.pts_s, faces });
+                if job.pending.len() >= cfg.batch_size && job.error.is_none() {
+                    if let Err(e) = guarded(|| score_pending(&model, job)) {
+                        job.error = Some(format!("{e:#}"));
+                    }
+                }
+            }
+            Msg::End(id, upstream_error) => {
+                let Some(mut job) = jobs.remove(&id) else { continue };
+                let mut error = upstream_error.or(job.error.take());
+                if error.is_none() {
+                    if let Err(e) = guarded(|| score_pending(&model, &mut job)) {
+                        error = Some(format!("{e:#}"));
+                    }
+                }
+                let report = finish(job, error, &model, &cfg);
+                if events.send(Event::Finished { id, report: Box::new(report) }).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Scores the job's pending crops in one forward pass and files each logit with its face.
+fn score_pending(model: &FaceModel, job: &mut JobState) -> Result<()> {
+    if job.pending.is_empty() {
+        return Ok(());
+    }
+    let size = model.input_size();
+    let pending = std::mem::take(&mut job.pending);
+    let bytes: Vec<u8> = pending.iter().flat_map(|(_, _, crop)| crop.iter().copied()).collect();
+    let batch = Tensor::from_slice(&bytes).view([pending.len() as i64, size, size, 3]);
+    let logits = Vec::<f32>::try_from(model.fake_logits(&batch))?;
+    for ((frame_pos, face_pos, _), logit) in pending.iter().zip(logits) {
+        let face = &mut job.frames[*frame_pos].faces[*face_pos];
+        face.logit = logit;
+        face.score = aggregate::sigmoid(logit);
+    }
+    Ok(())
+}
+
+fn finish(job: JobState, error: Option<String>, model: &FaceModel, cfg: &ScanConfig) -> VideoReport {
+    let scores: Vec<f32> = job.frames.iter().flat_map(|f| f.faces.iter().map(|face| face.score)).collect();
+    let frames_with_faces = job.frames.iter().filter(|f| !f.faces.is_empty()).count();
+    let error = error.or_else(|| {
+        scores.is_empty().then(|| format!("no face found in {} sampled frames", job.frames.len()))
+    });
+    let score = if error.is_none() { aggregate::video_score(&scores, cfg.aggregate) } else { None };
+    VideoReport {
+        schema_version: SCHEMA_VERSION,
+        path: job.start.path.to_string_lossy().into_owned(),
+        status: if error.is_none() { Status::Ok } else { Status::Error },
+        verdict: score.map(|s| aggregate::verdict(s, cfg.threshold)),
+        score,
+        threshold: cfg.threshold,
+        aggregate: cfg.aggregate,
+        model: model.id.clone(),
+        frames_sampled: job.frames.len(),
+        frames_with_faces,
+        faces: scores.len(),
+        elapsed_ms: job.start.started.elapsed().as_millis() as u64,
+        video: job.start.video,
+        error,
+        frames: cfg.per_frame.then_some(job.frames),
+    }
+}

@@ -1,0 +1,70 @@
+//! The JSON-line record: one object per input, fields at the top level (`jq .score` works).
+//!
+//! The schema only grows: fields are added, never renamed or removed, and every line carries
+//! `schema_version`. A failed input still gets its line, with `status: "error"` and `error`.
+use serde::Serialize;
+
+use crate::aggregate::Verdict;
+use crate::faces::FaceBox;
+use crate::models::ModelId;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Error,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct VideoReport {
+    pub schema_version: u32,
+    /// The input path as given (non-UTF-8 bytes replaced by U+FFFD).
+    pub path: String,
+    pub status: Status,
+    /// "fake" or "real"; null when the input could not be judged.
+    pub verdict: Option<Verdict>,
+    /// P(fake) of the video in [0, 1]; null when the input could not be judged.
+    pub score: Option<f32>,
+    pub threshold: f32,
+    pub aggregate: crate::aggregate::Strategy,
+    pub model: ModelId,
+    pub frames_sampled: usize,
+    pub frames_with_faces: usize,
+    pub faces: usize,
+    pub elapsed_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub video: Option<VideoSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Per-frame evidence, with `--per-frame`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frames: Option<Vec<FrameReport>>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct VideoSummary {
+    pub width: u32,
+    pub height: u32,
+    pub duration_s: Option<f64>,
+    pub rotation: u32,
+    pub codec: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FrameReport {
+    pub index: usize,
+    pub pts_s: f64,
+    pub faces: Vec<FaceReport>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FaceReport {
+    #[serde(rename = "box")]
+    pub bbox: FaceBox,
+    pub confidence: f32,
+    /// P(fake) of this face.
+    pub score: f32,
+    pub logit: f32,
+}

@@ -108,6 +108,7 @@ impl Sampler {
 /// What the container says about the video stream.
 #[derive(Clone, Debug)]
 pub struct VideoInfo {
+    /// Upright size, after `rotation`.
     pub width: u32,
     pub height: u32,
     pub duration_s: Option<f64>,
@@ -168,9 +169,13 @@ impl VideoSource {
         let rotation = display_rotation(&stream);
         let context = ffmpeg::codec::context::Context::from_parameters(stream.parameters())?;
         let decoder = context.decoder().video().map_err(|e| anyhow!("no decoder for this video codec: {e}"))?;
+        let (width, height) = match rotation {
+            90 | 270 => (decoder.height(), decoder.width()),
+            _ => (decoder.width(), decoder.height()),
+        };
         let info = VideoInfo {
-            width: decoder.width(),
-            height: decoder.height(),
+            width,
+            height,
             duration_s: stream_duration_s.or(container_duration_s),
             rotation,
             codec: decoder.codec().map(|c| c.name().to_string()).unwrap_or_default(),

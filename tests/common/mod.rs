@@ -1,0 +1,82 @@
+//! Helpers shared by the integration tests: the real binary, real FFmpeg-made clips, and
+//! weights files made by the library itself.
+#![allow(dead_code)]
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use dfscan::models::meso::MesoConfig;
+use dfscan::models::weights::{self, Header, NetworkConfig, Preprocess};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn samples() -> PathBuf {
+    repo().join("samples")
+}
+
+/// ../shared beside the checkout: reference weights and data that exist only on the
+/// project's machines. Tests that need it say they skipped when it is absent.
+pub fn shared() -> Option<PathBuf> {
+    let dir = repo().join("../shared");
+    dir.is_dir().then_some(dir)
+}
+
+pub fn dfscan(args: &[&str]) -> Output {
+    dfscan_with_stdin(args, "")
+}
+
+pub fn dfscan_with_stdin(args: &[&str], stdin: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dfscan"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("dfscan runs");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Every stdout line parsed as JSON (a line that is not JSON fails the test).
+pub fn json_lines(out: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8(out.stdout.clone())
+        .expect("stdout is UTF-8")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+pub fn line_for<'a>(lines: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value {
+    lines
+        .iter()
+        .find(|l| l["path"].as_str().is_some_and(|p| p.ends_with(name)))
+        .unwrap_or_else(|| panic!("no line for {name} in {lines:#?}"))
+}
+
+/// A MesoInception4 with its random initial weights, saved as a dfscan weights file. The
+/// pipeline tests check plumbing, not accuracy, so they need a real network, not a good one.
+pub fn untrained_weights(dir: &Path) -> PathBuf {
+    let path = dir.join("untrained.safetensors");
+    tch::manual_seed(0);
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let network = NetworkConfig::Meso(MesoConfig::mesoinception4_torch());
+    let _net = dfscan::models::build_network(&vs.root(), &network);
+    let mut tensors: Vec<(String, tch::Tensor)> = vs.variables().into_iter().collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let header = Header {
+        format: weights::FORMAT_VERSION,
+        network,
+        preprocess: Preprocess::meso_torch(),
+        provenance: "untrained: random initialisation, for pipeline tests only".into(),
+    };
+    weights::save(&path, &tensors, &header).unwrap();
+    path
+}
+
+/// Runs the ffmpeg CLI (a test dependency installed by scripts/setup.sh).
+pub fn ffmpeg(args: &[&str]) {
+    let status = Command::new("ffmpeg").args(["-v", "error", "-y"]).args(args).status().expect("ffmpeg runs");
+    assert!(status.success(), "ffmpeg {args:?} failed");
+}

@@ -1,0 +1,185 @@
+//! The scan contract, end to end on the real binary: JSON fields, exit codes, bad inputs among
+//! good ones, sampling, rotation, detectors.
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+const REQUIRED: &[&str] = &[
+    "schema_version", "path", "status", "verdict", "score", "model", "frames_sampled", "frames_with_faces", "faces", "elapsed_ms",
+];
+
+fn s(p: &std::path::Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn every_sample_gets_one_complete_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = untrained_weights(tmp.path());
+    let out = dfscan(&["scan", "-q", "--frames", "6", "--model", s(&model), s(&samples())]);
+    let lines = json_lines(&out);
+    let media = std::fs::read_dir(samples()).unwrap().filter(|e| dfscan::inputs::is_media(&e.as_ref().unwrap().path())).count();
+    assert_eq!(lines.len(), media, "one line per sample: {lines:#?}");
+    for line in &lines {
+        for key in REQUIRED {
+            assert!(line.get(key).is_some(), "{key} missing in {line}");
+        }
+        assert_eq!(line["model"]["name"], "mesoinception4");
+        assert_eq!(line["model"]["blake3"].as_str().unwrap().len(), 16);
+    }
+    let pan = line_for(&lines, "astronaut_pan.mp4");
+    assert_eq!(pan["status"], "ok", "{pan}");
+    assert_eq!(pan["frames_sampled"], 6);
+    assert!(pan["frames_with_faces"].as_u64().unwrap() >= 5, "res10 finds the astronaut: {pan}");
+    let score = pan["score"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&score));
+    assert_eq!(pan["verdict"], if score >= 0.5 { "fake" } else { "real" });
+    let no_face = line_for(&lines, "no_face.mp4");
+    assert_eq!(no_face["status"], "error");
+    assert!(no_face["error"].as_str().unwrap().contains("no face"), "{no_face}");
+    assert_eq!(no_face["score"], Value::Null);
+    assert_eq!(no_face["verdict"], Value::Null);
+    // no_face.mp4 is an error, so the scan as a whole exits 2.
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn exit_codes_follow_the_verdicts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = untrained_weights(tmp.path());
+    let pan = samples().join("astronaut_pan.mp4");
+    let run = |threshold: &str| dfscan(&["scan", "-q", "--frames", "3", "--model", s(&model), "--threshold", threshold, s(&pan)]);
+    let all_fake = run("0");
+    assert_eq!(json_lines(&all_fake)[0]["verdict"], "fake");
+    assert_eq!(all_fake.status.code(), Some(1));
+    let all_real = run("1.01");
+    assert_eq!(json_lines(&all_real)[0]["verdict"], "real");
+    assert_eq!(all_real.status.code(), Some(0));
+}
+
+#[test]
+fn bad_inputs_get_error_lines_and_the_scan_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = untrained_weights(tmp.path());
+    let dir = tmp.path().join("inputs");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("notes.mp4"), b"this is not a video at all").unwrap();
+    std::fs::write(dir.join("empty.mp4"), b"").unwrap();
+    let good = dir.join("good.mp4");
+    std::fs::copy(samples().join("astronaut_pan.mp4"), &good).unwrap();
+    // A clip whose data stops at half of what its header promises.
+    let whole = std::fs::read(&good).unwrap();
+    std::fs::write(dir.join("truncated.mp4"), &whole[..whole.len() / 2]).unwrap();
+    let missing = tmp.path().join("does-not-exist.mp4");
+
+    let out = dfscan(&["scan", "-q", "--frames", "4", "--model", s(&model), s(&dir), s(&missing)]);
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 5, "{lines:#?}");
+    assert_eq!(line_for(&lines, "good.mp4")["status"], "ok");
+    for bad in ["notes.mp4", "empty.mp4", "truncated.mp4", "does-not-exist.mp4"] {
+        let line = line_for(&lines, bad);
+        assert_eq!(line["status"], "error", "{line}");
+        assert!(!line["error"].as_str().unwrap().is_empty());
+        assert_eq!(line["score"], Value::Null);
+    }
+    assert!(line_for(&lines, "does-not-exist.mp4")["error"].as_str().unwrap().contains("No such file"));
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn paths_can_come_from_stdin() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = untrained_weights(tmp.path());
+    let list = format!("{}\n{}\n", s(&samples().join("astronaut.jpg")), s(&samples().join("astronaut_pan.mp4")));
+    let out = dfscan_with_stdin(&["scan", "-q", "--frames", "2", "--model", s(&model), "-"], &list);
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 2);
+    assert!(lines.iter().all(|l| l["status"] == "ok"), "{lines:#?}");
+    // A still image is a one-frame video.
+    assert_eq!(line_for(&lines, "astronaut.jpg")["frames_sampled"], 1);
+}
+
+#[test]
+fn fps_sampling_and_per_frame_evidence() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = untrained_weights(tmp.path());
+    let out = dfscan(&["scan", "-q", "--fps", "2", "--per-frame", "--model", s(&model), s(&samples().join("astronaut_pan.mp4"))]);
+    let line = &json_lines(&out)[0];
+    // 3 s at 2 fps: frames at 0, 0.5, ..., 2.5 s.
+    assert_eq!(line["frames_sampled"], 6, "{line}");
+    let frames = line["frames"].as_array().unwrap();
+    let times: Vec<f64> = frames.iter().map(|f| f["pts_s"].as_f64().unwrap()).collect();
+    assert_eq!(times, vec![0.0, 0.52, 1.0, 1.52, 2.0, 2.52].into_iter().map(|t: f64| (t * 25.0).floor() / 25.0).collect::<Vec<_>>());
+    let face = &frames[0]["faces"][0];
+    let (logit, score) = (face["logit"].as_f64().unwrap(), face["score"].as_f64().unwrap());
+    assert!((score - 1.0 / (1.0 + (-logit).exp())).abs() < 1e-5);
+    assert_eq!(face["box"].as_array().unwrap().len(), 4);
+}
+
+#[test]
+fn rotated_video_is_scanned_upright() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = untrained_weights(tmp.path());
+    let scan = |name: &str| {
+        let out = dfscan(&["scan", "-q", "--frames", "3", "--per-frame", "--model", s(&model), s(&samples().join(name))]);
+        json_lines(&out).remove(0)
+    };
+    let (upright, rotated) = (scan("astronaut_pan.mp4"), scan("astronaut_rotated.mp4"));
+    assert_eq!(rotated["video"]["rotation"], 90);
+    assert_eq!((rotated["video"]["width"].clone(), rotated["video"]["height"].clone()), (384.into(), 288.into()));
+    // The same faces, in the same places (within encoding noise).
+    for (a, b) in upright["frames"].as_array().unwrap().iter().zip(rotated["frames"].as_array().unwrap()) {
+        let (ba, bb) = (&a["faces"][0]["box"], &b["faces"][0]["box"]);
+        for i in 0..4 {
+            assert!((ba[i].as_f64().unwrap() - bb[i].as_f64().unwrap()).abs() < 4.0, "{ba} vs {bb}");
+        }
+    }
+}
+
+#[test]
+fn haar_detector_finds_the_face_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = untrained_weights(tmp.path());
+    let out = dfscan(&["scan", "-q", "--frames", "4", "--detector", "haar", "--model", s(&model), s(&samples().join("astronaut_pan.mp4"))]);
+    let line = &json_lines(&out)[0];
+    assert_eq!(line["status"], "ok", "{line}");
+    assert!(line["frames_with_faces"].as_u64().unwrap() >= 3);
+}
+
+#[test]
+fn generated_clip_without_faces_is_an_error_not_a_guess() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = untrained_weights(tmp.path());
+    let clip = tmp.path().join("bars.mkv");
+    ffmpeg(&["-f", "lavfi", "-i", "smptebars=duration=1:size=320x240:rate=10", s(&clip)]);
+    let line = &json_lines(&dfscan(&["scan", "-q", "--model", s(&model), s(&clip)]))[0];
+    assert_eq!(line["status"], "error");
+    assert_eq!(line["frames_sampled"], 10, "a 10-frame clip gives 10 frames, not 32: {line}");
+    assert_eq!(line["faces"], 0);
+}
+
+#[test]
+fn missing_weights_name_the_commands_that_make_them() {
+    let out = dfscan(&["scan", "--model", "/nonexistent/weights.safetensors", s(&samples())]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty(), "no made-up results");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("dfscan train") && err.contains("dfscan import"), "{err}");
+}
+
+#[test]
+fn closed_stdout_ends_the_scan_quietly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = untrained_weights(tmp.path());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dfscan"))
+        .args(["scan", "-q", "--frames", "2", "--model", s(&model)])
+        .args(std::iter::repeat(s(&samples().join("astronaut.jpg"))).take(20))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // like `| head -0`
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -5,6 +5,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use dfscan::aggregate::Strategy;
 use dfscan::faces::DetectorKind;
 use dfscan::models::{Arch, DeviceChoice};
+use dfscan::train::augment::Perturbation;
+use dfscan::train::dataset::Split;
 
 #[derive(Parser, Debug)]
 #[command(name = "dfscan", version, about = "Streaming video deepfake scanner: one JSON line per input on stdout")]
@@ -19,6 +21,14 @@ pub enum Command {
     Scan(ScanArgs),
     /// Convert a public checkpoint (PyTorch .pth or Keras .h5) into dfscan weights.
     Import(ImportArgs),
+    /// Cut labelled inputs into a face-crop cache for training and evaluation.
+    Extract(ExtractArgs),
+    /// Train a face classifier on a crop cache.
+    Train(TrainArgs),
+    /// Measure a model on a crop cache: AUC, AP, EER, accuracy, log loss, ROC plot.
+    Eval(EvalArgs),
+    /// Per-stage throughput (decode, detect, crop, infer) on one input, as JSON lines.
+    Bench(BenchArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -82,4 +92,130 @@ pub struct ImportArgs {
     /// Python with torch and h5py, used to read pickles and HDF5 (default: the set-up's .venv).
     #[arg(long)]
     pub python: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ExtractArgs {
+    /// CSV manifest `path,label[,group][,faces]`, or a folder with real/ and fake/.
+    pub manifest: PathBuf,
+    /// Cache folder (created; an existing one is resumed).
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Frames sampled evenly over each video.
+    #[arg(long, default_value_t = 16)]
+    pub frames: usize,
+    #[arg(long, value_enum, default_value_t = DetectorKind::Res10)]
+    pub detector: DetectorKind,
+    #[arg(long, default_value_t = 0.5)]
+    pub min_face_confidence: f32,
+    #[arg(long, default_value_t = 0.3)]
+    pub margin: f32,
+    /// Side of the stored crops (the largest model input).
+    #[arg(long, default_value_t = 256)]
+    pub size: i32,
+    /// Faces kept per frame, most confident first.
+    #[arg(long, default_value_t = 1)]
+    pub faces_per_frame: usize,
+}
+
+/// The group-aware split, shared by train and eval so both see the same held-out groups.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct SplitArgs {
+    /// Seed of the group -> split assignment.
+    #[arg(long, default_value_t = 1)]
+    pub split_seed: u64,
+    /// Share of groups held out for validation (early stopping).
+    #[arg(long, default_value_t = 0.15)]
+    pub val_fraction: f64,
+    /// Share of groups held out for the final test.
+    #[arg(long, default_value_t = 0.15)]
+    pub test_fraction: f64,
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    #[arg(long, value_enum, default_value_t = Arch::Mesoinception4)]
+    pub arch: Arch,
+    /// Crop cache made by `dfscan extract`.
+    #[arg(long)]
+    pub crops: PathBuf,
+    /// Best weights go here; `<output>.last.safetensors` and `<output>.train-state.json` beside it.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    #[arg(long, default_value_t = 30)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 1e-4)]
+    pub weight_decay: f64,
+    /// Epochs without a better validation AUC before stopping.
+    #[arg(long, default_value_t = 6)]
+    pub patience: usize,
+    /// Share of real training crops replaced by self-blended fakes.
+    #[arg(long, default_value_t = 0.3)]
+    pub sbi: f64,
+    /// Train without augmentations (they are on by default).
+    #[arg(long)]
+    pub no_augment: bool,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub split: SplitArgs,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+    /// Continue after the last finished epoch of a previous run with the same --output.
+    #[arg(long)]
+    pub resume: bool,
+    /// Cap the steps per epoch (quick runs).
+    #[arg(long)]
+    pub max_steps_per_epoch: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Weights to evaluate (default: models/default.safetensors).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Crop cache made by `dfscan extract`.
+    #[arg(long)]
+    pub crops: PathBuf,
+    /// Which split of the cache (omit to use every crop).
+    #[arg(long, value_enum)]
+    pub split: Option<Split>,
+    #[command(flatten)]
+    pub split_args: SplitArgs,
+    #[arg(long, value_enum, default_value_t = Strategy::Confident)]
+    pub aggregate: Strategy,
+    #[arg(long, default_value_t = 0.5)]
+    pub threshold: f32,
+    /// Repeat the evaluation under these perturbations (repeatable).
+    #[arg(long, value_enum)]
+    pub perturb: Vec<Perturbation>,
+    /// Write the full report (metrics and ROC points) as JSON here.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Write the video- and frame-level ROC curves as PNG here.
+    #[arg(long)]
+    pub roc: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// A video with faces.
+    pub input: PathBuf,
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = DetectorKind::Res10)]
+    pub detector: DetectorKind,
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+    /// libtorch intra-op threads (default: libtorch's choice).
+    #[arg(long)]
+    pub threads: Option<i32>,
 }

@@ -2,8 +2,10 @@
 //!
 //! Data flows one way, and each module is one stage:
 //! [`inputs`] -> [`decode`] (FFmpeg) -> [`faces`] (OpenCV) -> [`models`] (libtorch)
-//! -> [`aggregate`] -> [`report`] -> [`output`]. [`pipeline`] wires the stages together.
+//! -> [`aggregate`] -> [`report`] -> [`output`]. [`pipeline`] wires the stages together;
+//! [`train`] fits the models on crops cut by the same stages.
 pub mod aggregate;
+pub mod bench;
 pub mod decode;
 pub mod faces;
 pub mod inputs;
@@ -11,3 +13,4 @@ pub mod models;
 pub mod output;
 pub mod pipeline;
 pub mod report;
+pub mod train;

@@ -53,3 +53,34 @@ fn resized_bytes(image: &(impl MatTraitConst + opencv::core::ToInputArray), size
     imgproc::resize(image, &mut out, Size::new(size, size), 0.0, 0.0, interpolation)?;
     Ok(out.data_bytes()?.to_vec())
 }
+
+/// Resizes a square RGB crop from `from` to `to` pixels a side (same interpolation as crops).
+pub fn resize_square(rgb: &[u8], from: i32, to: i32) -> Result<Vec<u8>> {
+    let image = Mat::new_rows_cols_with_bytes::<Vec3b>(from, from, rgb)?;
+    resized_bytes(&image, to)
+}
+
+/// Writes a square RGB crop as PNG (lossless, so cached crops equal scan-time crops).
+pub fn write_rgb_png(path: &std::path::Path, rgb: &[u8], size: i32) -> Result<()> {
+    let image = Mat::new_rows_cols_with_bytes::<Vec3b>(size, size, rgb)?;
+    let mut bgr = Mat::default();
+    imgproc::cvt_color_def(&image, &mut bgr, imgproc::COLOR_RGB2BGR)?;
+    anyhow::ensure!(
+        opencv::imgcodecs::imwrite_def(path, &bgr)?,
+        "could not write {}",
+        path.display()
+    );
+    Ok(())
+}
+
+/// Reads a PNG crop as RGB, resized to `size` x `size` if stored at another size.
+pub fn read_rgb_png(path: &std::path::Path, size: i32) -> Result<Vec<u8>> {
+    let bgr = opencv::imgcodecs::imread(path, opencv::imgcodecs::IMREAD_COLOR)?;
+    anyhow::ensure!(!bgr.empty(), "could not read {}", path.display());
+    let mut rgb = Mat::default();
+    imgproc::cvt_color_def(&bgr, &mut rgb, imgproc::COLOR_BGR2RGB)?;
+    if rgb.rows() != rgb.cols() {
+        anyhow::bail!("{} is not a square crop", path.display());
+    }
+    resized_bytes(&rgb, size)
+}

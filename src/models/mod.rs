@@ -81,6 +81,14 @@ pub fn build_network(root: &nn::Path, config: &NetworkConfig) -> Box<dyn ModuleT
     }
 }
 
+/// The network and preprocessing that `dfscan train --arch` starts from.
+pub fn training_spec(arch: Arch) -> (NetworkConfig, Preprocess) {
+    match arch {
+        Arch::Meso4 => (NetworkConfig::Meso(meso::MesoConfig::meso4_torch()), Preprocess::meso_torch()),
+        Arch::Mesoinception4 => (NetworkConfig::Meso(meso::MesoConfig::mesoinception4_torch()), Preprocess::meso_torch()),
+    }
+}
+
 impl FaceModel {
     /// Loads a dfscan weights file (safetensors with a dfscan header). Strict: every parameter
     /// of the network must be in the file, with its shape, and nothing else may be.

@@ -1,0 +1,64 @@
+//! `dfscan bench`: per-stage throughput on one input, measured with the scan's own code.
+//! Figures only; nothing here is asserted by tests (the machine is shared and timings vary).
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{ensure, Result};
+use serde::Serialize;
+use tch::Tensor;
+
+use crate::decode::{Frame, Sampler, Sampling, VideoSource};
+use crate::faces::{self, FaceDetector};
+use crate::models::FaceModel;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StageRate {
+    pub stage: String,
+    pub items: usize,
+    pub seconds: f64,
+    pub per_second: f64,
+}
+
+fn rate(stage: &str, items: usize, started: Instant) -> StageRate {
+    let seconds = started.elapsed().as_secs_f64();
+    StageRate { stage: stage.into(), items, seconds, per_second: items as f64 / seconds.max(1e-9) }
+}
+
+/// Decodes every frame (and converts each to RGB), then detects, crops and scores them.
+pub fn stages(path: &Path, detector: &mut dyn FaceDetector, detector_name: &str, model: &FaceModel, batch_size: usize) -> Result<Vec<StageRate>> {
+    let mut rates = Vec::new();
+    let source = VideoSource::open(path)?;
+    let mut sampler = Sampler::new(Sampling::Fps(1e6), None); // every frame
+    let mut frames: Vec<Frame> = Vec::new();
+    let started = Instant::now();
+    source.sample(&mut sampler, |f| {
+        frames.push(f);
+        Ok(true)
+    })?;
+    rates.push(rate("decode+rgb (every frame)", frames.len(), started));
+    ensure!(!frames.is_empty(), "no frames decoded");
+
+    let started = Instant::now();
+    let detections: Vec<_> = frames.iter().map(|f| detector.detect(f)).collect::<Result<_>>()?;
+    rates.push(rate(&format!("detect ({detector_name})"), frames.len(), started));
+
+    let size = model.input_size() as i32;
+    let started = Instant::now();
+    let mut crops = Vec::new();
+    for (frame, dets) in frames.iter().zip(&detections) {
+        for d in dets {
+            crops.push(faces::square_crop(frame, &d.bbox, 0.3, size)?);
+        }
+    }
+    rates.push(rate("crop+resize", crops.len(), started));
+    ensure!(!crops.is_empty(), "no face found in {}: pick an input with faces", path.display());
+
+    let started = Instant::now();
+    for chunk in crops.chunks(batch_size) {
+        let bytes: Vec<u8> = chunk.iter().flatten().copied().collect();
+        let batch = Tensor::from_slice(&bytes).view([chunk.len() as i64, size as i64, size as i64, 3]);
+        let _ = model.fake_logits(&batch);
+    }
+    rates.push(rate(&format!("infer ({}, batch {batch_size})", model.id.name), crops.len(), started));
+    Ok(rates)
+}

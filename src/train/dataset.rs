@@ -1,0 +1,200 @@
+//! Labelled inputs and the face-crop cache that training and evaluation read.
+//!
+//! A manifest lists inputs (`path,label[,group][,faces]`); `dfscan extract` turns it into a
+//! crop cache: PNG crops plus `index.csv`, one row per crop with its label, source and group.
+//! Splits are drawn per *group*, never per file, so a fake and the real it was made from (or
+//! two clips of one person) can never sit on both sides.
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, ensure, Context, Result};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Label {
+    Real,
+    Fake,
+}
+
+impl Label {
+    pub fn is_fake(self) -> bool {
+        self == Label::Fake
+    }
+}
+
+/// How faces are taken from an input at extraction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FacesMode {
+    /// Run the face detector (videos, full frames).
+    Detect,
+    /// The input already is a face crop.
+    Whole,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ManifestRow {
+    pub path: PathBuf,
+    pub label: Label,
+    /// Items that must stay on one side of a split share a group (default: the path itself).
+    #[serde(default)]
+    pub group: String,
+    #[serde(default = "default_faces")]
+    pub faces: FacesMode,
+}
+
+fn default_faces() -> FacesMode {
+    FacesMode::Detect
+}
+
+/// Reads a CSV manifest (header `path,label[,group][,faces]`); relative paths are taken from
+/// the manifest's folder. Alternatively `source` may be a folder with `real/` and `fake/`.
+pub fn read_manifest(source: &Path) -> Result<Vec<ManifestRow>> {
+    if source.is_dir() {
+        return manifest_from_folders(source);
+    }
+    let base = source.parent().unwrap_or(Path::new("."));
+    let mut reader = csv::Reader::from_path(source).with_context(|| format!("reading manifest {}", source.display()))?;
+    let mut rows = Vec::new();
+    for (i, row) in reader.deserialize::<ManifestRow>().enumerate() {
+        let mut row = row.with_context(|| format!("{} row {}", source.display(), i + 2))?;
+        if row.path.is_relative() {
+            row.path = base.join(&row.path);
+        }
+        if row.group.is_empty() {
+            row.group = row.path.to_string_lossy().into_owned();
+        }
+        rows.push(row);
+    }
+    ensure!(!rows.is_empty(), "{} lists no inputs", source.display());
+    Ok(rows)
+}
+
+fn manifest_from_folders(dir: &Path) -> Result<Vec<ManifestRow>> {
+    let mut rows = Vec::new();
+    for (sub, label) in [("real", Label::Real), ("fake", Label::Fake)] {
+        for input in crate::inputs::expand(vec![dir.join(sub)]).filter(|i| i.problem.is_none()) {
+            let group = input.path.to_string_lossy().into_owned();
+            rows.push(ManifestRow { path: input.path, label, group, faces: FacesMode::Detect });
+        }
+    }
+    if rows.is_empty() {
+        bail!("{} has no media under real/ or fake/", dir.display());
+    }
+    Ok(rows)
+}
+
+/// One cached crop (a row of `index.csv`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CropRecord {
+    /// PNG file, relative to the cache folder.
+    pub file: String,
+    pub label: Label,
+    pub group: String,
+    /// The input the crop came from (the unit of video-level metrics).
+    pub source: String,
+    pub frame: usize,
+    pub pts_s: f64,
+    pub confidence: f32,
+}
+
+pub const INDEX_FILE: &str = "index.csv";
+
+/// A crop cache folder: `index.csv` and the PNGs it names.
+pub struct CropSet {
+    pub dir: PathBuf,
+    pub records: Vec<CropRecord>,
+}
+
+impl CropSet {
+    pub fn open(dir: &Path) -> Result<Self> {
+        let index = dir.join(INDEX_FILE);
+        let mut reader = csv::Reader::from_path(&index).with_context(|| format!("reading {} (run `dfscan extract` first)", index.display()))?;
+        let records = reader.deserialize().collect::<Result<Vec<CropRecord>, _>>().with_context(|| format!("parsing {}", index.display()))?;
+        ensure!(!records.is_empty(), "{} holds no crops", index.display());
+        Ok(Self { dir: dir.to_path_buf(), records })
+    }
+
+    /// Indices of the records in `split`.
+    pub fn split(&self, split: Split, plan: &SplitPlan) -> Vec<usize> {
+        (0..self.records.len()).filter(|&i| plan.split_of(&self.records[i].group) == split).collect()
+    }
+
+    /// Loads the RGB pixels of the crop `i`, resized to `size` if stored at another size.
+    pub fn load_rgb(&self, i: usize, size: i32) -> Result<Vec<u8>> {
+        crate::faces::crop::read_rgb_png(&self.dir.join(&self.records[i].file), size)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    Train,
+    Val,
+    Test,
+}
+
+/// A deterministic group -> split assignment: each group lands where a seeded hash of its
+/// name falls, so the assignment is stable across runs and never depends on file order.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SplitPlan {
+    pub seed: u64,
+    pub val_fraction: f64,
+    pub test_fraction: f64,
+}
+
+impl SplitPlan {
+    pub fn split_of(&self, group: &str) -> Split {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&self.seed.to_le_bytes());
+        hasher.update(group.as_bytes());
+        let bytes: [u8; 8] = hasher.finalize().as_bytes()[..8].try_into().expect("8 bytes");
+        let u = u64::from_le_bytes(bytes) as f64 / u64::MAX as f64;
+        if u < self.test_fraction {
+            Split::Test
+        } else if u < self.test_fraction + self.val_fraction {
+            Split::Val
+        } else {
+            Split::Train
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn a_group_never_straddles_splits() {
+        let plan = SplitPlan { seed: 7, val_fraction: 0.15, test_fraction: 0.15 };
+        let mut seen: HashMap<String, Split> = HashMap::new();
+        // 400 groups with 5 items each, visited in an interleaved order.
+        for item in 0..5 {
+            for g in 0..400 {
+                let group = format!("group-{g}");
+                let split = plan.split_of(&group);
+                assert_eq!(*seen.entry(group).or_insert(split), split, "item {item} of group {g}");
+            }
+        }
+        let count = |s: Split| seen.values().filter(|&&v| v == s).count();
+        // Fractions are close to the plan (400 draws: within a few percent).
+        assert!((40..=80).contains(&count(Split::Val)), "val {}", count(Split::Val));
+        assert!((40..=80).contains(&count(Split::Test)), "test {}", count(Split::Test));
+        // Another seed gives another assignment.
+        let other = SplitPlan { seed: 8, ..plan };
+        assert!(seen.iter().any(|(g, s)| other.split_of(g) != *s));
+    }
+
+    #[test]
+    fn manifest_reads_relative_paths_and_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("m.csv");
+        std::fs::write(&csv, "path,label,group,faces\nclips/a.mp4,fake,pair1,detect\nb.jpg,real,,whole\n").unwrap();
+        let rows = read_manifest(&csv).unwrap();
+        assert_eq!(rows[0].path, dir.path().join("clips/a.mp4"));
+        assert_eq!((rows[0].label, rows[0].group.as_str()), (Label::Fake, "pair1"));
+        assert_eq!(rows[1].faces, FacesMode::Whole);
+        assert_eq!(rows[1].group, dir.path().join("b.jpg").to_string_lossy());
+    }
+}

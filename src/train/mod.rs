@@ -1,0 +1,3 @@
+//! Training: labelled inputs -> cached face crops (extract) -> a fitted model (trainer).
+pub mod dataset;
+pub mod extract;

@@ -5,6 +5,7 @@
 //! -> [`aggregate`] -> [`report`] -> [`output`]. [`pipeline`] wires the stages together.
 pub mod aggregate;
 pub mod decode;
+pub mod eval;
 pub mod faces;
 pub mod inputs;
 pub mod models;

@@ -7,6 +7,7 @@
 pub mod aggregate;
 pub mod bench;
 pub mod decode;
+pub mod eval;
 pub mod faces;
 pub mod inputs;
 pub mod models;

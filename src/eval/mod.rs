@@ -1,0 +1,11 @@
+//! Evaluation of scored, labelled splits: binary metrics (AUC, AP, EER, log loss, confusion),
+//! out-of-distribution metrics (AUROC, AUPR-In/Out, FPR at 95% TPR, detection error), and ROC
+//! plots. Pure functions of scores and labels: nothing here prints, and only [`plot`] writes.
+pub mod metrics;
+pub mod plot;
+
+pub use metrics::{
+    aupr_in, aupr_out, average_precision, detection_error, eer, fpr_at_tpr, log_loss, roc_auc,
+    roc_curve, BinaryMetrics, Confusion, Eer, OodMetrics, RocPoint,
+};
+pub use plot::{roc_png, RocSeries, ROC_PNG_SIZE};

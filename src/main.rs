@@ -209,7 +209,7 @@ fn eval(args: EvalArgs) -> Result<()> {
         let clean = &report.conditions[0];
         let series = [("video", &clean.video), ("frame", &clean.frame)]
             .into_iter()
-            .map(|(name, level)| RocSeries { name: name.to_string(), points: level.roc.clone(), auc: level.metrics.auc })
+            .filter_map(|(name, level)| Some(RocSeries { name: name.to_string(), points: level.roc.clone(), auc: level.metrics.auc? }))
             .collect::<Vec<_>>();
         roc_png(path, &series, &format!("{} on {:?}", report.model.weights, report.split))?;
     }

@@ -9,7 +9,7 @@ use anyhow::{ensure, Result};
 use serde::Serialize;
 use tch::Tensor;
 
-use super::metrics::{roc_curve, BinaryMetrics};
+use super::metrics::{roc_curve, BinaryMetrics, RocPoint};
 use crate::aggregate::{self, Strategy};
 use crate::models::{FaceModel, ModelId};
 use crate::train::augment::Perturbation;
@@ -29,8 +29,8 @@ pub struct EvalConfig {
 #[derive(Clone, Debug, Serialize)]
 pub struct LevelResult {
     pub metrics: BinaryMetrics,
-    /// ROC points (false positive rate, true positive rate).
-    pub roc: Vec<(f64, f64)>,
+    /// ROC points; empty when one class is missing.
+    pub roc: Vec<RocPoint>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -102,7 +102,7 @@ fn condition(name: &str, model: &FaceModel, pixels: &[Vec<u8>], labels: &[bool],
         .unzip();
     let level = |scores: &[f32], labels: &[bool]| LevelResult {
         metrics: BinaryMetrics::compute(scores, labels, cfg.threshold),
-        roc: roc_curve(scores, labels).into_iter().map(|(fpr, tpr, _)| (fpr, tpr)).collect(),
+        roc: roc_curve(scores, labels).unwrap_or_default(),
     };
     Ok(Condition { condition: name.to_string(), frame: level(&scores, labels), video: level(&video_scores, &video_labels) })
 }

@@ -1,6 +1,8 @@
 //! Evaluation of scored, labelled splits: binary metrics (AUC, AP, EER, log loss, confusion),
 //! out-of-distribution metrics (AUROC, AUPR-In/Out, FPR at 95% TPR, detection error), and ROC
 //! plots. Pure functions of scores and labels: nothing here prints, and only [`plot`] writes.
+//! [`evaluate`] runs a model over a crop cache and computes them all.
+pub mod evaluate;
 pub mod metrics;
 pub mod plot;
 

@@ -232,7 +232,7 @@ fn validate(net: &dyn ModuleT, set: &Examples, pre: &models::Preprocess, cfg: &T
     }
     let logits = logits_of(net, &set.pixels, pre, cfg.device, cfg.batch_size)?;
     let probs: Vec<f32> = logits.iter().map(|&l| crate::aggregate::sigmoid(l)).collect();
-    let loss = crate::eval::metrics::log_loss(&probs, &set.fake);
+    let loss = crate::eval::metrics::log_loss(&probs, &set.fake).unwrap_or(f64::NAN);
     let frame_auc = roc_auc(&probs, &set.fake);
     let mut per_source: BTreeMap<&str, (f32, usize, bool)> = BTreeMap::new();
     for ((p, fake), source) in probs.iter().zip(&set.fake).zip(&set.source) {

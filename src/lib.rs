@@ -11,3 +11,4 @@ pub mod models;
 pub mod output;
 pub mod pipeline;
 pub mod report;
+pub mod train;

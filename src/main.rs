@@ -144,6 +144,7 @@ fn train(args: TrainArgs) -> Result<()> {
         resume: args.resume,
         max_steps_per_epoch: args.max_steps_per_epoch,
         command_line: std::env::args().collect::<Vec<_>>().join(" "),
+        pretrained: pretrained_start(args.arch)?,
     };
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(indicatif::ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg}").expect("valid template"));
@@ -155,6 +156,9 @@ fn train(args: TrainArgs) -> Result<()> {
         TrainEvent::Start { train_crops, val_crops, steps_per_epoch, start_epoch } => {
             eprintln!("dfscan: training {} on {train_crops} crops, validating on {val_crops}, from epoch {}", cfg.arch.name(), start_epoch + 1);
             bar.set_length(steps_per_epoch as u64);
+        }
+        TrainEvent::Pretrained { path, missing } => {
+            eprintln!("dfscan: started from {} (new, untrained: {})", path.display(), missing.join(", "));
         }
         TrainEvent::Step { epoch, loss } => {
             let smoothed = running_loss.map_or(loss, |r| 0.9 * r + 0.1 * loss);
@@ -177,6 +181,20 @@ fn train(args: TrainArgs) -> Result<()> {
         best.and_then(|r| r.val_video_auc).map_or("n/a".into(), |a| format!("{a:.4}"))
     );
     Ok(())
+}
+
+/// The pretrained start of `arch`, imported on first use from the file the set-up fetched.
+fn pretrained_start(arch: models::Arch) -> Result<Option<std::path::PathBuf>> {
+    let Some(path) = models::pretrained_weights(arch) else { return Ok(None) };
+    if !path.is_file() {
+        let raw = models::models_dir().join("public/efficientnet-lite0-57934424.safetensors");
+        if !raw.is_file() {
+            bail!("{} needs its ImageNet weights: run scripts/setup.sh", arch.name());
+        }
+        models::import::import(arch, &raw, &path, &models::import::default_python())?;
+        eprintln!("dfscan: imported {} -> {}", raw.display(), path.display());
+    }
+    Ok(Some(path))
 }
 
 fn eval(args: EvalArgs) -> Result<()> {

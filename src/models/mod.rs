@@ -4,6 +4,7 @@
 //! Every model maps a batch of RGB face crops to one logit per crop for "fake"; the models stage
 //! turns logits into P(fake). Which way the network's own output points, and how its input is
 //! normalised, is stored with the weights (`weights::Header`), never assumed.
+pub mod efficientnet;
 pub mod import;
 pub mod meso;
 pub mod weights;
@@ -23,6 +24,10 @@ pub use weights::{Header, NetworkConfig, OutputClass, Preprocess};
 pub enum Arch {
     Meso4,
     Mesoinception4,
+    /// EfficientNet-Lite0 with a one-logit head, from ImageNet weights.
+    #[value(name = "efficientnet-lite0")]
+    #[serde(rename = "efficientnet-lite0")]
+    EfficientnetLite0,
 }
 
 impl Arch {
@@ -30,6 +35,7 @@ impl Arch {
         match self {
             Arch::Meso4 => "meso4",
             Arch::Mesoinception4 => "mesoinception4",
+            Arch::EfficientnetLite0 => "efficientnet-lite0",
         }
     }
 }
@@ -78,6 +84,7 @@ pub struct FaceModel {
 pub fn build_network(root: &nn::Path, config: &NetworkConfig) -> Box<dyn ModuleT> {
     match config {
         NetworkConfig::Meso(cfg) => Box::new(meso::MesoNet::new(root, cfg)),
+        NetworkConfig::EfficientNet(cfg) => Box::new(efficientnet::EfficientNetLite::new(root, cfg)),
     }
 }
 
@@ -86,7 +93,53 @@ pub fn training_spec(arch: Arch) -> (NetworkConfig, Preprocess) {
     match arch {
         Arch::Meso4 => (NetworkConfig::Meso(meso::MesoConfig::meso4_torch()), Preprocess::meso_torch()),
         Arch::Mesoinception4 => (NetworkConfig::Meso(meso::MesoConfig::mesoinception4_torch()), Preprocess::meso_torch()),
+        // The preprocessing its ImageNet backbone was trained with (init_from_pretrained).
+        Arch::EfficientnetLite0 => {
+            (NetworkConfig::EfficientNet(efficientnet::EfficientNetConfig::lite0()), Preprocess::efficientnet_lite())
+        }
     }
+}
+
+/// Where `dfscan import` puts an architecture's public pretrained weights (a training start,
+/// not a scan model), when it has any: see scripts/setup.sh.
+pub fn pretrained_weights(arch: Arch) -> Option<PathBuf> {
+    match arch {
+        Arch::Meso4 | Arch::Mesoinception4 => None,
+        Arch::EfficientnetLite0 => Some(models_dir().join("public/efficientnet-lite0-imagenet.safetensors")),
+    }
+}
+
+/// Copies into `vs` every tensor of the safetensors file `path` (e.g. a backbone-only import)
+/// and returns, sorted, the names of the variables it did not have: those keep the
+/// initialisation they were built with (for an ImageNet import: the new head, `_fc.*`).
+/// Training only; scan loads strictly ([`FaceModel::load`]). A tensor that `vs` lacks, or of
+/// another shape, is an error: the file belongs to another network.
+pub fn init_from_pretrained(vs: &mut nn::VarStore, path: &Path) -> Result<Vec<String>> {
+    let stored: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(path)
+        .with_context(|| format!("reading pretrained weights {}", path.display()))?
+        .into_iter()
+        .collect();
+    let mut vars = vs.variables();
+    let mut unexpected: Vec<&String> = stored.keys().filter(|k| !vars.contains_key(*k)).collect();
+    if !unexpected.is_empty() {
+        unexpected.sort();
+        bail!("{}: tensors the network does not have: {unexpected:?}", path.display());
+    }
+    let mut missing = Vec::new();
+    tch::no_grad(|| -> Result<()> {
+        for (name, var) in vars.iter_mut() {
+            match stored.get(name) {
+                None => missing.push(name.clone()),
+                Some(src) if src.size() != var.size() => {
+                    bail!("{}: shape mismatch for {name}: file {:?}, network {:?}", path.display(), src.size(), var.size())
+                }
+                Some(src) => var.f_copy_(&src.to_kind(var.kind()))?,
+            }
+        }
+        Ok(())
+    })?;
+    missing.sort();
+    Ok(missing)
 }
 
 impl FaceModel {
@@ -103,6 +156,14 @@ impl FaceModel {
         let unexpected: Vec<&String> = stored.iter().filter(|k| !expected.contains(k)).collect();
         if !unexpected.is_empty() {
             bail!("{}: tensors the {:?} network does not have: {unexpected:?}", path.display(), header.network.arch_name());
+        }
+        let missing: Vec<&String> = expected.iter().filter(|k| !stored.contains(k)).collect();
+        if !missing.is_empty() {
+            bail!(
+                "{}: lacks {missing:?} of the {:?} network (a backbone-only import such as ImageNet weights is a starting point for `dfscan train`, not a scan model)",
+                path.display(),
+                header.network.arch_name()
+            );
         }
         vs.load(path).with_context(|| format!("loading {}", path.display()))?;
         let id = ModelId {

@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
+use super::efficientnet::{self, EfficientNetConfig};
 use super::meso::MesoConfig;
 
 const METADATA_KEY: &str = "dfscan";
@@ -41,6 +42,15 @@ impl Preprocess {
     pub fn meso_keras() -> Self {
         Self { input_size: 256, mean: [0.0; 3], std: [1.0; 3], output: OutputClass::Real }
     }
+    /// EfficientNet-Lite at its ImageNet resolution and normalisation (see `efficientnet`), P(fake).
+    pub fn efficientnet_lite() -> Self {
+        Self {
+            input_size: efficientnet::INPUT_SIZE,
+            mean: efficientnet::MEAN_RGB,
+            std: efficientnet::STD_RGB,
+            output: OutputClass::Fake,
+        }
+    }
 }
 
 /// Architecture-specific hyper-parameters, tagged by architecture family.
@@ -48,6 +58,7 @@ impl Preprocess {
 #[serde(tag = "family", rename_all = "lowercase")]
 pub enum NetworkConfig {
     Meso(MesoConfig),
+    EfficientNet(EfficientNetConfig),
 }
 
 impl NetworkConfig {
@@ -57,6 +68,8 @@ impl NetworkConfig {
                 super::meso::MesoArch::Meso4 => "meso4",
                 super::meso::MesoArch::MesoInception4 => "mesoinception4",
             },
+            NetworkConfig::EfficientNet(cfg) if cfg.width == 1.0 && cfg.depth == 1.0 => "efficientnet-lite0",
+            NetworkConfig::EfficientNet(_) => "efficientnet-lite",
         }
     }
 }

@@ -48,6 +48,9 @@ pub struct TrainConfig {
     pub max_steps_per_epoch: Option<usize>,
     /// The command that started training, recorded in the weights' provenance.
     pub command_line: String,
+    /// Pretrained weights to start from (e.g. the ImageNet backbone of EfficientNet-Lite0);
+    /// the variables they lack (the new head) keep their initialisation.
+    pub pretrained: Option<PathBuf>,
 }
 
 /// Cosine decay from `base` to 0 over `total` steps.
@@ -70,6 +73,8 @@ pub struct EpochReport {
 
 pub enum TrainEvent<'a> {
     Start { train_crops: usize, val_crops: usize, steps_per_epoch: usize, start_epoch: usize },
+    /// Started from pretrained weights; these variables were not in them.
+    Pretrained { path: &'a Path, missing: &'a [String] },
     Step { epoch: usize, loss: f64 },
     Epoch(&'a EpochReport),
 }
@@ -120,6 +125,9 @@ pub fn train(set: &CropSet, cfg: &TrainConfig, mut on_event: impl FnMut(TrainEve
     if cfg.resume && state_path.is_file() {
         state = serde_json::from_str(&std::fs::read_to_string(&state_path)?).context("reading the training state")?;
         vs.load(&last_path).with_context(|| format!("resuming from {}", last_path.display()))?;
+    } else if let Some(path) = &cfg.pretrained {
+        let missing = models::init_from_pretrained(&mut vs, path)?;
+        on_event(TrainEvent::Pretrained { path, missing: &missing });
     }
     let mut opt = nn::AdamW { wd: cfg.weight_decay, ..Default::default() }.build(&vs, cfg.learning_rate)?;
 

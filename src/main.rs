@@ -11,7 +11,7 @@ use cli::{Cli, Command, FacesMode, ImportArgs, ScanArgs};
 use dfscan::decode::Sampling;
 use dfscan::models::{self, FaceModel};
 use dfscan::output::Printer;
-use dfscan::pipeline::{self, FaceSource, ScanConfig};
+use dfscan::pipeline::{self, Control, FaceSource, ScanConfig};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -60,10 +60,17 @@ fn scan(args: ScanArgs) -> Result<i32> {
         batch_size: args.batch_size.max(1),
         per_frame: args.per_frame,
     };
+    let control = Control {
+        timeout: match args.timeout {
+            Some(secs) if secs > 0.0 && secs.is_finite() => Some(std::time::Duration::from_secs_f64(secs)),
+            Some(secs) => bail!("--timeout must be a positive number of seconds, got {secs}"),
+            None => None,
+        },
+    };
     let progress = !args.quiet && std::io::stderr().is_terminal();
     let mut printer = Printer::new(std::io::stdout().lock(), progress);
     let inputs = dfscan::inputs::expand(args.paths);
-    pipeline::run(inputs, face_source, model, cfg, |event| printer.handle(event))?;
+    pipeline::run_with(inputs, face_source, model, cfg, &control, |event| printer.handle(event))?;
     printer.finish();
     if printer.stdout_closed {
         return Ok(0);

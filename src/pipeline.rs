@@ -8,11 +8,17 @@
 //! size of the input. Shutdown starts at the inputs: when they run out, each stage drains its
 //! queue, drops its sender, and the next one follows. If the caller stops listening (e.g. a
 //! closed stdout), every send fails and the stages unwind the same way.
+//!
+//! One input cannot hurt the others: a panic while processing it becomes its error line
+//! ([`guarded`]), and with [`Control::timeout`] an input that takes too long is abandoned:
+//! decode polls its deadline between packets (and FFmpeg while reading), the faces stage
+//! between frames, so nothing is killed and the next input starts at once.
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -47,6 +53,15 @@ pub struct ScanConfig {
     pub per_frame: bool,
 }
 
+/// How a run is steered from outside its data.
+#[derive(Clone, Debug, Default)]
+pub struct Control {
+    /// An input still in progress this long after it was opened is abandoned with an error
+    /// line. Its clock starts when decode opens it, so it includes waiting behind the frames
+    /// of the input before it (at most `FRAME_QUEUE` + `CROP_QUEUE` frames).
+    pub timeout: Option<Duration>,
+}
+
 /// How faces are found: a detector, or the whole frame as one face (`--faces none`).
 pub enum FaceSource {
     Detector(Box<dyn FaceDetector>),
@@ -69,6 +84,32 @@ struct JobStart {
     path: PathBuf,
     started: Instant,
     video: Option<VideoSummary>,
+    stop: Stopper,
+}
+
+/// Says when one input's processing must be abandoned, and why; every stage polls it.
+#[derive(Clone)]
+struct Stopper {
+    deadline: Option<(Instant, Duration)>,
+}
+
+impl Stopper {
+    fn new(started: Instant, control: &Control) -> Self {
+        Self { deadline: control.timeout.map(|t| (started + t, t)) }
+    }
+
+    fn reason(&self) -> Option<String> {
+        match self.deadline {
+            Some((at, limit)) if Instant::now() >= at => Some(format!("timed out after {} s (--timeout)", limit.as_secs_f64())),
+            _ => None,
+        }
+    }
+
+    /// The error to report: the stop reason if there is one (a decode error after an interrupt
+    /// only says "interrupted"), else `error` itself.
+    fn explain(&self, error: anyhow::Error) -> String {
+        self.reason().unwrap_or_else(|| format!("{error:#}"))
+    }
 }
 
 /// What flows between stages: a job's start, its items in order, then its end.
@@ -92,6 +133,18 @@ pub fn run(
     face_source: FaceSource,
     model: FaceModel,
     cfg: ScanConfig,
+    on_event: impl FnMut(Event) -> bool,
+) -> Result<()> {
+    run_with(inputs, face_source, model, cfg, &Control::default(), on_event)
+}
+
+/// [`run`], steered by `control`.
+pub fn run_with(
+    inputs: impl Iterator<Item = Input> + Send + 'static,
+    face_source: FaceSource,
+    model: FaceModel,
+    cfg: ScanConfig,
+    control: &Control,
     mut on_event: impl FnMut(Event) -> bool,
 ) -> Result<()> {
     let (job_tx, job_rx) = bounded::<Input>(JOB_QUEUE);
@@ -111,8 +164,8 @@ pub fn run(
     })?;
     let stages = vec![
         {
-            let (events, cfg) = (event_tx.clone(), cfg.clone());
-            thread::Builder::new().name("decode".into()).spawn(move || decode_stage(job_rx, frame_tx, events, cfg.sampling))?
+            let (events, cfg, control) = (event_tx.clone(), cfg.clone(), control.clone());
+            thread::Builder::new().name("decode".into()).spawn(move || decode_stage(job_rx, frame_tx, events, cfg.sampling, control))?
         },
         {
             let (events, size, margin) = (event_tx.clone(), model.input_size() as i32, cfg.margin);
@@ -144,12 +197,16 @@ fn guarded<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
     })
 }
 
-fn decode_stage(jobs: Receiver<Input>, out: Sender<Msg<Frame>>, events: Sender<Event>, sampling: Sampling) {
+fn decode_stage(jobs: Receiver<Input>, out: Sender<Msg<Frame>>, events: Sender<Event>, sampling: Sampling, control: Control) {
     for (id, input) in jobs.iter().enumerate() {
         let started = Instant::now();
+        let stop = Stopper::new(started, &control);
         let opened = match input.problem {
             Some(problem) => Err(anyhow!(problem)),
-            None => guarded(|| VideoSource::open(&input.path)),
+            None => {
+                let poll = stop.clone();
+                guarded(|| VideoSource::open_interruptible(&input.path, Arc::new(move || poll.reason().is_some())))
+            }
         };
         let (source, video) = match opened {
             Ok(source) => {
@@ -159,8 +216,9 @@ fn decode_stage(jobs: Receiver<Input>, out: Sender<Msg<Frame>>, events: Sender<E
             }
             Err(e) => {
                 let _ = events.send(Event::Started { id, path: input.path.clone(), planned_frames: Some(0) });
-                let start = JobStart { id, path: input.path, started, video: None };
-                if out.send(Msg::Start(start)).is_err() || out.send(Msg::End(id, Some(format!("{e:#}")))).is_err() {
+                let error = stop.explain(e);
+                let start = JobStart { id, path: input.path, started, video: None, stop };
+                if out.send(Msg::Start(start)).is_err() || out.send(Msg::End(id, Some(error))).is_err() {
                     return;
                 }
                 continue;
@@ -169,7 +227,7 @@ fn decode_stage(jobs: Receiver<Input>, out: Sender<Msg<Frame>>, events: Sender<E
         let source = source.expect("opened");
         let mut sampler = Sampler::new(sampling, source.info.duration_s);
         let _ = events.send(Event::Started { id, path: input.path.clone(), planned_frames: sampler.planned() });
-        if out.send(Msg::Start(JobStart { id, path: input.path, started, video })).is_err() {
+        if out.send(Msg::Start(JobStart { id, path: input.path, started, video, stop: stop.clone() })).is_err() {
             return;
         }
         let mut downstream_gone = false;
@@ -179,7 +237,7 @@ fn decode_stage(jobs: Receiver<Input>, out: Sender<Msg<Frame>>, events: Sender<E
                 Ok(!downstream_gone)
             })
         });
-        if downstream_gone || out.send(Msg::End(id, result.err().map(|e| format!("{e:#}")))).is_err() {
+        if downstream_gone || out.send(Msg::End(id, result.err().map(|e| stop.explain(e)))).is_err() {
             return;
         }
     }
@@ -195,11 +253,21 @@ fn faces_stage(
 ) {
     // The first failure of each job; its later frames are skipped.
     let mut failed: HashMap<usize, String> = HashMap::new();
+    let mut stops: HashMap<usize, Stopper> = HashMap::new();
     for msg in frames.iter() {
         let forward = match msg {
-            Msg::Start(start) => Msg::Start(start),
+            Msg::Start(start) => {
+                stops.insert(start.id, start.stop.clone());
+                Msg::Start(start)
+            }
             Msg::Item(id, _) if failed.contains_key(&id) => continue,
             Msg::Item(id, frame) => {
+                // Frames of an abandoned input are dropped here, so decode is never left
+                // waiting behind a queue of frames nobody will use.
+                if let Some(reason) = stops.get(&id).and_then(Stopper::reason) {
+                    failed.insert(id, reason);
+                    continue;
+                }
                 let _ = events.try_send(Event::FrameDone { id });
                 match guarded(|| faces_in_frame(&mut source, &frame, crop_size, margin)) {
                     Ok(faces) => Msg::Item(id, faces),
@@ -209,7 +277,10 @@ fn faces_stage(
                     }
                 }
             }
-            Msg::End(id, error) => Msg::End(id, error.or_else(|| failed.remove(&id))),
+            Msg::End(id, error) => {
+                stops.remove(&id);
+                Msg::End(id, error.or_else(|| failed.remove(&id)))
+            }
         };
         if out.send(forward).is_err() {
             return;

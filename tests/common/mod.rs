@@ -80,3 +80,26 @@ pub fn ffmpeg(args: &[&str]) {
     let status = Command::new("ffmpeg").args(["-v", "error", "-y"]).args(args).status().expect("ffmpeg runs");
     assert!(status.success(), "ffmpeg {args:?} failed");
 }
+
+/// Like [`dfscan`], with arguments that need not be UTF-8. A run still going after `limit` is
+/// killed and fails the test: a hang guard set far above a normal run, not a speed check.
+pub fn dfscan_guarded<S: AsRef<std::ffi::OsStr>>(args: &[S], limit: std::time::Duration) -> Output {
+    let child = Command::new(env!("CARGO_BIN_EXE_dfscan"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("dfscan runs");
+    let (pid, started) = (child.id(), std::time::Instant::now());
+    let reader = std::thread::spawn(move || child.wait_with_output().unwrap());
+    while !reader.is_finished() {
+        if started.elapsed() > limit {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            let out = reader.join().unwrap();
+            panic!("dfscan hung past {limit:?}; stderr: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    reader.join().unwrap()
+}

@@ -375,6 +375,11 @@ fn finish(job: JobState, error: Option<String>, model: &FaceModel, cfg: &ScanCon
     let error = error.or_else(|| {
         scores.is_empty().then(|| format!("no face found in {} sampled frames", job.frames.len()))
     });
+    // A broken model is an error, not a verdict: NaN compares as "real" and prints as null.
+    let error = error.or_else(|| {
+        let bad = scores.iter().filter(|s| !s.is_finite()).count();
+        (bad > 0).then(|| format!("the model gave no finite score for {bad} of {} faces", scores.len()))
+    });
     let score = if error.is_none() { aggregate::video_score(&scores, cfg.aggregate) } else { None };
     VideoReport {
         schema_version: SCHEMA_VERSION,

@@ -7,7 +7,9 @@
 //! `FRAME_QUEUE` decoded frames and `CROP_QUEUE` frames' crops wait at any time, whatever the
 //! size of the input. Shutdown starts at the inputs: when they run out, each stage drains its
 //! queue, drops its sender, and the next one follows. If the caller stops listening (e.g. a
-//! closed stdout), every send fails and the stages unwind the same way.
+//! closed stdout), every send fails and the stages unwind the same way. A [`Shutdown`] (Ctrl-C)
+//! ends the inputs early the same way: decode takes no new input, what is in flight finishes;
+//! a second one abandons that too.
 //!
 //! One input cannot hurt the others: a panic while processing it becomes its error line
 //! ([`guarded`]), and with [`Control::timeout`] an input that takes too long is abandoned:
@@ -16,12 +18,13 @@
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
-use crossbeam_channel::{bounded, Receiver, Sender};
+use crossbeam_channel::{bounded, select, Receiver, Sender};
 use tch::Tensor;
 
 use crate::aggregate::{self, Strategy};
@@ -60,6 +63,72 @@ pub struct Control {
     /// line. Its clock starts when decode opens it, so it includes waiting behind the frames
     /// of the input before it (at most `FRAME_QUEUE` + `CROP_QUEUE` frames).
     pub timeout: Option<Duration>,
+    pub shutdown: Shutdown,
+}
+
+/// Ends a run from outside (Ctrl-C): [`stop`](Self::stop) takes no new input and lets the
+/// inputs in flight finish; [`abort`](Self::abort) abandons those too, with "interrupted" lines.
+#[derive(Clone)]
+pub struct Shutdown(Arc<ShutdownState>);
+
+struct ShutdownState {
+    stopping: AtomicBool,
+    aborting: AtomicBool,
+    /// Dropped by `stop`, which wakes decode where it waits for the next input.
+    wake_tx: Mutex<Option<Sender<()>>>,
+    wake_rx: Receiver<()>,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        let (wake_tx, wake_rx) = bounded(0);
+        let state = ShutdownState { stopping: AtomicBool::new(false), aborting: AtomicBool::new(false), wake_tx: Mutex::new(Some(wake_tx)), wake_rx };
+        Self(Arc::new(state))
+    }
+}
+
+impl std::fmt::Debug for Shutdown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shutdown").field("stopping", &self.is_stopping()).field("aborting", &self.is_aborting()).finish()
+    }
+}
+
+impl Shutdown {
+    pub fn stop(&self) {
+        self.0.stopping.store(true, Ordering::SeqCst);
+        self.0.wake_tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
+    pub fn abort(&self) {
+        self.0.aborting.store(true, Ordering::SeqCst);
+        self.stop();
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.0.stopping.load(Ordering::SeqCst)
+    }
+
+    pub fn is_aborting(&self) -> bool {
+        self.0.aborting.load(Ordering::SeqCst)
+    }
+
+    /// The first SIGINT or SIGTERM stops, the second aborts. Takes over both signals for the
+    /// rest of the process.
+    pub fn on_signals(&self) -> Result<()> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+        let shutdown = self.clone();
+        thread::Builder::new().name("signals".into()).spawn(move || {
+            for _ in signals.forever() {
+                if shutdown.is_stopping() {
+                    shutdown.abort();
+                } else {
+                    shutdown.stop();
+                }
+            }
+        })?;
+        Ok(())
+    }
 }
 
 /// How faces are found: a detector, or the whole frame as one face (`--faces none`).
@@ -91,14 +160,18 @@ struct JobStart {
 #[derive(Clone)]
 struct Stopper {
     deadline: Option<(Instant, Duration)>,
+    shutdown: Shutdown,
 }
 
 impl Stopper {
     fn new(started: Instant, control: &Control) -> Self {
-        Self { deadline: control.timeout.map(|t| (started + t, t)) }
+        Self { deadline: control.timeout.map(|t| (started + t, t)), shutdown: control.shutdown.clone() }
     }
 
     fn reason(&self) -> Option<String> {
+        if self.shutdown.is_aborting() {
+            return Some("interrupted".into());
+        }
         match self.deadline {
             Some((at, limit)) if Instant::now() >= at => Some(format!("timed out after {} s (--timeout)", limit.as_secs_f64())),
             _ => None,
@@ -151,11 +224,15 @@ pub fn run_with(
     let (frame_tx, frame_rx) = bounded::<Msg<Frame>>(FRAME_QUEUE);
     let (crop_tx, crop_rx) = bounded::<Msg<FacesInFrame>>(CROP_QUEUE);
     let (event_tx, event_rx) = bounded::<Event>(EVENT_QUEUE);
+    let (models_done_tx, models_done_rx) = bounded::<()>(0);
 
     // Not joined: it may be blocked reading stdin, and it ends with the process anyway.
-    let events = event_tx.clone();
+    let (events, shutdown) = (event_tx.clone(), control.shutdown.clone());
     thread::Builder::new().name("inputs".into()).spawn(move || {
         for input in inputs {
+            if shutdown.is_stopping() {
+                break;
+            }
             let _ = events.try_send(Event::Queued);
             if job_tx.send(input).is_err() {
                 break;
@@ -171,11 +248,29 @@ pub fn run_with(
             let (events, size, margin) = (event_tx.clone(), model.input_size() as i32, cfg.margin);
             thread::Builder::new().name("faces".into()).spawn(move || faces_stage(frame_rx, crop_tx, events, face_source, size, margin))?
         },
-        thread::Builder::new().name("models".into()).spawn(move || models_stage(crop_rx, event_tx, model, cfg))?,
+        // `models_done` closes when this thread ends, however it ends.
+        thread::Builder::new().name("models".into()).spawn(move || {
+            let _models_done = models_done_tx;
+            models_stage(crop_rx, event_tx, model, cfg)
+        })?,
     ];
-    for event in event_rx.iter() {
-        if !on_event(event) {
-            break;
+    // The inputs thread holds a sender too and may never end (stdin, watch), so the end of
+    // the models stage, not of the channel, ends the run.
+    loop {
+        select! {
+            recv(event_rx) -> event => {
+                if !event.is_ok_and(|event| on_event(event)) {
+                    break;
+                }
+            }
+            recv(models_done_rx) -> _ => {
+                for event in event_rx.try_iter() {
+                    if !on_event(event) {
+                        break;
+                    }
+                }
+                break;
+            }
         }
     }
     drop(event_rx);
@@ -198,7 +293,18 @@ fn guarded<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
 }
 
 fn decode_stage(jobs: Receiver<Input>, out: Sender<Msg<Frame>>, events: Sender<Event>, sampling: Sampling, control: Control) {
-    for (id, input) in jobs.iter().enumerate() {
+    for id in 0.. {
+        let input = select! {
+            recv(jobs) -> input => match input {
+                Ok(input) => input,
+                Err(_) => return,
+            },
+            recv(control.shutdown.0.wake_rx) -> _ => return,
+        };
+        // Both may have been ready: a stop wins over a queued input.
+        if control.shutdown.is_stopping() {
+            return;
+        }
         let started = Instant::now();
         let stop = Stopper::new(started, &control);
         let opened = match input.problem {

@@ -79,6 +79,9 @@ pub struct ScanArgs {
     /// No progress bars.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Abandon an input still in progress after SECS seconds: it gets an error line, the others go on.
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
 }
 
 #[derive(Args, Debug)]

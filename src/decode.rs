@@ -5,7 +5,9 @@
 //! because inter-coded frames need their references.
 use std::fs::File;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use ffmpeg_next as ffmpeg;
@@ -133,10 +135,14 @@ pub fn init() {
     });
 }
 
+/// Polled while FFmpeg reads and between packets; true means give up on this input now.
+pub type Interrupt = Arc<dyn Fn() -> bool + Send + Sync>;
+
 /// An opened input with its best video stream's decoder.
 pub struct VideoSource {
     // Keeps the descriptor behind /proc/self/fd/N open while FFmpeg reads it.
     _file: File,
+    interrupt: Interrupt,
     input: ffmpeg::format::context::Input,
     stream_index: usize,
     decoder: ffmpeg::decoder::Video,
@@ -148,15 +154,31 @@ pub struct VideoSource {
 
 impl VideoSource {
     pub fn open(path: &Path) -> Result<Self> {
+        Self::open_interruptible(path, Arc::new(|| false))
+    }
+
+    /// Like [`open`](Self::open), but opening and [`sample`](Self::sample) fail as soon as
+    /// `interrupt` returns true (a timeout or a signal): the decode is abandoned, not killed.
+    pub fn open_interruptible(path: &Path, interrupt: Interrupt) -> Result<Self> {
         init();
-        // Opening the file ourselves gives plain "permission denied" / "is a directory" errors,
-        // and FFmpeg gets a UTF-8 name even when the real one is not.
-        let file = File::open(path).context("cannot open")?;
-        if file.metadata()?.is_dir() {
+        // Regular files only: opening a FIFO blocks until a writer comes, and a device such as
+        // /dev/zero never ends; FFmpeg's interrupt cannot reach a read blocked in the kernel.
+        let meta = std::fs::metadata(path).context("cannot open")?;
+        let kind = meta.file_type();
+        if kind.is_dir() {
             bail!("is a directory");
         }
+        if !kind.is_file() {
+            let what = if kind.is_fifo() { "a FIFO" } else if kind.is_socket() { "a socket" } else { "a device" };
+            bail!("not a regular file ({what})");
+        }
+        // Opening the file ourselves gives plain "permission denied" errors, and FFmpeg gets a
+        // UTF-8 name even when the real one is not.
+        let file = File::open(path).context("cannot open")?;
         let proc_path = format!("/proc/self/fd/{}", file.as_raw_fd());
-        let input = ffmpeg::format::input(&proc_path).map_err(|e| anyhow!("not a readable video or image: {e}"))?;
+        let poll = interrupt.clone();
+        let input = ffmpeg::format::input_with_interrupt(&proc_path, move || poll())
+            .map_err(|e| anyhow!("not a readable video or image: {e}"))?;
         let stream = input
             .streams()
             .best(ffmpeg::media::Type::Video)
@@ -180,7 +202,7 @@ impl VideoSource {
             rotation,
             codec: decoder.codec().map(|c| c.name().to_string()).unwrap_or_default(),
         };
-        Ok(Self { _file: file, input, stream_index, decoder, time_base, start_pts, stream_duration_s, info })
+        Ok(Self { _file: file, interrupt, input, stream_index, decoder, time_base, start_pts, stream_duration_s, info })
     }
 
     /// Decodes to the end (or until the sampler is done), handing each kept frame to
@@ -190,9 +212,15 @@ impl VideoSource {
         let mut scaler: Option<(scaling::Context, (Pixel, u32, u32))> = None;
         let mut decoded = ffmpeg::frame::Video::empty();
         let mut last_t = None;
+        // Gap between the last two frames: the last frame is shown for about that long.
+        let mut last_step = 0.0;
         let mut decode_error = None;
         let mut at_eof = false;
         while !at_eof {
+            // FFmpeg polls the interrupt only when it reads; a slow decoder is caught here.
+            if (self.interrupt)() {
+                bail!("interrupted after {} frames", stats.frames_decoded);
+            }
             let mut packet = ffmpeg::Packet::empty();
             match packet.read(&mut self.input) {
                 Ok(()) if packet.stream() == self.stream_index => {
@@ -211,6 +239,9 @@ impl VideoSource {
                 stats.frames_decoded += 1;
                 let pts = decoded.timestamp().or(decoded.pts()).unwrap_or(0);
                 let t = (pts - self.start_pts) as f64 * self.time_base;
+                if let Some(prev) = last_t {
+                    last_step = t - prev;
+                }
                 last_t = Some(t);
                 if !sampler.take(t) {
                     continue;
@@ -237,7 +268,8 @@ impl VideoSource {
         }
         if let (Some(d), Some(t)) = (self.stream_duration_s, last_t) {
             // The container promised d seconds but the data ran out well before: truncated.
-            if t < 0.9 * d - 0.5 {
+            // The last frame's own duration counts, or a 3-frame clip at 1 fps would be short.
+            if t + last_step.max(0.0) < 0.9 * d - 0.5 {
                 bail!("truncated: video data ends at {t:.2} s of a declared {d:.2} s");
             }
         }

@@ -11,7 +11,7 @@ use cli::{BenchArgs, Cli, Command, EvalArgs, ExtractArgs, FacesMode, ImportArgs,
 use dfscan::decode::Sampling;
 use dfscan::models::{self, FaceModel};
 use dfscan::output::Printer;
-use dfscan::pipeline::{self, FaceSource, ScanConfig};
+use dfscan::pipeline::{self, Control, FaceSource, ScanConfig};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -32,7 +32,13 @@ fn main() -> ExitCode {
     }
 }
 
+/// The exit code of a run ended by SIGINT or SIGTERM, as a shell reports one ended by Ctrl-C.
+const EXIT_INTERRUPTED: i32 = 130;
+
 fn scan(args: ScanArgs) -> Result<i32> {
+    // First, so that Ctrl-C while the model loads is already a clean stop.
+    let shutdown = pipeline::Shutdown::default();
+    shutdown.on_signals()?;
     let weights = args.model.clone().unwrap_or_else(models::default_weights);
     if !weights.is_file() {
         bail!(
@@ -64,11 +70,22 @@ fn scan(args: ScanArgs) -> Result<i32> {
         batch_size: args.batch_size.max(1),
         per_frame: args.per_frame,
     };
+    let control = Control {
+        timeout: match args.timeout {
+            Some(secs) if secs > 0.0 && secs.is_finite() => Some(std::time::Duration::from_secs_f64(secs)),
+            Some(secs) => bail!("--timeout must be a positive number of seconds, got {secs}"),
+            None => None,
+        },
+        shutdown: shutdown.clone(),
+    };
     let progress = !args.quiet && std::io::stderr().is_terminal();
     let mut printer = Printer::new(std::io::stdout().lock(), progress);
     let inputs = dfscan::inputs::expand(args.paths);
-    pipeline::run(inputs, face_source, model, cfg, |event| printer.handle(event))?;
+    pipeline::run_with(inputs, face_source, model, cfg, &control, |event| printer.handle(event))?;
     printer.finish();
+    if shutdown.is_stopping() {
+        return Ok(EXIT_INTERRUPTED);
+    }
     if printer.stdout_closed {
         return Ok(0);
     }

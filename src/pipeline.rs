@@ -7,15 +7,24 @@
 //! `FRAME_QUEUE` decoded frames and `CROP_QUEUE` frames' crops wait at any time, whatever the
 //! size of the input. Shutdown starts at the inputs: when they run out, each stage drains its
 //! queue, drops its sender, and the next one follows. If the caller stops listening (e.g. a
-//! closed stdout), every send fails and the stages unwind the same way.
+//! closed stdout), every send fails and the stages unwind the same way. A [`Shutdown`] (Ctrl-C)
+//! ends the inputs early the same way: decode takes no new input, what is in flight finishes;
+//! a second one abandons that too.
+//!
+//! One input cannot hurt the others: a panic while processing it becomes its error line
+//! ([`guarded`]), and with [`Control::timeout`] an input that takes too long is abandoned:
+//! decode polls its deadline between packets (and FFmpeg while reading), the faces stage
+//! between frames, so nothing is killed and the next input starts at once.
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
-use crossbeam_channel::{bounded, Receiver, Sender};
+use crossbeam_channel::{bounded, select, Receiver, Sender};
 use tch::Tensor;
 
 use crate::aggregate::{self, Strategy};
@@ -47,6 +56,81 @@ pub struct ScanConfig {
     pub per_frame: bool,
 }
 
+/// How a run is steered from outside its data.
+#[derive(Clone, Debug, Default)]
+pub struct Control {
+    /// An input still in progress this long after it was opened is abandoned with an error
+    /// line. Its clock starts when decode opens it, so it includes waiting behind the frames
+    /// of the input before it (at most `FRAME_QUEUE` + `CROP_QUEUE` frames).
+    pub timeout: Option<Duration>,
+    pub shutdown: Shutdown,
+}
+
+/// Ends a run from outside (Ctrl-C): [`stop`](Self::stop) takes no new input and lets the
+/// inputs in flight finish; [`abort`](Self::abort) abandons those too, with "interrupted" lines.
+#[derive(Clone)]
+pub struct Shutdown(Arc<ShutdownState>);
+
+struct ShutdownState {
+    stopping: AtomicBool,
+    aborting: AtomicBool,
+    /// Dropped by `stop`, which wakes decode where it waits for the next input.
+    wake_tx: Mutex<Option<Sender<()>>>,
+    wake_rx: Receiver<()>,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        let (wake_tx, wake_rx) = bounded(0);
+        let state = ShutdownState { stopping: AtomicBool::new(false), aborting: AtomicBool::new(false), wake_tx: Mutex::new(Some(wake_tx)), wake_rx };
+        Self(Arc::new(state))
+    }
+}
+
+impl std::fmt::Debug for Shutdown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shutdown").field("stopping", &self.is_stopping()).field("aborting", &self.is_aborting()).finish()
+    }
+}
+
+impl Shutdown {
+    pub fn stop(&self) {
+        self.0.stopping.store(true, Ordering::SeqCst);
+        self.0.wake_tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
+    pub fn abort(&self) {
+        self.0.aborting.store(true, Ordering::SeqCst);
+        self.stop();
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.0.stopping.load(Ordering::SeqCst)
+    }
+
+    pub fn is_aborting(&self) -> bool {
+        self.0.aborting.load(Ordering::SeqCst)
+    }
+
+    /// The first SIGINT or SIGTERM stops, the second aborts. Takes over both signals for the
+    /// rest of the process.
+    pub fn on_signals(&self) -> Result<()> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+        let shutdown = self.clone();
+        thread::Builder::new().name("signals".into()).spawn(move || {
+            for _ in signals.forever() {
+                if shutdown.is_stopping() {
+                    shutdown.abort();
+                } else {
+                    shutdown.stop();
+                }
+            }
+        })?;
+        Ok(())
+    }
+}
+
 /// How faces are found: a detector, or the whole frame as one face (`--faces none`).
 pub enum FaceSource {
     Detector(Box<dyn FaceDetector>),
@@ -69,6 +153,36 @@ struct JobStart {
     path: PathBuf,
     started: Instant,
     video: Option<VideoSummary>,
+    stop: Stopper,
+}
+
+/// Says when one input's processing must be abandoned, and why; every stage polls it.
+#[derive(Clone)]
+struct Stopper {
+    deadline: Option<(Instant, Duration)>,
+    shutdown: Shutdown,
+}
+
+impl Stopper {
+    fn new(started: Instant, control: &Control) -> Self {
+        Self { deadline: control.timeout.map(|t| (started + t, t)), shutdown: control.shutdown.clone() }
+    }
+
+    fn reason(&self) -> Option<String> {
+        if self.shutdown.is_aborting() {
+            return Some("interrupted".into());
+        }
+        match self.deadline {
+            Some((at, limit)) if Instant::now() >= at => Some(format!("timed out after {} s (--timeout)", limit.as_secs_f64())),
+            _ => None,
+        }
+    }
+
+    /// The error to report: the stop reason if there is one (a decode error after an interrupt
+    /// only says "interrupted"), else `error` itself.
+    fn explain(&self, error: anyhow::Error) -> String {
+        self.reason().unwrap_or_else(|| format!("{error:#}"))
+    }
 }
 
 /// What flows between stages: a job's start, its items in order, then its end.
@@ -92,17 +206,33 @@ pub fn run(
     face_source: FaceSource,
     model: FaceModel,
     cfg: ScanConfig,
+    on_event: impl FnMut(Event) -> bool,
+) -> Result<()> {
+    run_with(inputs, face_source, model, cfg, &Control::default(), on_event)
+}
+
+/// [`run`], steered by `control`.
+pub fn run_with(
+    inputs: impl Iterator<Item = Input> + Send + 'static,
+    face_source: FaceSource,
+    model: FaceModel,
+    cfg: ScanConfig,
+    control: &Control,
     mut on_event: impl FnMut(Event) -> bool,
 ) -> Result<()> {
     let (job_tx, job_rx) = bounded::<Input>(JOB_QUEUE);
     let (frame_tx, frame_rx) = bounded::<Msg<Frame>>(FRAME_QUEUE);
     let (crop_tx, crop_rx) = bounded::<Msg<FacesInFrame>>(CROP_QUEUE);
     let (event_tx, event_rx) = bounded::<Event>(EVENT_QUEUE);
+    let (models_done_tx, models_done_rx) = bounded::<()>(0);
 
     // Not joined: it may be blocked reading stdin, and it ends with the process anyway.
-    let events = event_tx.clone();
+    let (events, shutdown) = (event_tx.clone(), control.shutdown.clone());
     thread::Builder::new().name("inputs".into()).spawn(move || {
         for input in inputs {
+            if shutdown.is_stopping() {
+                break;
+            }
             let _ = events.try_send(Event::Queued);
             if job_tx.send(input).is_err() {
                 break;
@@ -111,18 +241,36 @@ pub fn run(
     })?;
     let stages = vec![
         {
-            let (events, cfg) = (event_tx.clone(), cfg.clone());
-            thread::Builder::new().name("decode".into()).spawn(move || decode_stage(job_rx, frame_tx, events, cfg.sampling))?
+            let (events, cfg, control) = (event_tx.clone(), cfg.clone(), control.clone());
+            thread::Builder::new().name("decode".into()).spawn(move || decode_stage(job_rx, frame_tx, events, cfg.sampling, control))?
         },
         {
             let (events, size, margin) = (event_tx.clone(), model.input_size() as i32, cfg.margin);
             thread::Builder::new().name("faces".into()).spawn(move || faces_stage(frame_rx, crop_tx, events, face_source, size, margin))?
         },
-        thread::Builder::new().name("models".into()).spawn(move || models_stage(crop_rx, event_tx, model, cfg))?,
+        // `models_done` closes when this thread ends, however it ends.
+        thread::Builder::new().name("models".into()).spawn(move || {
+            let _models_done = models_done_tx;
+            models_stage(crop_rx, event_tx, model, cfg)
+        })?,
     ];
-    for event in event_rx.iter() {
-        if !on_event(event) {
-            break;
+    // The inputs thread holds a sender too and may never end (stdin, watch), so the end of
+    // the models stage, not of the channel, ends the run.
+    loop {
+        select! {
+            recv(event_rx) -> event => {
+                if !event.is_ok_and(|event| on_event(event)) {
+                    break;
+                }
+            }
+            recv(models_done_rx) -> _ => {
+                for event in event_rx.try_iter() {
+                    if !on_event(event) {
+                        break;
+                    }
+                }
+                break;
+            }
         }
     }
     drop(event_rx);
@@ -144,12 +292,27 @@ fn guarded<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
     })
 }
 
-fn decode_stage(jobs: Receiver<Input>, out: Sender<Msg<Frame>>, events: Sender<Event>, sampling: Sampling) {
-    for (id, input) in jobs.iter().enumerate() {
+fn decode_stage(jobs: Receiver<Input>, out: Sender<Msg<Frame>>, events: Sender<Event>, sampling: Sampling, control: Control) {
+    for id in 0.. {
+        let input = select! {
+            recv(jobs) -> input => match input {
+                Ok(input) => input,
+                Err(_) => return,
+            },
+            recv(control.shutdown.0.wake_rx) -> _ => return,
+        };
+        // Both may have been ready: a stop wins over a queued input.
+        if control.shutdown.is_stopping() {
+            return;
+        }
         let started = Instant::now();
+        let stop = Stopper::new(started, &control);
         let opened = match input.problem {
             Some(problem) => Err(anyhow!(problem)),
-            None => guarded(|| VideoSource::open(&input.path)),
+            None => {
+                let poll = stop.clone();
+                guarded(|| VideoSource::open_interruptible(&input.path, Arc::new(move || poll.reason().is_some())))
+            }
         };
         let (source, video) = match opened {
             Ok(source) => {
@@ -159,8 +322,9 @@ fn decode_stage(jobs: Receiver<Input>, out: Sender<Msg<Frame>>, events: Sender<E
             }
             Err(e) => {
                 let _ = events.send(Event::Started { id, path: input.path.clone(), planned_frames: Some(0) });
-                let start = JobStart { id, path: input.path, started, video: None };
-                if out.send(Msg::Start(start)).is_err() || out.send(Msg::End(id, Some(format!("{e:#}")))).is_err() {
+                let error = stop.explain(e);
+                let start = JobStart { id, path: input.path, started, video: None, stop };
+                if out.send(Msg::Start(start)).is_err() || out.send(Msg::End(id, Some(error))).is_err() {
                     return;
                 }
                 continue;
@@ -169,7 +333,7 @@ fn decode_stage(jobs: Receiver<Input>, out: Sender<Msg<Frame>>, events: Sender<E
         let source = source.expect("opened");
         let mut sampler = Sampler::new(sampling, source.info.duration_s);
         let _ = events.send(Event::Started { id, path: input.path.clone(), planned_frames: sampler.planned() });
-        if out.send(Msg::Start(JobStart { id, path: input.path, started, video })).is_err() {
+        if out.send(Msg::Start(JobStart { id, path: input.path, started, video, stop: stop.clone() })).is_err() {
             return;
         }
         let mut downstream_gone = false;
@@ -179,7 +343,7 @@ fn decode_stage(jobs: Receiver<Input>, out: Sender<Msg<Frame>>, events: Sender<E
                 Ok(!downstream_gone)
             })
         });
-        if downstream_gone || out.send(Msg::End(id, result.err().map(|e| format!("{e:#}")))).is_err() {
+        if downstream_gone || out.send(Msg::End(id, result.err().map(|e| stop.explain(e)))).is_err() {
             return;
         }
     }
@@ -195,11 +359,21 @@ fn faces_stage(
 ) {
     // The first failure of each job; its later frames are skipped.
     let mut failed: HashMap<usize, String> = HashMap::new();
+    let mut stops: HashMap<usize, Stopper> = HashMap::new();
     for msg in frames.iter() {
         let forward = match msg {
-            Msg::Start(start) => Msg::Start(start),
+            Msg::Start(start) => {
+                stops.insert(start.id, start.stop.clone());
+                Msg::Start(start)
+            }
             Msg::Item(id, _) if failed.contains_key(&id) => continue,
             Msg::Item(id, frame) => {
+                // Frames of an abandoned input are dropped here, so decode is never left
+                // waiting behind a queue of frames nobody will use.
+                if let Some(reason) = stops.get(&id).and_then(Stopper::reason) {
+                    failed.insert(id, reason);
+                    continue;
+                }
                 let _ = events.try_send(Event::FrameDone { id });
                 match guarded(|| faces_in_frame(&mut source, &frame, crop_size, margin)) {
                     Ok(faces) => Msg::Item(id, faces),
@@ -209,7 +383,10 @@ fn faces_stage(
                     }
                 }
             }
-            Msg::End(id, error) => Msg::End(id, error.or_else(|| failed.remove(&id))),
+            Msg::End(id, error) => {
+                stops.remove(&id);
+                Msg::End(id, error.or_else(|| failed.remove(&id)))
+            }
         };
         if out.send(forward).is_err() {
             return;
@@ -303,6 +480,11 @@ fn finish(job: JobState, error: Option<String>, model: &FaceModel, cfg: &ScanCon
     let frames_with_faces = job.frames.iter().filter(|f| !f.faces.is_empty()).count();
     let error = error.or_else(|| {
         scores.is_empty().then(|| format!("no face found in {} sampled frames", job.frames.len()))
+    });
+    // A broken model is an error, not a verdict: NaN compares as "real" and prints as null.
+    let error = error.or_else(|| {
+        let bad = scores.iter().filter(|s| !s.is_finite()).count();
+        (bad > 0).then(|| format!("the model gave no finite score for {bad} of {} faces", scores.len()))
     });
     let score = if error.is_none() { aggregate::video_score(&scores, cfg.aggregate) } else { None };
     VideoReport {

@@ -2,6 +2,8 @@
 //!
 //! The schema only grows: fields are added, never renamed or removed, and every line carries
 //! `schema_version`. A failed input still gets its line, with `status: "error"` and `error`.
+//! Documented in docs/output-schema.md, with a JSON Schema in docs/output-schema.json that the
+//! tests hold every line to: a field added here goes there too, with a new `SCHEMA_VERSION`.
 use serde::Serialize;
 
 use crate::aggregate::Verdict;

@@ -39,13 +39,34 @@ pub fn dfscan_with_stdin(args: &[&str], stdin: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
-/// Every stdout line parsed as JSON (a line that is not JSON fails the test).
+/// Every stdout line parsed as JSON and checked against docs/output-schema.json (a line that
+/// is not JSON, or breaks the schema, fails the test).
 pub fn json_lines(out: &Output) -> Vec<serde_json::Value> {
-    String::from_utf8(out.stdout.clone())
-        .expect("stdout is UTF-8")
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+    parse_lines(&String::from_utf8(out.stdout.clone()).expect("stdout is UTF-8"))
+}
+
+/// [`json_lines`] for text read from elsewhere (a `watch --output` file).
+pub fn parse_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|l| {
+            let line = serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+            if let Err(e) = output_schema().validate(&line) {
+                panic!("breaks docs/output-schema.json at {}: {e}\n{l}", e.instance_path());
+            }
+            line
+        })
         .collect()
+}
+
+/// The validator for docs/output-schema.json, built once per test binary.
+pub fn output_schema() -> &'static jsonschema::Validator {
+    static VALIDATOR: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+    VALIDATOR.get_or_init(|| jsonschema::draft202012::new(&output_schema_json()).expect("docs/output-schema.json compiles"))
+}
+
+pub fn output_schema_json() -> serde_json::Value {
+    let text = std::fs::read_to_string(repo().join("docs/output-schema.json")).expect("docs/output-schema.json");
+    serde_json::from_str(&text).expect("docs/output-schema.json is JSON")
 }
 
 pub fn line_for<'a>(lines: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value {
@@ -79,4 +100,27 @@ pub fn untrained_weights(dir: &Path) -> PathBuf {
 pub fn ffmpeg(args: &[&str]) {
     let status = Command::new("ffmpeg").args(["-v", "error", "-y"]).args(args).status().expect("ffmpeg runs");
     assert!(status.success(), "ffmpeg {args:?} failed");
+}
+
+/// Like [`dfscan`], with arguments that need not be UTF-8. A run still going after `limit` is
+/// killed and fails the test: a hang guard set far above a normal run, not a speed check.
+pub fn dfscan_guarded<S: AsRef<std::ffi::OsStr>>(args: &[S], limit: std::time::Duration) -> Output {
+    let child = Command::new(env!("CARGO_BIN_EXE_dfscan"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("dfscan runs");
+    let (pid, started) = (child.id(), std::time::Instant::now());
+    let reader = std::thread::spawn(move || child.wait_with_output().unwrap());
+    while !reader.is_finished() {
+        if started.elapsed() > limit {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            let out = reader.join().unwrap();
+            panic!("dfscan hung past {limit:?}; stderr: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    reader.join().unwrap()
 }

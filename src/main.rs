@@ -105,6 +105,7 @@ fn import(args: ImportArgs) -> Result<()> {
         summary.header.preprocess.input_size,
         summary.header.preprocess.input_size,
     );
+    eprintln!("dfscan: provenance: {}", summary.header.provenance);
     Ok(())
 }
 

@@ -11,6 +11,11 @@
 //! 1000 classes and is no dfscan head, so it is dropped: the file holds the backbone only, a
 //! starting point for training (`models::init_from_pretrained`), which scan refuses to load.
 //!
+//! DeiT-tiny distilled (`map_deit`): timm's `deit_tiny_distilled_patch16_224` state_dict (names
+//! already ours, see `vit`). Heads whose class count is not dfscan's two (ImageNet's 1000) are
+//! dropped and said so in the provenance: such a file is a training start, not a scan model. A
+//! two-class timm checkpoint keeps its heads and is a complete scan model.
+//!
 //! Reading pickles and HDF5 is left to Python's torch and h5py (scripts/read_checkpoint.py);
 //! everything that knows about architectures stays here.
 use std::collections::BTreeMap;
@@ -22,6 +27,7 @@ use tch::{nn, Tensor};
 
 use super::efficientnet::EfficientNetConfig;
 use super::meso::{MesoArch, MesoConfig};
+use super::vit::VitConfig;
 use super::weights::{self, Header, NetworkConfig, Preprocess};
 use super::Arch;
 
@@ -48,8 +54,9 @@ pub fn import(arch: Arch, input: &Path, output: &Path, python: &Path) -> Result<
         Arch::Meso4 => map_meso(MesoArch::Meso4, &source)?,
         Arch::Mesoinception4 => map_meso(MesoArch::MesoInception4, &source)?,
         Arch::EfficientnetLite0 => map_efficientnet_lite(EfficientNetConfig::lite0(), &source)?,
+        Arch::DeitTiny => map_deit(VitConfig::deit_tiny_distilled(), &source)?,
     };
-    let named = fill_network(&mapped.network, mapped.tensors, mapped.left_out)?;
+    let named = fill_network(&mapped.network, mapped.tensors, &mapped.left_out)?;
     let header = Header {
         format: weights::FORMAT_VERSION,
         network: mapped.network,
@@ -74,9 +81,9 @@ struct Mapped {
     tensors: BTreeMap<String, Tensor>,
     layout: &'static str,
     /// Parameters of the network the import leaves out on purpose (left to training).
-    left_out: &'static [&'static str],
+    left_out: Vec<String>,
     /// Appended to the provenance.
-    note: &'static str,
+    note: String,
 }
 
 fn map_meso(arch: MesoArch, source: &BTreeMap<String, Tensor>) -> Result<Mapped> {
@@ -90,7 +97,7 @@ fn map_meso(arch: MesoArch, source: &BTreeMap<String, Tensor>) -> Result<Mapped>
         };
         (config, Preprocess::meso_torch(), map_torch(source), "pytorch-state-dict")
     };
-    Ok(Mapped { network: NetworkConfig::Meso(config), preprocess, tensors, layout, left_out: &[], note: "" })
+    Ok(Mapped { network: NetworkConfig::Meso(config), preprocess, tensors, layout, left_out: Vec::new(), note: String::new() })
 }
 
 /// The ImageNet classifier of the source, dropped; and our one-logit head, left out.
@@ -114,10 +121,41 @@ fn map_efficientnet_lite(config: EfficientNetConfig, source: &BTreeMap<String, T
         preprocess: Preprocess::efficientnet_lite(),
         tensors,
         layout: "efficientnet-pytorch-state-dict",
-        left_out: &EFFICIENTNET_HEAD,
+        left_out: EFFICIENTNET_HEAD.map(String::from).to_vec(),
         note: "; backbone only: ImageNet's 1000-class _fc dropped, the 1-logit _fc left to training \
-               (init_from_pretrained), so a training start, not a scan model",
+               (init_from_pretrained), so a training start, not a scan model"
+            .into(),
     })
+}
+
+fn map_deit(config: VitConfig, source: &BTreeMap<String, Tensor>) -> Result<Mapped> {
+    ensure!(!source.keys().any(|k| k.ends_with(":0")), "deit-tiny imports timm's PyTorch state_dict, not Keras files");
+    let mut tensors = map_torch(source);
+    let mut left_out = Vec::new();
+    let mut dropped = Vec::new();
+    for head in ["head", "head_dist"] {
+        let (weight, bias) = (format!("{head}.weight"), format!("{head}.bias"));
+        let classes = tensors
+            .get(&weight)
+            .with_context(|| format!("no {weight}: not the state_dict of timm's deit_tiny_distilled_patch16_224"))?
+            .size()[0];
+        if classes != config.classes {
+            tensors.remove(&weight);
+            tensors.remove(&bias);
+            dropped.push(format!("{head} ({classes} classes)"));
+            left_out.extend([weight, bias]);
+        }
+    }
+    let note = if dropped.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; {} dropped, the {}-class heads left to training (init_from_pretrained), so a training start, not a scan model",
+            dropped.join(" and "),
+            config.classes
+        )
+    };
+    Ok(Mapped { network: NetworkConfig::Vit(config), preprocess: Preprocess::deit(), tensors, layout: "timm-state-dict", left_out, note })
 }
 
 /// Every tensor of `input` under its source name.
@@ -218,10 +256,10 @@ fn map_keras(arch: MesoArch, source: &BTreeMap<String, Tensor>) -> Result<BTreeM
 /// Copies `tensors` into a freshly built network, failing on any missing, unexpected or
 /// mis-shaped tensor, and returns the network's parameters by name, except those in
 /// `left_out` (which `tensors` must not have either).
-fn fill_network(network: &NetworkConfig, mut tensors: BTreeMap<String, Tensor>, left_out: &[&str]) -> Result<Vec<(String, Tensor)>> {
+fn fill_network(network: &NetworkConfig, mut tensors: BTreeMap<String, Tensor>, left_out: &[String]) -> Result<Vec<(String, Tensor)>> {
     let vs = nn::VarStore::new(tch::Device::Cpu);
     let _net = super::build_network(&vs.root(), network);
-    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(k, _)| !left_out.contains(&k.as_str())).collect();
+    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(k, _)| !left_out.contains(k)).collect();
     vars.sort_by(|a, b| a.0.cmp(&b.0));
     let missing: Vec<&str> = vars.iter().filter(|(k, _)| !tensors.contains_key(k)).map(|(k, _)| k.as_str()).collect();
     ensure!(missing.is_empty(), "the checkpoint lacks {} of {}: {missing:?}", network.arch_name(), missing.len());

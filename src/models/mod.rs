@@ -1,12 +1,20 @@
 //! Face classifiers on libtorch: one file per architecture, a weights format that carries its
 //! own preprocessing, and the importer for public checkpoints.
 //!
-//! Every model maps a batch of RGB face crops to one logit per crop for "fake"; the models stage
-//! turns logits into P(fake). Which way the network's own output points, and how its input is
-//! normalised, is stored with the weights (`weights::Header`), never assumed.
+//! Every frame model maps a batch of RGB face crops to one logit per crop for "fake"; the models
+//! stage turns logits into P(fake). Which way the network's own output points, and how its input
+//! is normalised, is stored with the weights (`weights::Header`), never assumed.
+//!
+//! The ViT classifier (`vit`) also exposes its attention and encoding, which the attention VAE
+//! (`vae`) and the abnormality module (`abnormality`) turn into an out-of-distribution risk;
+//! `ood` holds the MSP and ODIN baselines that risk is compared with.
+pub mod abnormality;
 pub mod efficientnet;
 pub mod import;
 pub mod meso;
+pub mod ood;
+pub mod vae;
+pub mod vit;
 pub mod weights;
 
 use std::path::{Path, PathBuf};
@@ -28,6 +36,10 @@ pub enum Arch {
     #[value(name = "efficientnet-lite0")]
     #[serde(rename = "efficientnet-lite0")]
     EfficientnetLite0,
+    /// DeiT-tiny distilled (two classes), from scratch or timm's ImageNet weights.
+    #[value(name = "deit-tiny")]
+    #[serde(rename = "deit-tiny")]
+    DeitTiny,
 }
 
 impl Arch {
@@ -36,6 +48,7 @@ impl Arch {
             Arch::Meso4 => "meso4",
             Arch::Mesoinception4 => "mesoinception4",
             Arch::EfficientnetLite0 => "efficientnet-lite0",
+            Arch::DeitTiny => "deit-tiny",
         }
     }
 }
@@ -85,6 +98,8 @@ pub fn build_network(root: &nn::Path, config: &NetworkConfig) -> Box<dyn ModuleT
     match config {
         NetworkConfig::Meso(cfg) => Box::new(meso::MesoNet::new(root, cfg)),
         NetworkConfig::EfficientNet(cfg) => Box::new(efficientnet::EfficientNetLite::new(root, cfg)),
+        // As a frame model the ViT gives logit(softmax[.., 1]); `vit::Vit::forward_all_t` gives the rest.
+        NetworkConfig::Vit(cfg) => Box::new(vit::Vit::new(root, cfg)),
     }
 }
 
@@ -97,6 +112,7 @@ pub fn training_spec(arch: Arch) -> (NetworkConfig, Preprocess) {
         Arch::EfficientnetLite0 => {
             (NetworkConfig::EfficientNet(efficientnet::EfficientNetConfig::lite0()), Preprocess::efficientnet_lite())
         }
+        Arch::DeitTiny => (NetworkConfig::Vit(vit::VitConfig::deit_tiny_distilled()), Preprocess::deit()),
     }
 }
 
@@ -104,7 +120,9 @@ pub fn training_spec(arch: Arch) -> (NetworkConfig, Preprocess) {
 /// not a scan model), when it has any: see scripts/setup.sh.
 pub fn pretrained_weights(arch: Arch) -> Option<PathBuf> {
     match arch {
-        Arch::Meso4 | Arch::Mesoinception4 => None,
+        // DeiT-tiny trains from scratch (issue 5). An import of timm's ImageNet weights can seed
+        // it through `TrainConfig::pretrained`; `dfscan train` has no flag for that yet.
+        Arch::Meso4 | Arch::Mesoinception4 | Arch::DeitTiny => None,
         Arch::EfficientnetLite0 => Some(models_dir().join("public/efficientnet-lite0-imagenet.safetensors")),
     }
 }

@@ -9,6 +9,7 @@ use tch::{Kind, Tensor};
 
 use super::efficientnet::{self, EfficientNetConfig};
 use super::meso::MesoConfig;
+use super::vit::{self, VitConfig};
 
 const METADATA_KEY: &str = "dfscan";
 pub const FORMAT_VERSION: u32 = 1;
@@ -51,6 +52,10 @@ impl Preprocess {
             output: OutputClass::Fake,
         }
     }
+    /// DeiT at 224 with timm's ImageNet mean/std (see `vit`), P(fake).
+    pub fn deit() -> Self {
+        Self { input_size: vit::INPUT_SIZE, mean: vit::IMAGENET_MEAN, std: vit::IMAGENET_STD, output: OutputClass::Fake }
+    }
 }
 
 /// Architecture-specific hyper-parameters, tagged by architecture family.
@@ -59,6 +64,7 @@ impl Preprocess {
 pub enum NetworkConfig {
     Meso(MesoConfig),
     EfficientNet(EfficientNetConfig),
+    Vit(VitConfig),
 }
 
 impl NetworkConfig {
@@ -70,6 +76,9 @@ impl NetworkConfig {
             },
             NetworkConfig::EfficientNet(cfg) if cfg.width == 1.0 && cfg.depth == 1.0 => "efficientnet-lite0",
             NetworkConfig::EfficientNet(_) => "efficientnet-lite",
+            // Training-only settings (stochastic depth) do not change the architecture.
+            NetworkConfig::Vit(cfg) if (VitConfig { drop_path: 0.0, ..cfg.clone() }) == VitConfig::deit_tiny_distilled() => "deit-tiny",
+            NetworkConfig::Vit(_) => "vit",
         }
     }
 }

@@ -1,8 +1,9 @@
 //! Training: labelled inputs -> cached face crops ([`extract`], [`dataset`]) -> a fitted model
 //! ([`trainer`]), with the image work on face crops (the packed `size` x `size` RGB bytes that
 //! [`crate::faces::square_crop`] produces): augmentations that make a detector robust to
-//! re-encoding and capture conditions ([`augment`]), and self-blended images, fakes made from
-//! real faces ([`sbi`]).
+//! re-encoding and capture conditions ([`augment`]), self-blended images, fakes made from
+//! real faces ([`sbi`]), and synthetic out-of-distribution crops for the abnormality module
+//! ([`ood`]).
 //!
 //! Augmentations and blends draw their random choices into a plan first and apply it
 //! deterministically, so one plan perturbs every frame of a face track the same way. `pixels`
@@ -10,6 +11,7 @@
 pub mod augment;
 pub mod dataset;
 pub mod extract;
+pub mod ood;
 mod pixels;
 pub mod sbi;
 pub mod trainer;

@@ -56,6 +56,29 @@ pub(super) fn gaussian_noise(img: &Mat, sigma: f64, seed: u64) -> Result<Mat> {
     Ok(out)
 }
 
+/// Adds independent noise drawn uniformly from [`low`, `high`) levels to each channel,
+/// saturating at 0 and 255; `seed` fixes the pattern.
+pub(super) fn uniform_noise(img: &Mat, low: f64, high: f64, seed: u64) -> Result<Mat> {
+    let mut pattern = Mat::new_rows_cols_with_default(img.rows(), img.cols(), CV_32FC3, Scalar::all(0.0))?;
+    core::RNG::new(seed)?.fill(&mut pattern, core::RNG_UNIFORM, &Scalar::all(low), &Scalar::all(high), false)?;
+    let mut out = Mat::default();
+    core::add(img, &pattern, &mut out, &core::no_array(), CV_8U)?;
+    Ok(out)
+}
+
+/// Rotates by `quarter_turns` x 90 degrees counter-clockwise (as `np.rot90`, `torch.rot90`).
+pub(super) fn rot90(img: &Mat, quarter_turns: i32) -> Result<Mat> {
+    let code = match quarter_turns.rem_euclid(4) {
+        0 => return Ok(img.try_clone()?),
+        1 => core::ROTATE_90_COUNTERCLOCKWISE,
+        2 => core::ROTATE_180,
+        _ => core::ROTATE_90_CLOCKWISE,
+    };
+    let mut out = Mat::default();
+    core::rotate(img, &mut out, code)?;
+    Ok(out)
+}
+
 pub(super) fn gaussian_blur(img: &Mat, sigma: f64) -> Result<Mat> {
     let mut out = Mat::default();
     imgproc::gaussian_blur(img, &mut out, Size::new(0, 0), sigma, sigma, core::BORDER_REFLECT_101)?;

@@ -1,0 +1,168 @@
+//! The abnormality module: an out-of-distribution risk in (0, 1) from what the ViT classifier
+//! and the attention VAE say about a face: the softmax probabilities, the ViT encoding, and the
+//! residual map (VAE(att) - att)^2. It is trained on in-distribution crops (risk 0) against
+//! synthetic out-of-distribution ones made from them (risk 1; `train::ood`).
+//!
+//! Reference code: the seed's `Abnormality_module_Encoder_ViT_v3` on `Encoder_block_v2`
+//! (github.com/FabrCas/master_thesis `models.py`, `ood_detection.py`
+//! `Abnormality_module_ViT`), after Hendrycks & Gimpel's abnormality module ("A Baseline for
+//! Detecting Misclassified and Out-of-Distribution Examples", ICLR 2017, arXiv:1610.02136).
+//!
+//! Names follow the seed (`e1`..`e5` with `conv1..3`/`bn1..3`, `fc1`/`bn1`,
+//! `fc_risk_1`/`bn_risk_1`, `fc_risk_2`/`bn_risk_2`, `fc_risk_final`). One deliberate difference:
+//! the seed passes the final unit through BatchNorm and GELU before its sigmoid, so its risk can
+//! never fall below sigmoid(min GELU) = 0.46; here `fc_risk_final` is the risk logit itself
+//! (no `bn_risk_final`), so in-distribution inputs can score near 0.
+use serde::{Deserialize, Serialize};
+use tch::nn;
+use tch::{Kind, Tensor};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AbnormalityConfig {
+    /// Side of the residual map (the ViT input side).
+    pub residual_size: i64,
+    /// Output channels of the five encoder blocks, each halving the side (224 -> 7).
+    pub channels: [i64; 5],
+    /// Softmax probabilities (2) and encoding width (192 for DeiT-tiny).
+    pub classes: i64,
+    pub encoding: i64,
+    /// Widths of `fc1`, `fc_risk_1`, `fc_risk_2`.
+    pub hidden: [i64; 3],
+    /// Std of the normal init of every weight matrix and kernel (the seed's `_init_weights_normal`).
+    pub init_std: f64,
+}
+
+impl AbnormalityConfig {
+    /// The seed's module on DeiT-tiny: 2 + 192 + 64 x 7 x 7 = 3330 inputs -> 1024 -> 512 -> 128 -> 1.
+    pub fn deit_tiny() -> Self {
+        Self { residual_size: 224, channels: [4, 8, 16, 32, 64], classes: 2, encoding: 192, hidden: [1024, 512, 128], init_std: 0.01 }
+    }
+
+    /// Width of the flattened residual code (3136 for the seed).
+    pub fn residual_features(&self) -> i64 {
+        let side = self.residual_size >> self.channels.len();
+        self.channels[self.channels.len() - 1] * side * side
+    }
+
+    /// Width of the concatenated input of `fc1` (3330 for the seed).
+    pub fn features(&self) -> i64 {
+        self.classes + self.encoding + self.residual_features()
+    }
+}
+
+/// [conv3 s1 -> BN -> GELU, conv3 s2 -> BN -> GELU, conv3 s1 -> BN -> GELU]: the seed's
+/// `Encoder_block_v2`, halving the side by a strided convolution.
+#[derive(Debug)]
+struct EncoderBlock {
+    layers: [(nn::Conv2D, nn::BatchNorm); 3],
+}
+
+impl EncoderBlock {
+    fn new(p: nn::Path, c_in: i64, c_out: i64, init_std: f64) -> Self {
+        let conv = |i: usize, c_in: i64, stride: i64| {
+            let cfg = nn::ConvConfig { stride, padding: 1, ws_init: nn::Init::Randn { mean: 0.0, stdev: init_std }, ..Default::default() };
+            (nn::conv2d(&p / format!("conv{i}"), c_in, c_out, 3, cfg), nn::batch_norm2d(&p / format!("bn{i}"), c_out, Default::default()))
+        };
+        Self { layers: [conv(1, c_in, 1), conv(2, c_out, 2), conv(3, c_out, 1)] }
+    }
+
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        self.layers.iter().fold(xs.shallow_clone(), |x, (conv, bn)| x.apply(conv).apply_t(bn, train).gelu("none"))
+    }
+}
+
+/// Inputs: softmax probabilities `[N, classes]`, encoding `[N, encoding]`, residual
+/// `[N, 1, S, S]` (see [`residual`]); output: `[N]` risk logits ([`Abnormality::logits_t`]) or
+/// risks in (0, 1) ([`Abnormality::risk_t`]), higher = more likely out of distribution.
+#[derive(Debug)]
+pub struct Abnormality {
+    config: AbnormalityConfig,
+    blocks: Vec<EncoderBlock>,
+    /// (linear, BatchNorm1d) for `fc1`/`bn1`, `fc_risk_1`/`bn_risk_1`, `fc_risk_2`/`bn_risk_2`.
+    hidden: Vec<(nn::Linear, nn::BatchNorm)>,
+    fc_risk_final: nn::Linear,
+}
+
+impl Abnormality {
+    pub fn new(p: &nn::Path, cfg: &AbnormalityConfig) -> Self {
+        let mut c_in = 1;
+        let blocks = cfg
+            .channels
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| {
+                let block = EncoderBlock::new(p / format!("e{}", i + 1), c_in, c, cfg.init_std);
+                c_in = c;
+                block
+            })
+            .collect();
+        let linear_cfg = nn::LinearConfig { ws_init: nn::Init::Randn { mean: 0.0, stdev: cfg.init_std }, ..Default::default() };
+        let names = [("fc1", "bn1"), ("fc_risk_1", "bn_risk_1"), ("fc_risk_2", "bn_risk_2")];
+        let mut width = cfg.features();
+        let hidden = names
+            .iter()
+            .zip(cfg.hidden)
+            .map(|(&(fc, bn), out)| {
+                let layer = (nn::linear(p / fc, width, out, linear_cfg), nn::batch_norm1d(p / bn, out, Default::default()));
+                width = out;
+                layer
+            })
+            .collect();
+        Self { config: cfg.clone(), blocks, hidden, fc_risk_final: nn::linear(p / "fc_risk_final", width, 1, linear_cfg) }
+    }
+
+    pub fn config(&self) -> &AbnormalityConfig {
+        &self.config
+    }
+
+    /// `[N]` risk logits; train with binary cross-entropy on these (label 1 = out of distribution).
+    pub fn logits_t(&self, probs: &Tensor, encoding: &Tensor, residual: &Tensor, train: bool) -> Tensor {
+        let code = self.blocks.iter().fold(residual.shallow_clone(), |x, block| block.forward_t(&x, train));
+        let x = Tensor::cat(&[probs.shallow_clone(), encoding.shallow_clone(), code.flatten(1, -1)], 1);
+        let x = self.hidden.iter().fold(x, |x, (fc, bn)| x.apply(fc).apply_t(bn, train).gelu("none"));
+        x.apply(&self.fc_risk_final).squeeze_dim(1)
+    }
+
+    /// `[N]` out-of-distribution risks in (0, 1).
+    pub fn risk_t(&self, probs: &Tensor, encoding: &Tensor, residual: &Tensor, train: bool) -> Tensor {
+        self.logits_t(probs, encoding, residual, train).sigmoid()
+    }
+}
+
+/// The residual map the module reads: (reconstruction - attention)^2, `[N, 1, S, S]`.
+pub fn residual(attention: &Tensor, reconstruction: &Tensor) -> Tensor {
+    (reconstruction - attention).square().to_kind(Kind::Float)
+}
+
+#[cfg(test)]
+mod tests {
+    use tch::Device;
+
+    use super::*;
+
+    #[test]
+    fn seed_widths_and_forward_shape() {
+        let cfg = AbnormalityConfig::deit_tiny();
+        assert_eq!((cfg.residual_features(), cfg.features()), (3136, 3330));
+        let vs = nn::VarStore::new(Device::Cpu);
+        let abn = Abnormality::new(&vs.root(), &cfg);
+        let vars = vs.variables();
+        assert_eq!(vars["fc1.weight"].size(), [1024, 3330]);
+        assert_eq!(vars["e5.conv3.weight"].size(), [64, 64, 3, 3]);
+        assert_eq!(vars["fc_risk_final.weight"].size(), [1, 128]);
+        assert!(!vars.contains_key("bn_risk_final.weight"));
+
+        let n = 3;
+        let probs = Tensor::rand([n, 2], (Kind::Float, Device::Cpu)).softmax(-1, Kind::Float);
+        let encoding = Tensor::randn([n, 192], (Kind::Float, Device::Cpu));
+        let att = Tensor::rand([n, 1, 224, 224], (Kind::Float, Device::Cpu));
+        let residual = residual(&att, &(&att * 0.9));
+        // Training (batch statistics) and inference (running statistics) both give [N] in (0, 1).
+        for train in [true, false] {
+            let risk = tch::no_grad(|| abn.risk_t(&probs, &encoding, &residual, train));
+            assert_eq!(risk.size(), [n]);
+            let (lo, hi) = (risk.min().double_value(&[]), risk.max().double_value(&[]));
+            assert!(lo > 0.0 && hi < 1.0, "train {train}: risks in [{lo}, {hi}]");
+        }
+    }
+}

@@ -72,6 +72,18 @@ pub struct ScanArgs {
     /// Abandon an input still in progress after SECS seconds: it gets an error line, the others go on.
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<f64>,
+    /// State database of finished scans (default: $XDG_STATE_HOME/dfscan/state.sqlite3).
+    #[arg(long, value_name = "PATH")]
+    pub state: Option<PathBuf>,
+    /// Neither read nor write the state database.
+    #[arg(long, conflicts_with_all = ["state", "resume"])]
+    pub no_state: bool,
+    /// Skip inputs already scanned at the same path, with the same content, model and settings: they print nothing.
+    #[arg(long)]
+    pub resume: bool,
+    /// Scan every input, even those the state database has (overrides --resume); results are still recorded.
+    #[arg(long)]
+    pub rescan: bool,
 }
 
 #[derive(Args, Debug)]

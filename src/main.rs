@@ -11,7 +11,8 @@ use cli::{Cli, Command, FacesMode, ImportArgs, ScanArgs};
 use dfscan::decode::Sampling;
 use dfscan::models::{self, FaceModel};
 use dfscan::output::Printer;
-use dfscan::pipeline::{self, Control, FaceSource, ScanConfig};
+use dfscan::pipeline::{self, Control, FaceSource, Recording, ScanConfig};
+use dfscan::state::{self, StateDb};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -45,6 +46,10 @@ fn scan(args: ScanArgs) -> Result<i32> {
     }
     let device = args.device.resolve()?;
     let model = FaceModel::load(&weights, device)?;
+    let faces_key = match args.faces {
+        FacesMode::None => "whole-frame".to_string(),
+        FacesMode::Auto => format!("{:?}@{}", args.detector, args.min_face_confidence),
+    };
     let face_source = match args.faces {
         FacesMode::None => FaceSource::WholeFrame,
         FacesMode::Auto => FaceSource::Detector(dfscan::faces::build_detector(
@@ -73,11 +78,12 @@ fn scan(args: ScanArgs) -> Result<i32> {
             None => None,
         },
         shutdown: shutdown.clone(),
+        state: open_state(&args)?.map(|db| Recording { db, skip_done: args.resume && !args.rescan, settings: state::settings_key(&cfg, &faces_key) }),
     };
     let progress = !args.quiet && std::io::stderr().is_terminal();
-    let mut printer = Printer::new(std::io::stdout().lock(), progress);
+    let mut printer = Printer::new(std::io::stdout().lock(), progress).quiet(args.quiet);
     let inputs = dfscan::inputs::expand(args.paths);
-    pipeline::run_with(inputs, face_source, model, cfg, &control, |event| printer.handle(event))?;
+    pipeline::run_with(inputs, face_source, model, cfg, control, |event| printer.handle(event))?;
     printer.finish();
     if shutdown.is_stopping() {
         return Ok(EXIT_INTERRUPTED);
@@ -86,6 +92,29 @@ fn scan(args: ScanArgs) -> Result<i32> {
         return Ok(0);
     }
     Ok(printer.summary.exit_code())
+}
+
+/// The state database, unless `--no-state`. The default one is best effort: a scan without
+/// it only loses `--resume` later. One the user asked for (`--state`, `--resume`) must open.
+fn open_state(args: &ScanArgs) -> Result<Option<StateDb>> {
+    if args.no_state {
+        return Ok(None);
+    }
+    let asked = args.state.is_some() || args.resume;
+    let Some(path) = args.state.clone().or_else(state::default_path) else {
+        if asked {
+            bail!("no state directory on this system: pass --state PATH");
+        }
+        return Ok(None);
+    };
+    match StateDb::open(&path, false) {
+        Ok(db) => Ok(Some(db)),
+        Err(e) if !asked => {
+            eprintln!("dfscan: warning: {e:#}; results are not recorded (--no-state silences this)");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn import(args: ImportArgs) -> Result<()> {

@@ -1,7 +1,10 @@
 //! The printer: JSON lines on stdout (one per input, flushed as each finishes) and progress
 //! bars on stderr. The only module that writes to the terminal during a scan.
 use std::collections::HashMap;
-use std::io::{self, Write};
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::fd::AsFd;
+use std::path::Path;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -152,6 +155,44 @@ impl<W: Write> Printer<W> {
                 "dfscan: skipped {n} input{} already scanned with this model and these settings (--rescan scans them again)",
                 if n == 1 { "" } else { "s" }
             );
+        }
+    }
+}
+
+/// Opens `path` for appending lines (`watch --output`). If the file ends in the middle of a
+/// line (a power cut mid-write), that line is ended first, so the next starts on its own.
+pub fn append_to(path: &Path) -> io::Result<File> {
+    let mut file = File::options().create(true).append(true).read(true).open(path)?;
+    if file.metadata()?.len() > 0 {
+        let mut last = [0u8];
+        file.seek(SeekFrom::End(-1))?;
+        file.read_exact(&mut last)?;
+        if last[0] != b'\n' {
+            file.write_all(b"\n")?;
+        }
+    }
+    Ok(file)
+}
+
+/// Standard output as a plain file, so that [`Fsync`] can sync it when it is one.
+pub fn stdout_file() -> io::Result<File> {
+    Ok(File::from(io::stdout().as_fd().try_clone_to_owned()?))
+}
+
+/// Writes straight through, and makes every flush reach the disk (`--fsync`): the printer
+/// flushes after each line.
+pub struct Fsync(pub File);
+
+impl Write for Fsync {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self.0.sync_data() {
+            // A pipe or a terminal: nothing to put on disk.
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => Ok(()),
+            result => result,
         }
     }
 }

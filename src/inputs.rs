@@ -98,6 +98,8 @@ struct Pending {
 
 impl Watch {
     pub fn new(dirs: &[PathBuf], settle: Duration) -> anyhow::Result<Self> {
+        // Unbounded, as the debouncer's own map is: it holds paths, one entry per file event,
+        // while the pipeline is busy; no frames.
         let (tx, events) = std::sync::mpsc::channel();
         // The debouncer merges bursts of events for one file; `settle` decides when it is done.
         let debounce = (settle / 2).clamp(Duration::from_millis(50), Duration::from_millis(500));

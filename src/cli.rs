@@ -17,8 +17,12 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Scan videos and images; exit 0 clean, 1 fakes found, 2 errors.
+    /// Scan videos and images; exit 0 clean, 1 fakes found, 2 errors, 130 interrupted.
     Scan(ScanArgs),
+    /// Scan files as they appear in directories, until SIGINT/SIGTERM (exit 130).
+    #[command(mut_arg("paths", |a| a.help("Directories to watch, with their subdirectories").value_name("DIR")))]
+    #[command(mut_arg("resume", |a| a.hide(true)))]
+    Watch(WatchArgs),
     /// Convert a public checkpoint (PyTorch .pth or Keras .h5) into dfscan weights.
     Import(ImportArgs),
     /// Cut labelled inputs into a face-crop cache for training and evaluation.
@@ -82,6 +86,34 @@ pub struct ScanArgs {
     /// Abandon an input still in progress after SECS seconds: it gets an error line, the others go on.
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<f64>,
+    /// State database of finished scans (default: $XDG_STATE_HOME/dfscan/state.sqlite3).
+    #[arg(long, value_name = "PATH")]
+    pub state: Option<PathBuf>,
+    /// Neither read nor write the state database.
+    #[arg(long, conflicts_with_all = ["state", "resume"])]
+    pub no_state: bool,
+    /// Skip inputs already scanned at the same path, with the same content, model and settings: they print nothing.
+    #[arg(long)]
+    pub resume: bool,
+    /// Scan every input, even those the state database has (overrides --resume); results are still recorded.
+    #[arg(long)]
+    pub rescan: bool,
+}
+
+/// `scan`'s settings, plus where the lines go. A watcher always resumes (unless --rescan).
+#[derive(Args, Debug)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub scan: ScanArgs,
+    /// Append the JSON lines to FILE instead of writing them to stdout.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// fsync each line and each state row: a printed result survives a power cut, not just a crash.
+    #[arg(long)]
+    pub fsync: bool,
+    /// A file is scanned once its size and modification time have not changed for MS milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    pub settle_ms: u64,
 }
 
 #[derive(Args, Debug)]

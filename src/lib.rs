@@ -3,7 +3,8 @@
 //! Data flows one way, and each module is one stage:
 //! [`inputs`] -> [`decode`] (FFmpeg) -> [`faces`] (OpenCV) -> [`models`] (libtorch)
 //! -> [`aggregate`] -> [`report`] -> [`output`]. [`pipeline`] wires the stages together;
-//! [`train`] fits the models on crops cut by the same stages.
+//! [`state`] remembers finished inputs for `--resume` and `watch`; [`train`] fits the models
+//! on crops cut by the same stages, and [`eval`] measures them.
 pub mod aggregate;
 pub mod bench;
 pub mod decode;
@@ -14,4 +15,5 @@ pub mod models;
 pub mod output;
 pub mod pipeline;
 pub mod report;
+pub mod state;
 pub mod train;

@@ -1,22 +1,26 @@
 //! dfscan's command line: parse arguments, build the configuration once, run, pick the exit code.
 mod cli;
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 
-use cli::{BenchArgs, Cli, Command, EvalArgs, ExtractArgs, FacesMode, ImportArgs, ScanArgs, SplitArgs, TrainArgs};
+use cli::{BenchArgs, Cli, Command, EvalArgs, ExtractArgs, FacesMode, ImportArgs, ScanArgs, SplitArgs, TrainArgs, WatchArgs};
 use dfscan::decode::Sampling;
 use dfscan::models::{self, FaceModel};
-use dfscan::output::Printer;
-use dfscan::pipeline::{self, Control, FaceSource, ScanConfig};
+use dfscan::inputs::Input;
+use dfscan::output::{self, Printer};
+use dfscan::pipeline::{self, Control, FaceSource, Recording, ScanConfig};
+use dfscan::state::{self, StateDb};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Scan(args) => scan(args),
+        Command::Watch(args) => watch(args),
         Command::Import(args) => import(args).map(|()| 0),
         Command::Extract(args) => extract(args),
         Command::Train(args) => train(args).map(|()| 0),
@@ -35,7 +39,34 @@ fn main() -> ExitCode {
 /// The exit code of a run ended by SIGINT or SIGTERM, as a shell reports one ended by Ctrl-C.
 const EXIT_INTERRUPTED: i32 = 130;
 
+/// Where the inputs come from, which decides how the state database is used.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Scan,
+    /// Always skips what the database has (unless --rescan), and must have one.
+    Watch { fsync: bool },
+}
+
 fn scan(args: ScanArgs) -> Result<i32> {
+    let inputs = dfscan::inputs::expand(args.paths.clone());
+    scan_with(args, inputs, Box::new(std::io::stdout().lock()), Mode::Scan)
+}
+
+/// The same scan, fed by a watcher instead of a list.
+fn watch(args: WatchArgs) -> Result<i32> {
+    let inputs = dfscan::inputs::Watch::new(&args.scan.paths, Duration::from_millis(args.settle_ms))?;
+    let out: Box<dyn Write> = match (&args.output, args.fsync) {
+        (Some(path), fsync) => {
+            let file = output::append_to(path).with_context(|| format!("opening {}", path.display()))?;
+            if fsync { Box::new(output::Fsync(file)) } else { Box::new(file) }
+        }
+        (None, true) => Box::new(output::Fsync(output::stdout_file()?)),
+        (None, false) => Box::new(std::io::stdout().lock()),
+    };
+    scan_with(args.scan, inputs, out, Mode::Watch { fsync: args.fsync })
+}
+
+fn scan_with(args: ScanArgs, inputs: impl Iterator<Item = Input> + Send + 'static, out: Box<dyn Write>, mode: Mode) -> Result<i32> {
     // First, so that Ctrl-C while the model loads is already a clean stop.
     let shutdown = pipeline::Shutdown::default();
     shutdown.on_signals()?;
@@ -49,6 +80,10 @@ fn scan(args: ScanArgs) -> Result<i32> {
     }
     let device = args.device.resolve()?;
     let model = FaceModel::load(&weights, device)?;
+    let faces_key = match args.faces {
+        FacesMode::None => "whole-frame".to_string(),
+        FacesMode::Auto => format!("{:?}@{}", args.detector, args.min_face_confidence),
+    };
     let face_source = match args.faces {
         FacesMode::None => FaceSource::WholeFrame,
         FacesMode::Auto => FaceSource::Detector(dfscan::faces::build_detector(
@@ -77,11 +112,15 @@ fn scan(args: ScanArgs) -> Result<i32> {
             None => None,
         },
         shutdown: shutdown.clone(),
+        state: open_state(&args, mode)?.map(|db| Recording {
+            db,
+            skip_done: (args.resume || mode != Mode::Scan) && !args.rescan,
+            settings: state::settings_key(&cfg, &faces_key),
+        }),
     };
     let progress = !args.quiet && std::io::stderr().is_terminal();
-    let mut printer = Printer::new(std::io::stdout().lock(), progress);
-    let inputs = dfscan::inputs::expand(args.paths);
-    pipeline::run_with(inputs, face_source, model, cfg, &control, |event| printer.handle(event))?;
+    let mut printer = Printer::new(out, progress).quiet(args.quiet);
+    pipeline::run_with(inputs, face_source, model, cfg, control, |event| printer.handle(event))?;
     printer.finish();
     if shutdown.is_stopping() {
         return Ok(EXIT_INTERRUPTED);
@@ -90,6 +129,30 @@ fn scan(args: ScanArgs) -> Result<i32> {
         return Ok(0);
     }
     Ok(printer.summary.exit_code())
+}
+
+/// The state database, unless `--no-state`. The default one is best effort for a scan, which
+/// only loses `--resume` later without it. One the user asked for (`--state`, `--resume`) or
+/// that a watcher needs must open.
+fn open_state(args: &ScanArgs, mode: Mode) -> Result<Option<StateDb>> {
+    if args.no_state {
+        return Ok(None);
+    }
+    let asked = args.state.is_some() || args.resume || mode != Mode::Scan;
+    let Some(path) = args.state.clone().or_else(state::default_path) else {
+        if asked {
+            bail!("no state directory on this system: pass --state PATH");
+        }
+        return Ok(None);
+    };
+    match StateDb::open(&path, mode == Mode::Watch { fsync: true }) {
+        Ok(db) => Ok(Some(db)),
+        Err(e) if !asked => {
+            eprintln!("dfscan: warning: {e:#}; results are not recorded (--no-state silences this)");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn import(args: ImportArgs) -> Result<()> {

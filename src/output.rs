@@ -1,7 +1,10 @@
 //! The printer: JSON lines on stdout (one per input, flushed as each finishes) and progress
 //! bars on stderr. The only module that writes to the terminal during a scan.
 use std::collections::HashMap;
-use std::io::{self, Write};
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::fd::AsFd;
+use std::path::Path;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -15,6 +18,9 @@ pub struct Summary {
     pub scanned: usize,
     pub fakes: usize,
     pub errors: usize,
+    /// Inputs the state database already had (`--resume`, `watch`): no line, no effect on the
+    /// exit code.
+    pub skipped: usize,
 }
 
 impl Summary {
@@ -48,6 +54,8 @@ struct Bars {
 pub struct Printer<W: Write> {
     out: W,
     bars: Option<Bars>,
+    /// Say on stderr, at the end, how many inputs were skipped (off with `--quiet`).
+    notes: bool,
     pub summary: Summary,
     /// Set when stdout was closed under us (`dfscan scan ... | head`): stop quietly.
     pub stdout_closed: bool,
@@ -63,7 +71,13 @@ impl<W: Write> Printer<W> {
             overall.set_prefix("scan");
             Bars { multi, overall, videos: HashMap::new() }
         });
-        Self { out, bars, summary: Summary::default(), stdout_closed: false }
+        Self { out, bars, notes: true, summary: Summary::default(), stdout_closed: false }
+    }
+
+    /// No closing note on stderr (`--quiet`); warnings are still written.
+    pub fn quiet(mut self, quiet: bool) -> Self {
+        self.notes = !quiet;
+        self
     }
 
     /// Handles one pipeline event; false means stop the scan (stdout is gone).
@@ -88,6 +102,8 @@ impl<W: Write> Printer<W> {
                     bar.inc(1);
                 }
             }
+            Event::Skipped { .. } => self.summary.skipped += 1,
+            Event::Warning(message) => self.warn(&message),
             Event::Finished { id, report } => {
                 if let Some(b) = &mut self.bars {
                     if let Some(bar) = b.videos.remove(&id) {
@@ -111,17 +127,72 @@ impl<W: Write> Printer<W> {
     }
 
     fn write_line(&mut self, report: &VideoReport) -> io::Result<()> {
-        let line = serde_json::to_string(report).map_err(io::Error::other)?;
+        let mut line = serde_json::to_string(report).map_err(io::Error::other)?;
+        // One write per line: a process killed between two writes could leave half a line
+        // in a file that the next run appends to.
+        line.push('\n');
         // Suspend the bars so a line never interleaves with a redraw.
         match &self.bars {
-            Some(b) => b.multi.suspend(|| writeln!(self.out, "{line}").and_then(|_| self.out.flush())),
-            None => writeln!(self.out, "{line}").and_then(|_| self.out.flush()),
+            Some(b) => b.multi.suspend(|| self.out.write_all(line.as_bytes()).and_then(|_| self.out.flush())),
+            None => self.out.write_all(line.as_bytes()).and_then(|_| self.out.flush()),
+        }
+    }
+
+    fn warn(&self, message: &str) {
+        match &self.bars {
+            Some(b) => b.multi.suspend(|| eprintln!("dfscan: warning: {message}")),
+            None => eprintln!("dfscan: warning: {message}"),
         }
     }
 
     pub fn finish(&mut self) {
         if let Some(b) = &self.bars {
             b.overall.finish_and_clear();
+        }
+        if self.notes && self.summary.skipped > 0 {
+            let n = self.summary.skipped;
+            eprintln!(
+                "dfscan: skipped {n} input{} already scanned with this model and these settings (--rescan scans them again)",
+                if n == 1 { "" } else { "s" }
+            );
+        }
+    }
+}
+
+/// Opens `path` for appending lines (`watch --output`). If the file ends in the middle of a
+/// line (a power cut mid-write), that line is ended first, so the next starts on its own.
+pub fn append_to(path: &Path) -> io::Result<File> {
+    let mut file = File::options().create(true).append(true).read(true).open(path)?;
+    if file.metadata()?.len() > 0 {
+        let mut last = [0u8];
+        file.seek(SeekFrom::End(-1))?;
+        file.read_exact(&mut last)?;
+        if last[0] != b'\n' {
+            file.write_all(b"\n")?;
+        }
+    }
+    Ok(file)
+}
+
+/// Standard output as a plain file, so that [`Fsync`] can sync it when it is one.
+pub fn stdout_file() -> io::Result<File> {
+    Ok(File::from(io::stdout().as_fd().try_clone_to_owned()?))
+}
+
+/// Writes straight through, and makes every flush reach the disk (`--fsync`): the printer
+/// flushes after each line.
+pub struct Fsync(pub File);
+
+impl Write for Fsync {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self.0.sync_data() {
+            // A pipe or a terminal: nothing to put on disk.
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => Ok(()),
+            result => result,
         }
     }
 }

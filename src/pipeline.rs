@@ -11,6 +11,10 @@
 //! ends the inputs early the same way: decode takes no new input, what is in flight finishes;
 //! a second one abandons that too.
 //!
+//! With [`Control::state`], the inputs thread hashes each file and skips those the state
+//! database already has (`--resume`, `watch`), and each finished input's row is written on the
+//! caller's thread right after `on_event` has handled its line, never before.
+//!
 //! One input cannot hurt the others: a panic while processing it becomes its error line
 //! ([`guarded`]), and with [`Control::timeout`] an input that takes too long is abandoned:
 //! decode polls its deadline between packets (and FFmpeg while reading), the faces stage
@@ -33,6 +37,7 @@ use crate::faces::{self, Detection, FaceDetector};
 use crate::inputs::Input;
 use crate::models::FaceModel;
 use crate::report::{FaceReport, FrameReport, Status, VideoReport, VideoSummary, SCHEMA_VERSION};
+use crate::state::{ScanKey, StateDb};
 
 /// Paths waiting to be opened.
 const JOB_QUEUE: usize = 16;
@@ -57,13 +62,25 @@ pub struct ScanConfig {
 }
 
 /// How a run is steered from outside its data.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct Control {
     /// An input still in progress this long after it was opened is abandoned with an error
     /// line. Its clock starts when decode opens it, so it includes waiting behind the frames
     /// of the input before it (at most `FRAME_QUEUE` + `CROP_QUEUE` frames).
     pub timeout: Option<Duration>,
     pub shutdown: Shutdown,
+    pub state: Option<Recording>,
+}
+
+/// Where finished inputs are recorded, and whether those already recorded are skipped.
+#[derive(Debug)]
+pub struct Recording {
+    pub db: StateDb,
+    /// Skip inputs whose key is in the database (`scan --resume`, `watch`); they print nothing
+    /// and count as `Event::Skipped`.
+    pub skip_done: bool,
+    /// [`crate::state::settings_key`] of this run.
+    pub settings: String,
 }
 
 /// Ends a run from outside (Ctrl-C): [`stop`](Self::stop) takes no new input and lets the
@@ -146,6 +163,30 @@ pub enum Event {
     /// One sampled frame of input `id` went through face detection.
     FrameDone { id: usize },
     Finished { id: usize, report: Box<VideoReport> },
+    /// An input the state database already has, with this model and these settings.
+    Skipped { path: PathBuf },
+    /// Something the user should hear that is no input's result (e.g. the state database
+    /// could not be written).
+    Warning(String),
+}
+
+/// What the stages send the caller's thread: an event, and for a finished input the state row
+/// to write once the event is handled (none if the input was abandoned, so it is retried).
+struct Note {
+    event: Event,
+    row: Option<ScanKey>,
+}
+
+impl From<Event> for Note {
+    fn from(event: Event) -> Self {
+        Self { event, row: None }
+    }
+}
+
+/// An input on its way to decode, with its state key when there is a state database.
+struct Job {
+    input: Input,
+    key: Option<ScanKey>,
 }
 
 struct JobStart {
@@ -154,6 +195,7 @@ struct JobStart {
     started: Instant,
     video: Option<VideoSummary>,
     stop: Stopper,
+    key: Option<ScanKey>,
 }
 
 /// Says when one input's processing must be abandoned, and why; every stage polls it.
@@ -164,8 +206,8 @@ struct Stopper {
 }
 
 impl Stopper {
-    fn new(started: Instant, control: &Control) -> Self {
-        Self { deadline: control.timeout.map(|t| (started + t, t)), shutdown: control.shutdown.clone() }
+    fn new(started: Instant, timeout: Option<Duration>, shutdown: &Shutdown) -> Self {
+        Self { deadline: timeout.map(|t| (started + t, t)), shutdown: shutdown.clone() }
     }
 
     fn reason(&self) -> Option<String> {
@@ -208,7 +250,7 @@ pub fn run(
     cfg: ScanConfig,
     on_event: impl FnMut(Event) -> bool,
 ) -> Result<()> {
-    run_with(inputs, face_source, model, cfg, &Control::default(), on_event)
+    run_with(inputs, face_source, model, cfg, Control::default(), on_event)
 }
 
 /// [`run`], steered by `control`.
@@ -217,32 +259,54 @@ pub fn run_with(
     face_source: FaceSource,
     model: FaceModel,
     cfg: ScanConfig,
-    control: &Control,
+    control: Control,
     mut on_event: impl FnMut(Event) -> bool,
 ) -> Result<()> {
-    let (job_tx, job_rx) = bounded::<Input>(JOB_QUEUE);
+    let Control { timeout, shutdown, state } = control;
+    let (job_tx, job_rx) = bounded::<Job>(JOB_QUEUE);
     let (frame_tx, frame_rx) = bounded::<Msg<Frame>>(FRAME_QUEUE);
     let (crop_tx, crop_rx) = bounded::<Msg<FacesInFrame>>(CROP_QUEUE);
-    let (event_tx, event_rx) = bounded::<Event>(EVENT_QUEUE);
+    let (event_tx, event_rx) = bounded::<Note>(EVENT_QUEUE);
     let (models_done_tx, models_done_rx) = bounded::<()>(0);
+    // SQLite connections are per thread: the inputs thread reads, this one writes.
+    let lookup = match &state {
+        Some(rec) => Some((rec.db.reopen()?, rec.skip_done, rec.settings.clone(), model.id.blake3.clone())),
+        None => None,
+    };
+    let mut writer = state.map(|rec| rec.db);
 
     // Not joined: it may be blocked reading stdin, and it ends with the process anyway.
-    let (events, shutdown) = (event_tx.clone(), control.shutdown.clone());
-    thread::Builder::new().name("inputs".into()).spawn(move || {
-        for input in inputs {
-            if shutdown.is_stopping() {
-                break;
+    {
+        let (events, shutdown) = (event_tx.clone(), shutdown.clone());
+        thread::Builder::new().name("inputs".into()).spawn(move || {
+            for input in inputs {
+                if shutdown.is_stopping() {
+                    break;
+                }
+                let key = match (&lookup, &input.problem) {
+                    (Some((_, _, settings, model)), None) => ScanKey::for_file(&input.path, model, settings),
+                    _ => None,
+                };
+                if let (Some((db, true, _, _)), Some(key)) = (&lookup, &key) {
+                    // A database that cannot be read skips nothing.
+                    if db.contains(key).unwrap_or(false) {
+                        if events.send(Event::Skipped { path: input.path }.into()).is_err() {
+                            break;
+                        }
+                        continue;
+                    }
+                }
+                let _ = events.try_send(Event::Queued.into());
+                if job_tx.send(Job { input, key }).is_err() {
+                    break;
+                }
             }
-            let _ = events.try_send(Event::Queued);
-            if job_tx.send(input).is_err() {
-                break;
-            }
-        }
-    })?;
+        })?;
+    }
     let stages = vec![
         {
-            let (events, cfg, control) = (event_tx.clone(), cfg.clone(), control.clone());
-            thread::Builder::new().name("decode".into()).spawn(move || decode_stage(job_rx, frame_tx, events, cfg.sampling, control))?
+            let (events, sampling, shutdown) = (event_tx.clone(), cfg.sampling, shutdown.clone());
+            thread::Builder::new().name("decode".into()).spawn(move || decode_stage(job_rx, frame_tx, events, sampling, timeout, shutdown))?
         },
         {
             let (events, size, margin) = (event_tx.clone(), model.input_size() as i32, cfg.margin);
@@ -254,18 +318,42 @@ pub fn run_with(
             models_stage(crop_rx, event_tx, model, cfg)
         })?,
     ];
+    // Hands a note to the caller, then records its row: a row never exists for a line that
+    // was not handled. False when the caller wants no more.
+    let mut warned = false;
+    let mut deliver = |note: Note| -> bool {
+        let row = match (&note.event, note.row, writer.as_mut()) {
+            (Event::Finished { report, .. }, Some(key), Some(db)) => Some((key, report.status, serde_json::to_string(report), db)),
+            _ => None,
+        };
+        if !on_event(note.event) {
+            return false;
+        }
+        if let Some((key, status, line, db)) = row {
+            let status = if status == Status::Ok { "ok" } else { "error" };
+            let recorded = line.map_err(anyhow::Error::from).and_then(|line| db.record(&key, status, &line));
+            if let Err(e) = recorded {
+                if !warned {
+                    warned = true;
+                    let message = format!("cannot record results in the state database {} ({e:#}); a later --resume will scan them again", db.path().display());
+                    return on_event(Event::Warning(message));
+                }
+            }
+        }
+        true
+    };
     // The inputs thread holds a sender too and may never end (stdin, watch), so the end of
     // the models stage, not of the channel, ends the run.
     loop {
         select! {
-            recv(event_rx) -> event => {
-                if !event.is_ok_and(|event| on_event(event)) {
+            recv(event_rx) -> note => {
+                if !note.is_ok_and(&mut deliver) {
                     break;
                 }
             }
             recv(models_done_rx) -> _ => {
-                for event in event_rx.try_iter() {
-                    if !on_event(event) {
+                for note in event_rx.try_iter() {
+                    if !deliver(note) {
                         break;
                     }
                 }
@@ -292,21 +380,28 @@ fn guarded<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
     })
 }
 
-fn decode_stage(jobs: Receiver<Input>, out: Sender<Msg<Frame>>, events: Sender<Event>, sampling: Sampling, control: Control) {
+fn decode_stage(
+    jobs: Receiver<Job>,
+    out: Sender<Msg<Frame>>,
+    events: Sender<Note>,
+    sampling: Sampling,
+    timeout: Option<Duration>,
+    shutdown: Shutdown,
+) {
     for id in 0.. {
-        let input = select! {
-            recv(jobs) -> input => match input {
-                Ok(input) => input,
+        let Job { input, key } = select! {
+            recv(jobs) -> job => match job {
+                Ok(job) => job,
                 Err(_) => return,
             },
-            recv(control.shutdown.0.wake_rx) -> _ => return,
+            recv(shutdown.0.wake_rx) -> _ => return,
         };
         // Both may have been ready: a stop wins over a queued input.
-        if control.shutdown.is_stopping() {
+        if shutdown.is_stopping() {
             return;
         }
         let started = Instant::now();
-        let stop = Stopper::new(started, &control);
+        let stop = Stopper::new(started, timeout, &shutdown);
         let opened = match input.problem {
             Some(problem) => Err(anyhow!(problem)),
             None => {
@@ -321,9 +416,9 @@ fn decode_stage(jobs: Receiver<Input>, out: Sender<Msg<Frame>>, events: Sender<E
                 (Some(source), Some(summary))
             }
             Err(e) => {
-                let _ = events.send(Event::Started { id, path: input.path.clone(), planned_frames: Some(0) });
+                let _ = events.send(Event::Started { id, path: input.path.clone(), planned_frames: Some(0) }.into());
                 let error = stop.explain(e);
-                let start = JobStart { id, path: input.path, started, video: None, stop };
+                let start = JobStart { id, path: input.path, started, video: None, stop, key };
                 if out.send(Msg::Start(start)).is_err() || out.send(Msg::End(id, Some(error))).is_err() {
                     return;
                 }
@@ -332,8 +427,8 @@ fn decode_stage(jobs: Receiver<Input>, out: Sender<Msg<Frame>>, events: Sender<E
         };
         let source = source.expect("opened");
         let mut sampler = Sampler::new(sampling, source.info.duration_s);
-        let _ = events.send(Event::Started { id, path: input.path.clone(), planned_frames: sampler.planned() });
-        if out.send(Msg::Start(JobStart { id, path: input.path, started, video, stop: stop.clone() })).is_err() {
+        let _ = events.send(Event::Started { id, path: input.path.clone(), planned_frames: sampler.planned() }.into());
+        if out.send(Msg::Start(JobStart { id, path: input.path, started, video, stop: stop.clone(), key })).is_err() {
             return;
         }
         let mut downstream_gone = false;
@@ -352,7 +447,7 @@ fn decode_stage(jobs: Receiver<Input>, out: Sender<Msg<Frame>>, events: Sender<E
 fn faces_stage(
     frames: Receiver<Msg<Frame>>,
     out: Sender<Msg<FacesInFrame>>,
-    events: Sender<Event>,
+    events: Sender<Note>,
     mut source: FaceSource,
     crop_size: i32,
     margin: f32,
@@ -374,7 +469,7 @@ fn faces_stage(
                     failed.insert(id, reason);
                     continue;
                 }
-                let _ = events.try_send(Event::FrameDone { id });
+                let _ = events.try_send(Event::FrameDone { id }.into());
                 match guarded(|| faces_in_frame(&mut source, &frame, crop_size, margin)) {
                     Ok(faces) => Msg::Item(id, faces),
                     Err(e) => {
@@ -418,7 +513,7 @@ struct JobState {
     error: Option<String>,
 }
 
-fn models_stage(crops: Receiver<Msg<FacesInFrame>>, events: Sender<Event>, model: FaceModel, cfg: ScanConfig) {
+fn models_stage(crops: Receiver<Msg<FacesInFrame>>, events: Sender<Note>, model: FaceModel, cfg: ScanConfig) {
     let mut jobs: HashMap<usize, JobState> = HashMap::new();
     for msg in crops.iter() {
         match msg {
@@ -448,8 +543,11 @@ fn models_stage(crops: Receiver<Msg<FacesInFrame>>, events: Sender<Event>, model
                         error = Some(format!("{e:#}"));
                     }
                 }
+                // An abandoned input (timeout, interrupt) gets no row, so it is tried again.
+                let abandoned = error.is_some() && job.start.stop.reason().is_some();
+                let row = if abandoned { None } else { job.start.key.take() };
                 let report = finish(job, error, &model, &cfg);
-                if events.send(Event::Finished { id, report: Box::new(report) }).is_err() {
+                if events.send(Note { event: Event::Finished { id, report: Box::new(report) }, row }).is_err() {
                     return;
                 }
             }

@@ -172,7 +172,7 @@ fn missing_weights_name_the_commands_that_make_them() {
 fn closed_stdout_ends_the_scan_quietly() {
     let tmp = tempfile::tempdir().unwrap();
     let model = untrained_weights(tmp.path());
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dfscan"))
+    let mut child = dfscan_command()
         .args(["scan", "-q", "--frames", "2", "--model", s(&model)])
         .args(std::iter::repeat(s(&samples().join("astronaut.jpg"))).take(20))
         .stdout(std::process::Stdio::piped())

@@ -23,7 +23,8 @@ fn long_clip(dir: &Path) -> PathBuf {
 }
 
 fn spawn(args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_dfscan")).args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+    // --no-state: only decode opens the input then, which is what `wait_until_open` looks for.
+    dfscan_command().arg("scan").arg("--no-state").args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
 }
 
 /// Waits until the child has `file` open: decode has started on it, so it is in flight.
@@ -65,7 +66,7 @@ fn first_signal_lets_the_input_in_flight_finish_and_takes_no_more() {
     let model = untrained_weights(tmp.path());
     let long = long_clip(tmp.path());
     // Decoding all 3075 frames to reach the last of 8 targets takes seconds: time to signal.
-    let mut child = spawn(&["scan", "-q", "--frames", "8", "--model", s(&model), s(&long), s(&samples().join("astronaut.jpg"))]);
+    let mut child = spawn(&["-q", "--frames", "8", "--model", s(&model), s(&long), s(&samples().join("astronaut.jpg"))]);
     wait_until_open(&mut child, &long);
     signal(&child, "TERM");
     let out = finish(child);
@@ -82,7 +83,7 @@ fn second_signal_abandons_the_input_in_flight() {
     let model = untrained_weights(tmp.path());
     let long = long_clip(tmp.path());
     // Every frame through the face detector: minutes, unless abandoned.
-    let mut child = spawn(&["scan", "-q", "--fps", "25", "--model", s(&model), s(&long), s(&samples().join("astronaut.jpg"))]);
+    let mut child = spawn(&["-q", "--fps", "25", "--model", s(&model), s(&long), s(&samples().join("astronaut.jpg"))]);
     wait_until_open(&mut child, &long);
     signal(&child, "INT");
     std::thread::sleep(Duration::from_millis(100));

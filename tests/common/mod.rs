@@ -22,13 +22,23 @@ pub fn shared() -> Option<PathBuf> {
     dir.is_dir().then_some(dir)
 }
 
+/// The binary, with its default state database under target/tmp instead of the user's, and
+/// one OpenMP thread: the tests run several dfscan processes at once on few cores, where
+/// libtorch's spinning worker threads slow each other down tenfold (measured on 2 cores).
+pub fn dfscan_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_dfscan"));
+    command.env("XDG_STATE_HOME", PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("xdg-state"));
+    command.env("OMP_NUM_THREADS", "1");
+    command
+}
+
 pub fn dfscan(args: &[&str]) -> Output {
     dfscan_with_stdin(args, "")
 }
 
 pub fn dfscan_with_stdin(args: &[&str], stdin: &str) -> Output {
     use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dfscan"))
+    let mut child = dfscan_command()
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -79,8 +89,14 @@ pub fn line_for<'a>(lines: &'a [serde_json::Value], name: &str) -> &'a serde_jso
 /// A MesoInception4 with its random initial weights, saved as a dfscan weights file. The
 /// pipeline tests check plumbing, not accuracy, so they need a real network, not a good one.
 pub fn untrained_weights(dir: &Path) -> PathBuf {
-    let path = dir.join("untrained.safetensors");
-    tch::manual_seed(0);
+    untrained_weights_seeded(dir, 0)
+}
+
+/// [`untrained_weights`] from another random initialisation: another model, as far as
+/// `model.blake3` and the state database can tell.
+pub fn untrained_weights_seeded(dir: &Path, seed: i64) -> PathBuf {
+    let path = dir.join(if seed == 0 { "untrained.safetensors".to_string() } else { format!("untrained-{seed}.safetensors") });
+    tch::manual_seed(seed);
     let vs = tch::nn::VarStore::new(tch::Device::Cpu);
     let network = NetworkConfig::Meso(MesoConfig::mesoinception4_torch());
     let _net = dfscan::models::build_network(&vs.root(), &network);
@@ -105,7 +121,7 @@ pub fn ffmpeg(args: &[&str]) {
 /// Like [`dfscan`], with arguments that need not be UTF-8. A run still going after `limit` is
 /// killed and fails the test: a hang guard set far above a normal run, not a speed check.
 pub fn dfscan_guarded<S: AsRef<std::ffi::OsStr>>(args: &[S], limit: std::time::Duration) -> Output {
-    let child = Command::new(env!("CARGO_BIN_EXE_dfscan"))
+    let child = dfscan_command()
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -9,6 +9,7 @@ use tch::{Kind, Tensor};
 
 use super::efficientnet::{self, EfficientNetConfig};
 use super::meso::MesoConfig;
+use super::resnet_lstm::{self, ResnetLstmConfig};
 
 const METADATA_KEY: &str = "dfscan";
 pub const FORMAT_VERSION: u32 = 1;
@@ -51,6 +52,16 @@ impl Preprocess {
             output: OutputClass::Fake,
         }
     }
+    /// torchvision's ImageNet input, as the ResNet-LSTM source trains with: 224x224, ImageNet
+    /// mean/std, P(fake).
+    pub fn imagenet() -> Self {
+        Self {
+            input_size: resnet_lstm::INPUT_SIZE,
+            mean: resnet_lstm::IMAGENET_MEAN,
+            std: resnet_lstm::IMAGENET_STD,
+            output: OutputClass::Fake,
+        }
+    }
 }
 
 /// Architecture-specific hyper-parameters, tagged by architecture family.
@@ -59,6 +70,9 @@ impl Preprocess {
 pub enum NetworkConfig {
     Meso(MesoConfig),
     EfficientNet(EfficientNetConfig),
+    /// A sequence model: scored by `models::SequenceModel` on face tracks, not by `FaceModel`.
+    #[serde(rename = "resnet-lstm")]
+    ResnetLstm(ResnetLstmConfig),
 }
 
 impl NetworkConfig {
@@ -70,7 +84,14 @@ impl NetworkConfig {
             },
             NetworkConfig::EfficientNet(cfg) if cfg.width == 1.0 && cfg.depth == 1.0 => "efficientnet-lite0",
             NetworkConfig::EfficientNet(_) => "efficientnet-lite",
+            NetworkConfig::ResnetLstm(_) => "resnet-lstm",
         }
+    }
+
+    /// Whether the network reads sequences of frames (`[N, T, 3, S, S]`) rather than single
+    /// crops.
+    pub fn is_sequence(&self) -> bool {
+        matches!(self, NetworkConfig::ResnetLstm(_))
     }
 }
 

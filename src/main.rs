@@ -266,9 +266,8 @@ fn train(args: TrainArgs) -> Result<()> {
 
 /// The pretrained start of `arch`, imported on first use from the file the set-up fetched.
 fn pretrained_start(arch: models::Arch) -> Result<Option<std::path::PathBuf>> {
-    let Some(path) = models::pretrained_weights(arch) else { return Ok(None) };
+    let Some((raw, path)) = models::pretrained_weights(arch) else { return Ok(None) };
     if !path.is_file() {
-        let raw = models::models_dir().join("public/efficientnet-lite0-57934424.safetensors");
         if !raw.is_file() {
             bail!("{} needs its ImageNet weights: run scripts/setup.sh", arch.name());
         }

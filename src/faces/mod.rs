@@ -1,14 +1,17 @@
-//! Faces: find them in a frame (detect), cut each into a square model input (crop).
+//! Faces: find them in a frame (detect), cut each into a square model input (crop), and
+//! follow each face across sampled frames (track).
 //!
 //! This stage knows our `decode::Frame`, never FFmpeg types, and hands the models stage
 //! plain u8 RGB crops.
 pub mod crop;
 pub mod detect;
+pub mod track;
 
 use serde::{Deserialize, Serialize};
 
 pub use crop::{square_crop, whole_frame};
 pub use detect::{build_detector, DetectorKind, FaceDetector};
+pub use track::{TrackId, Tracker, TrackerConfig};
 
 /// A face box in pixels of the upright frame; serialised as `[x, y, w, h]`.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]

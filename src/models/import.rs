@@ -15,6 +15,14 @@
 //! already ours, see `vit`). Heads whose class count is not dfscan's two (ImageNet's 1000) are
 //! dropped and said so in the provenance: such a file is a training start, not a scan model. A
 //! two-class timm checkpoint keeps its heads and is a complete scan model.
+//! ResNet-LSTM (`map_resnet_lstm`), three source layouts, told apart by their keys:
+//! - the source project's ResNetLSTM state_dict (`resnet.*`, `lstm.*`, `fc1.*`, `fc2.*`):
+//!   names already ours (see `resnet_lstm`), the backbone read off the keys;
+//! - torchvision's ImageNet `mobilenet_v2` (`features.*`, `classifier.1.*`), e.g.
+//!   mobilenet_v2-b0353104.pth from scripts/setup.sh, and
+//! - torchvision's ImageNet `resnet50` (`conv1`, `bn1`, `layer1`..`layer4`, `fc`): the trunk
+//!   only, renamed by [`torchvision_to_source`]; the ImageNet classifier is dropped and the
+//!   whole head (1x1 conv, BatchNorm, LSTM, fc1, fc2) left to training, like EfficientNet's.
 //!
 //! Reading pickles and HDF5 is left to Python's torch and h5py (scripts/read_checkpoint.py);
 //! everything that knows about architectures stays here.
@@ -28,6 +36,7 @@ use tch::{nn, Tensor};
 use super::efficientnet::EfficientNetConfig;
 use super::meso::{MesoArch, MesoConfig};
 use super::vit::VitConfig;
+use super::resnet_lstm::{Backbone, ResnetLstmConfig};
 use super::weights::{self, Header, NetworkConfig, Preprocess};
 use super::Arch;
 
@@ -55,6 +64,7 @@ pub fn import(arch: Arch, input: &Path, output: &Path, python: &Path) -> Result<
         Arch::Mesoinception4 => map_meso(MesoArch::MesoInception4, &source)?,
         Arch::EfficientnetLite0 => map_efficientnet_lite(EfficientNetConfig::lite0(), &source)?,
         Arch::DeitTiny => map_deit(VitConfig::deit_tiny_distilled(), &source)?,
+        Arch::ResnetLstm => map_resnet_lstm(&source)?,
     };
     let named = fill_network(&mapped.network, mapped.tensors, &mapped.left_out)?;
     let header = Header {
@@ -156,6 +166,124 @@ fn map_deit(config: VitConfig, source: &BTreeMap<String, Tensor>) -> Result<Mapp
         )
     };
     Ok(Mapped { network: NetworkConfig::Vit(config), preprocess: Preprocess::deit(), tensors, layout: "timm-state-dict", left_out, note })
+}
+
+/// The ResNet-LSTM head after each trunk: what a trunk-only import leaves to training.
+const RESNET_LSTM_HEAD_AFTER_RESNET50: [&str; 13] = [
+    "resnet.8.weight",
+    "resnet.9.weight",
+    "resnet.9.bias",
+    "resnet.9.running_mean",
+    "resnet.9.running_var",
+    "lstm.weight_ih_l0",
+    "lstm.weight_hh_l0",
+    "lstm.bias_ih_l0",
+    "lstm.bias_hh_l0",
+    "fc1.weight",
+    "fc1.bias",
+    "fc2.weight",
+    "fc2.bias",
+];
+const RESNET_LSTM_HEAD_AFTER_MOBILENETV2: [&str; 13] = [
+    "resnet.1.weight",
+    "resnet.2.weight",
+    "resnet.2.bias",
+    "resnet.2.running_mean",
+    "resnet.2.running_var",
+    "lstm.weight_ih_l0",
+    "lstm.weight_hh_l0",
+    "lstm.bias_ih_l0",
+    "lstm.bias_hh_l0",
+    "fc1.weight",
+    "fc1.bias",
+    "fc2.weight",
+    "fc2.bias",
+];
+
+/// A torchvision classifier's key under the source's layout (see `backbone`): the first
+/// component, a child of the torchvision model, becomes its index in the source's `resnet`
+/// Sequential. None for the ImageNet classifier, which the trunk does not have.
+///
+/// | backbone    | torchvision                         | ours                     |
+/// |-------------|-------------------------------------|--------------------------|
+/// | ResNet50    | `conv1`, `bn1`, `layer1`..`layer4`  | `resnet.0`, `resnet.1`, `resnet.4`..`resnet.7` |
+/// | ResNet50    | `fc`                                | (dropped)                |
+/// | MobileNetV2 | `features`                          | `resnet.0`               |
+/// | MobileNetV2 | `classifier`                        | (dropped)                |
+pub fn torchvision_to_source(backbone: Backbone, key: &str) -> Option<String> {
+    let (first, rest) = key.split_once('.')?;
+    let index = match (backbone, first) {
+        (Backbone::Resnet50, "conv1") => 0,
+        (Backbone::Resnet50, "bn1") => 1,
+        (Backbone::Resnet50, layer) => 3 + layer.strip_prefix("layer")?.parse::<u32>().ok().filter(|l| (1..=4).contains(l))?,
+        (Backbone::Mobilenetv2, "features") => 0,
+        (Backbone::Mobilenetv2, _) => return None,
+    };
+    Some(format!("resnet.{index}.{rest}"))
+}
+
+fn map_resnet_lstm(source: &BTreeMap<String, Tensor>) -> Result<Mapped> {
+    ensure!(!source.keys().any(|k| k.ends_with(":0")), "resnet-lstm imports PyTorch state_dicts, not Keras files");
+    let tensors = map_torch(source);
+    let imagenet = |backbone: Backbone, classifier: &str, tensors: BTreeMap<String, Tensor>| -> Result<Mapped> {
+        let fc = &tensors[classifier];
+        ensure!(
+            fc.size().first() == Some(&1000),
+            "{classifier} has shape {:?}; the import expects ImageNet's 1000-class classifier, which it drops",
+            fc.size()
+        );
+        let mut trunk = BTreeMap::new();
+        for (name, tensor) in tensors {
+            if let Some(ours) = torchvision_to_source(backbone, &name) {
+                trunk.insert(ours, tensor);
+            } else if !name.starts_with(classifier.split('.').next().unwrap_or_default()) {
+                bail!("{name}: not a tensor of torchvision's {}", backbone.name());
+            }
+        }
+        let head: &'static [&'static str] = match backbone {
+            Backbone::Resnet50 => &RESNET_LSTM_HEAD_AFTER_RESNET50,
+            Backbone::Mobilenetv2 => &RESNET_LSTM_HEAD_AFTER_MOBILENETV2,
+        };
+        Ok(Mapped {
+            network: NetworkConfig::ResnetLstm(ResnetLstmConfig::with_backbone(backbone)),
+            preprocess: Preprocess::imagenet(),
+            tensors: trunk,
+            layout: match backbone {
+                Backbone::Resnet50 => "torchvision-resnet50",
+                Backbone::Mobilenetv2 => "torchvision-mobilenet-v2",
+            },
+            left_out: head.iter().map(|k| k.to_string()).collect(),
+            note: "; trunk only: ImageNet's classifier dropped, the 1x1 conv, LSTM and fc head left to \
+                   training (init_from_pretrained), so a training start, not a scan model"
+                .to_string(),
+        })
+    };
+    if tensors.contains_key("classifier.1.weight") && tensors.contains_key("features.0.0.weight") {
+        return imagenet(Backbone::Mobilenetv2, "classifier.1.weight", tensors);
+    }
+    if tensors.contains_key("fc.weight") && tensors.contains_key("layer1.0.conv1.weight") {
+        return imagenet(Backbone::Resnet50, "fc.weight", tensors);
+    }
+    // The source project's own layout: our names. Its frames per sequence are not in a
+    // state_dict; 20 is what it trains with on Celeb-DF.
+    let backbone = if tensors.contains_key("resnet.4.0.conv1.weight") {
+        Backbone::Resnet50
+    } else if tensors.contains_key("resnet.0.0.0.weight") {
+        Backbone::Mobilenetv2
+    } else {
+        bail!("neither a ResNet-LSTM state_dict (resnet.*, lstm.*, fc1.*, fc2.*) nor torchvision's ImageNet resnet50 or mobilenet_v2");
+    };
+    Ok(Mapped {
+        network: NetworkConfig::ResnetLstm(ResnetLstmConfig::with_backbone(backbone)),
+        preprocess: Preprocess::imagenet(),
+        tensors,
+        layout: match backbone {
+            Backbone::Resnet50 => "resnet-lstm-state-dict",
+            Backbone::Mobilenetv2 => "resnet-lstm-mobilenetv2-state-dict",
+        },
+        left_out: Vec::new(),
+        note: "; T = 20 frames per sequence assumed (the source's Celeb-DF setting)".to_string(),
+    })
 }
 
 /// Every tensor of `input` under its source name.
@@ -273,4 +401,51 @@ fn fill_network(network: &NetworkConfig, mut tensors: BTreeMap<String, Tensor>, 
     }
     ensure!(tensors.is_empty(), "the checkpoint has tensors {} lacks: {:?}", network.arch_name(), tensors.keys().collect::<Vec<_>>());
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn torchvision_keys_map_to_the_source_layout() {
+        let map = |b, k| torchvision_to_source(b, k);
+        assert_eq!(map(Backbone::Resnet50, "conv1.weight").as_deref(), Some("resnet.0.weight"));
+        assert_eq!(map(Backbone::Resnet50, "bn1.running_var").as_deref(), Some("resnet.1.running_var"));
+        assert_eq!(map(Backbone::Resnet50, "layer1.0.downsample.1.bias").as_deref(), Some("resnet.4.0.downsample.1.bias"));
+        assert_eq!(map(Backbone::Resnet50, "layer4.2.conv3.weight").as_deref(), Some("resnet.7.2.conv3.weight"));
+        assert_eq!(map(Backbone::Resnet50, "layer5.0.conv1.weight"), None);
+        assert_eq!(map(Backbone::Resnet50, "fc.weight"), None);
+        assert_eq!(map(Backbone::Mobilenetv2, "features.18.1.weight").as_deref(), Some("resnet.0.18.1.weight"));
+        assert_eq!(map(Backbone::Mobilenetv2, "classifier.1.weight"), None);
+    }
+
+    #[test]
+    fn a_torchvision_resnet50_imports_as_a_trunk() {
+        // torchvision's resnet50 state_dict, rebuilt from our trunk's names and shapes.
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let _trunk = super::super::backbone::Trunk::new(&(vs.root() / "resnet"), Backbone::Resnet50);
+        let rename = |ours: &str| -> String {
+            let rest = ours.strip_prefix("resnet.").unwrap();
+            let (index, rest) = rest.split_once('.').unwrap();
+            let child = match index {
+                "0" => "conv1".to_string(),
+                "1" => "bn1".to_string(),
+                i => format!("layer{}", i.parse::<u32>().unwrap() - 3),
+            };
+            format!("{child}.{rest}")
+        };
+        let mut source: BTreeMap<String, Tensor> = vs.variables().into_iter().map(|(k, v)| (rename(&k), v)).collect();
+        source.insert("fc.weight".into(), Tensor::zeros([1000, 2048], (tch::Kind::Float, tch::Device::Cpu)));
+        source.insert("fc.bias".into(), Tensor::zeros([1000], (tch::Kind::Float, tch::Device::Cpu)));
+        source.insert("layer1.0.bn1.num_batches_tracked".into(), Tensor::from_slice(&[0i64]));
+        let mapped = map_resnet_lstm(&source).unwrap();
+        assert_eq!(mapped.layout, "torchvision-resnet50");
+        assert_eq!(mapped.network, NetworkConfig::ResnetLstm(ResnetLstmConfig::resnet50()));
+        let named = fill_network(&mapped.network, mapped.tensors, mapped.left_out).unwrap();
+        assert_eq!(named.len(), vs.variables().len());
+        // Not ImageNet's classifier: refused rather than guessed.
+        source.insert("fc.weight".into(), Tensor::zeros([2, 2048], (tch::Kind::Float, tch::Device::Cpu)));
+        assert!(map_resnet_lstm(&source).is_err());
+    }
 }

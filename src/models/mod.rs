@@ -1,22 +1,27 @@
 //! Face classifiers on libtorch: one file per architecture, a weights format that carries its
 //! own preprocessing, and the importer for public checkpoints.
 //!
-//! Every frame model maps a batch of RGB face crops to one logit per crop for "fake"; the models
-//! stage turns logits into P(fake). Which way the network's own output points, and how its input
-//! is normalised, is stored with the weights (`weights::Header`), never assumed.
+//! A frame model ([`FaceModel`]) maps a batch of RGB face crops to one logit per crop for
+//! "fake"; a sequence model ([`SequenceModel`], `resnet_lstm`) maps a batch of face tracks,
+//! T crops each, to one logit per track. The models stage turns logits into P(fake). Which
+//! way the network's own output points, and how its input is normalised, is stored with the
+//! weights (`weights::Header`), never assumed.
 //!
 //! The ViT classifier (`vit`) also exposes its attention and encoding, which the attention VAE
 //! (`vae`) and the abnormality module (`abnormality`) turn into an out-of-distribution risk;
 //! `ood` holds the MSP and ODIN baselines that risk is compared with.
 pub mod abnormality;
+pub mod backbone;
 pub mod efficientnet;
 pub mod import;
 pub mod meso;
 pub mod ood;
+pub mod resnet_lstm;
 pub mod vae;
 pub mod vit;
 pub mod weights;
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -40,6 +45,11 @@ pub enum Arch {
     #[value(name = "deit-tiny")]
     #[serde(rename = "deit-tiny")]
     DeitTiny,
+    /// A trunk (ResNet50 or MobileNetV2) per frame, then an LSTM over a face track's frames:
+    /// seed 001's temporal model, a sequence model ([`SequenceModel`]).
+    #[value(name = "resnet-lstm")]
+    #[serde(rename = "resnet-lstm")]
+    ResnetLstm,
 }
 
 impl Arch {
@@ -49,6 +59,7 @@ impl Arch {
             Arch::Mesoinception4 => "mesoinception4",
             Arch::EfficientnetLite0 => "efficientnet-lite0",
             Arch::DeitTiny => "deit-tiny",
+            Arch::ResnetLstm => "resnet-lstm",
         }
     }
 }
@@ -84,7 +95,7 @@ pub struct ModelId {
     pub blake3: String,
 }
 
-/// A network with its weights, ready to score face crops.
+/// A frame network with its weights, ready to score face crops.
 pub struct FaceModel {
     pub id: ModelId,
     pub header: Header,
@@ -100,6 +111,7 @@ pub fn build_network(root: &nn::Path, config: &NetworkConfig) -> Box<dyn ModuleT
         NetworkConfig::EfficientNet(cfg) => Box::new(efficientnet::EfficientNetLite::new(root, cfg)),
         // As a frame model the ViT gives logit(softmax[.., 1]); `vit::Vit::forward_all_t` gives the rest.
         NetworkConfig::Vit(cfg) => Box::new(vit::Vit::new(root, cfg)),
+        NetworkConfig::ResnetLstm(cfg) => Box::new(resnet_lstm::ResnetLstm::new(root, cfg)),
     }
 }
 
@@ -113,17 +125,36 @@ pub fn training_spec(arch: Arch) -> (NetworkConfig, Preprocess) {
             (NetworkConfig::EfficientNet(efficientnet::EfficientNetConfig::lite0()), Preprocess::efficientnet_lite())
         }
         Arch::DeitTiny => (NetworkConfig::Vit(vit::VitConfig::deit_tiny_distilled()), Preprocess::deit()),
+        // MobileNetV2, the backbone whose ImageNet weights the set-up can fetch.
+        Arch::ResnetLstm => (NetworkConfig::ResnetLstm(resnet_lstm::ResnetLstmConfig::mobilenetv2()), Preprocess::imagenet()),
     }
 }
 
-/// Where `dfscan import` puts an architecture's public pretrained weights (a training start,
-/// not a scan model), when it has any: see scripts/setup.sh.
-pub fn pretrained_weights(arch: Arch) -> Option<PathBuf> {
+/// The public pretrained start of `arch`, if it has one: (the file scripts/setup.sh fetches,
+/// where `dfscan import` writes its mapping onto our network). A training start, not a scan
+/// model. DeiT-tiny trains from scratch (an import of timm's weights can be given to
+/// `TrainConfig::pretrained`); ResNet-LSTM's trunk is MobileNetV2's ImageNet import.
+pub fn pretrained_weights(arch: Arch) -> Option<(PathBuf, PathBuf)> {
     match arch {
-        // DeiT-tiny trains from scratch (issue 5). An import of timm's ImageNet weights can seed
-        // it through `TrainConfig::pretrained`; `dfscan train` has no flag for that yet.
         Arch::Meso4 | Arch::Mesoinception4 | Arch::DeitTiny => None,
-        Arch::EfficientnetLite0 => Some(models_dir().join("public/efficientnet-lite0-imagenet.safetensors")),
+        Arch::EfficientnetLite0 => Some((
+            models_dir().join("public/efficientnet-lite0-57934424.safetensors"),
+            models_dir().join("public/efficientnet-lite0-imagenet.safetensors"),
+        )),
+        Arch::ResnetLstm => imagenet_backbone(backbone::Backbone::Mobilenetv2),
+    }
+}
+
+/// For a ResNet-LSTM trunk: the set-up's ImageNet checkpoint (torchvision names, as
+/// safetensors) and where `dfscan import --arch resnet-lstm` puts it, a training start with
+/// the trunk only. None for ResNet50, whose ImageNet weights cannot be fetched here.
+pub fn imagenet_backbone(backbone: backbone::Backbone) -> Option<(PathBuf, PathBuf)> {
+    match backbone {
+        backbone::Backbone::Resnet50 => None,
+        backbone::Backbone::Mobilenetv2 => Some((
+            models_dir().join("public/mobilenet_v2-b0353104.safetensors"),
+            models_dir().join("public/resnet-lstm-mobilenetv2-imagenet.safetensors"),
+        )),
     }
 }
 
@@ -160,35 +191,55 @@ pub fn init_from_pretrained(vs: &mut nn::VarStore, path: &Path) -> Result<Vec<St
     Ok(missing)
 }
 
+/// A weights file loaded strictly into its network.
+struct Loaded {
+    id: ModelId,
+    header: Header,
+    net: Box<dyn ModuleT>,
+    vs: nn::VarStore,
+}
+
+/// Loads a dfscan weights file (safetensors with a dfscan header). Strict: every parameter of
+/// the network must be in the file, with its shape, and nothing else may be. `sequence` says
+/// which kind of model the caller scores with; a file of the other kind is refused.
+fn load_strict(path: &Path, device: Device, sequence: bool) -> Result<Loaded> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading weights {}", path.display()))?;
+    let header = Header::from_safetensors(&bytes).with_context(|| format!("{} is not a dfscan weights file", path.display()))?;
+    let arch = header.network.arch_name();
+    match (header.network.is_sequence(), sequence) {
+        (true, false) => bail!("{}: {arch} is a sequence model: it scores face tracks (SequenceModel), not single crops", path.display()),
+        (false, true) => bail!("{}: {arch} scores single crops (FaceModel), not face tracks", path.display()),
+        _ => {}
+    }
+    let mut vs = nn::VarStore::new(device);
+    let net = build_network(&vs.root(), &header.network);
+    let stored = weights::tensor_names(&bytes)?;
+    let expected: Vec<String> = vs.variables().into_keys().collect();
+    let unexpected: Vec<&String> = stored.iter().filter(|k| !expected.contains(k)).collect();
+    if !unexpected.is_empty() {
+        bail!("{}: tensors the {arch:?} network does not have: {unexpected:?}", path.display());
+    }
+    let missing: Vec<&String> = expected.iter().filter(|k| !stored.contains(k)).collect();
+    if !missing.is_empty() {
+        bail!(
+            "{}: lacks {missing:?} of the {arch:?} network (a backbone-only import such as ImageNet weights is a starting point for `dfscan train`, not a scan model)",
+            path.display()
+        );
+    }
+    vs.load(path).with_context(|| format!("loading {}", path.display()))?;
+    let id = ModelId {
+        name: arch.to_string(),
+        weights: path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        blake3: blake3::hash(&bytes).to_hex()[..16].to_string(),
+    };
+    Ok(Loaded { id, header, net, vs })
+}
+
 impl FaceModel {
-    /// Loads a dfscan weights file (safetensors with a dfscan header). Strict: every parameter
-    /// of the network must be in the file, with its shape, and nothing else may be.
+    /// Loads a dfscan weights file of a frame model, strictly (see [`SequenceModel`] for
+    /// sequence models).
     pub fn load(path: &Path, device: Device) -> Result<Self> {
-        let bytes = std::fs::read(path).with_context(|| format!("reading weights {}", path.display()))?;
-        let header = Header::from_safetensors(&bytes)
-            .with_context(|| format!("{} is not a dfscan weights file", path.display()))?;
-        let mut vs = nn::VarStore::new(device);
-        let net = build_network(&vs.root(), &header.network);
-        let stored = weights::tensor_names(&bytes)?;
-        let expected: Vec<String> = vs.variables().into_keys().collect();
-        let unexpected: Vec<&String> = stored.iter().filter(|k| !expected.contains(k)).collect();
-        if !unexpected.is_empty() {
-            bail!("{}: tensors the {:?} network does not have: {unexpected:?}", path.display(), header.network.arch_name());
-        }
-        let missing: Vec<&String> = expected.iter().filter(|k| !stored.contains(k)).collect();
-        if !missing.is_empty() {
-            bail!(
-                "{}: lacks {missing:?} of the {:?} network (a backbone-only import such as ImageNet weights is a starting point for `dfscan train`, not a scan model)",
-                path.display(),
-                header.network.arch_name()
-            );
-        }
-        vs.load(path).with_context(|| format!("loading {}", path.display()))?;
-        let id = ModelId {
-            name: header.network.arch_name().to_string(),
-            weights: path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-            blake3: blake3::hash(&bytes).to_hex()[..16].to_string(),
-        };
+        let Loaded { id, header, net, vs } = load_strict(path, device, false)?;
         Ok(Self { id, header, net, device, _vs: vs })
     }
 
@@ -207,6 +258,92 @@ impl FaceModel {
             OutputClass::Real => -logits,
         }
     }
+}
+
+/// A sequence network with its weights, ready to score face tracks: T crops of one face, in
+/// the order of their frames, give one logit of "fake".
+///
+/// Tracks and T: the network was trained on sequences of `frames()` = T crops. A track with
+/// fewer crops is padded by repeating its last crop ([`pad_sequence`]): the LSTM's last step,
+/// which the head reads, then sees the face as it was last seen, and no frame is invented or
+/// dropped. A longer track is cut into windows of T ([`sequence_windows`]), each scored as
+/// one sequence; how window scores make a track score is the aggregate stage's choice.
+pub struct SequenceModel {
+    pub id: ModelId,
+    pub header: Header,
+    net: Box<dyn ModuleT>,
+    device: Device,
+    frames: i64,
+    _vs: nn::VarStore,
+}
+
+impl SequenceModel {
+    /// Loads a dfscan weights file of a sequence model, as strictly as [`FaceModel::load`].
+    pub fn load(path: &Path, device: Device) -> Result<Self> {
+        let Loaded { id, header, net, vs } = load_strict(path, device, true)?;
+        let frames = match &header.network {
+            NetworkConfig::ResnetLstm(cfg) => cfg.frames,
+            other => bail!("{}: {} is no sequence model", path.display(), other.arch_name()),
+        };
+        Ok(Self { id, header, net, device, frames, _vs: vs })
+    }
+
+    pub fn input_size(&self) -> i64 {
+        self.header.preprocess.input_size
+    }
+
+    /// T: crops per sequence.
+    pub fn frames(&self) -> i64 {
+        self.frames
+    }
+
+    /// Logits of "fake" for `sequences`, a `[N, T, S, S, 3]` u8 RGB batch at `input_size()`:
+    /// `[N]`, one per sequence. Pad short tracks first ([`pad_sequence`]).
+    pub fn fake_logits(&self, sequences: &Tensor) -> Tensor {
+        let _guard = tch::no_grad_guard();
+        let input = to_sequence_input(sequences, &self.header.preprocess, self.device);
+        let logits = self.net.forward_t(&input, false).to_device(Device::Cpu).to_kind(Kind::Float);
+        match self.header.preprocess.output {
+            OutputClass::Fake => logits,
+            OutputClass::Real => -logits,
+        }
+    }
+}
+
+/// `frames`, the `[t, S, S, 3]` crops of a track with 1 <= t <= `length`, padded to `length`
+/// by repeating the last crop (see [`SequenceModel`]).
+pub fn pad_sequence(frames: &Tensor, length: i64) -> Tensor {
+    let t = frames.size()[0];
+    assert!((1..=length).contains(&t), "pad_sequence: {t} frames for a sequence of {length}");
+    if t == length {
+        return frames.shallow_clone();
+    }
+    let mut shape = frames.size();
+    shape[0] = length - t;
+    let last = frames.narrow(0, t - 1, 1).expand(&shape, false);
+    Tensor::cat(&[frames.shallow_clone(), last], 0)
+}
+
+/// The windows a track of `frames` crops is scored in, for sequences of `length`: one window
+/// (to pad) when the track is no longer than `length`; else consecutive windows of `length`,
+/// the last one ending at the track's end, overlapping its predecessor rather than padded.
+pub fn sequence_windows(frames: usize, length: usize) -> Vec<Range<usize>> {
+    assert!(length > 0, "sequence_windows: length 0");
+    if frames <= length {
+        return if frames == 0 { Vec::new() } else { vec![0..frames] };
+    }
+    let mut windows: Vec<Range<usize>> = (0..frames / length).map(|i| i * length..(i + 1) * length).collect();
+    if frames % length != 0 {
+        windows.push(frames - length..frames);
+    }
+    windows
+}
+
+/// [`to_network_input`] for `[N, T, S, S, 3]` u8 sequences: `[N, T, 3, S, S]`.
+pub fn to_sequence_input(sequences: &Tensor, pre: &Preprocess, device: Device) -> Tensor {
+    let size = sequences.size();
+    assert_eq!(size.len(), 5, "sequences are [N, T, S, S, 3], got {size:?}");
+    to_network_input(&sequences.flatten(0, 1), pre, device).view([size[0], size[1], 3, size[2], size[3]])
 }
 
 /// The one place where u8 crops become network input, shared by scan and training so the
@@ -229,4 +366,38 @@ pub fn models_dir() -> PathBuf {
 /// The default scan model: `models/default.safetensors`, made by `dfscan train`.
 pub fn default_weights() -> PathBuf {
     models_dir().join("default.safetensors")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_tracks_repeat_their_last_crop() {
+        let frames = Tensor::arange(2 * 2 * 2 * 3, (Kind::Uint8, Device::Cpu)).view([2, 2, 2, 3]);
+        let padded = pad_sequence(&frames, 5);
+        assert_eq!(padded.size(), [5, 2, 2, 3]);
+        assert!(padded.narrow(0, 0, 2).equal(&frames));
+        for i in 2..5 {
+            assert!(padded.get(i).equal(&frames.get(1)), "frame {i}");
+        }
+        assert!(pad_sequence(&frames, 2).equal(&frames));
+    }
+
+    #[test]
+    fn long_tracks_are_cut_into_windows() {
+        assert_eq!(sequence_windows(0, 4), Vec::<Range<usize>>::new());
+        assert_eq!(sequence_windows(3, 4), [0..3]);
+        assert_eq!(sequence_windows(8, 4), [0..4, 4..8]);
+        assert_eq!(sequence_windows(10, 4), [0..4, 4..8, 6..10]);
+    }
+
+    #[test]
+    fn sequence_input_is_frame_input_per_frame() {
+        let seqs = Tensor::randint(256, [2, 3, 8, 8, 3], (Kind::Uint8, Device::Cpu));
+        let pre = Preprocess::imagenet();
+        let x = to_sequence_input(&seqs, &pre, Device::Cpu);
+        assert_eq!(x.size(), [2, 3, 3, 8, 8]);
+        assert!(x.get(1).get(2).equal(&to_network_input(&seqs.get(1).narrow(0, 2, 1), &pre, Device::Cpu).get(0)));
+    }
 }

@@ -10,6 +10,7 @@ use tch::{Kind, Tensor};
 use super::efficientnet::{self, EfficientNetConfig};
 use super::meso::MesoConfig;
 use super::vit::{self, VitConfig};
+use super::resnet_lstm::{self, ResnetLstmConfig};
 
 const METADATA_KEY: &str = "dfscan";
 pub const FORMAT_VERSION: u32 = 1;
@@ -56,6 +57,17 @@ impl Preprocess {
     pub fn deit() -> Self {
         Self { input_size: vit::INPUT_SIZE, mean: vit::IMAGENET_MEAN, std: vit::IMAGENET_STD, output: OutputClass::Fake }
     }
+
+    /// torchvision's ImageNet input, as the ResNet-LSTM source trains with: 224x224, ImageNet
+    /// mean/std, P(fake).
+    pub fn imagenet() -> Self {
+        Self {
+            input_size: resnet_lstm::INPUT_SIZE,
+            mean: resnet_lstm::IMAGENET_MEAN,
+            std: resnet_lstm::IMAGENET_STD,
+            output: OutputClass::Fake,
+        }
+    }
 }
 
 /// Architecture-specific hyper-parameters, tagged by architecture family.
@@ -65,6 +77,9 @@ pub enum NetworkConfig {
     Meso(MesoConfig),
     EfficientNet(EfficientNetConfig),
     Vit(VitConfig),
+    /// A sequence model: scored by `models::SequenceModel` on face tracks, not by `FaceModel`.
+    #[serde(rename = "resnet-lstm")]
+    ResnetLstm(ResnetLstmConfig),
 }
 
 impl NetworkConfig {
@@ -79,7 +94,14 @@ impl NetworkConfig {
             // Training-only settings (stochastic depth) do not change the architecture.
             NetworkConfig::Vit(cfg) if (VitConfig { drop_path: 0.0, ..cfg.clone() }) == VitConfig::deit_tiny_distilled() => "deit-tiny",
             NetworkConfig::Vit(_) => "vit",
+            NetworkConfig::ResnetLstm(_) => "resnet-lstm",
         }
+    }
+
+    /// Whether the network reads sequences of frames (`[N, T, 3, S, S]`) rather than single
+    /// crops.
+    pub fn is_sequence(&self) -> bool {
+        matches!(self, NetworkConfig::ResnetLstm(_))
     }
 }
 

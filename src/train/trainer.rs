@@ -113,6 +113,7 @@ fn load_examples(set: &CropSet, idx: &[usize], size: i32) -> Result<Examples> {
 pub fn train(set: &CropSet, cfg: &TrainConfig, mut on_event: impl FnMut(TrainEvent)) -> Result<Vec<EpochReport>> {
     tch::manual_seed(cfg.seed as i64);
     let (network, preprocess) = models::training_spec(cfg.arch);
+    ensure!(!network.is_sequence(), "dfscan train --arch {}: training on face sequences is not implemented yet (issue 4)", cfg.arch.name());
     let size = preprocess.input_size as i32;
     let train_set = load_examples(set, &set.split(Split::Train, &cfg.split), size)?;
     let val_set = load_examples(set, &set.split(Split::Val, &cfg.split), size)?;

@@ -14,7 +14,6 @@ use std::process::Command;
 use std::time::Instant;
 
 use common::*;
-use dfscan::decode::{Sampler, Sampling, VideoSource};
 use dfscan::models::efficientnet::{EfficientNetConfig, EfficientNetLite, FEATURES, INPUT_SIZE};
 use dfscan::models::{self, import, weights, Arch, FaceModel, Preprocess};
 use tch::nn::{self, ModuleT};
@@ -94,18 +93,7 @@ fn import_keeps_the_backbone_and_leaves_the_head_to_training() {
 /// The astronaut still as `--faces none` feeds it: decoded by FFmpeg, resized to 224 by the
 /// crop stage, normalised by the function scan and training share.
 fn astronaut_input() -> Tensor {
-    let source = VideoSource::open(&samples().join("astronaut.jpg")).unwrap();
-    let mut sampler = Sampler::new(Sampling::Frames(1), source.info.duration_s);
-    let mut frame = None;
-    source
-        .sample(&mut sampler, |f| {
-            frame = Some(f);
-            Ok(false)
-        })
-        .unwrap();
-    let crop = dfscan::faces::whole_frame(&frame.unwrap(), INPUT_SIZE as i32).unwrap();
-    let crops = Tensor::from_slice(&crop).view([1, INPUT_SIZE, INPUT_SIZE, 3]);
-    models::to_network_input(&crops, &Preprocess::efficientnet_lite(), Device::Cpu)
+    models::to_network_input(&astronaut_crop(INPUT_SIZE), &Preprocess::efficientnet_lite(), Device::Cpu)
 }
 
 #[test]

@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
-use dfscan::decode::{Sampler, Sampling, VideoSource};
 use dfscan::models::resnet_lstm::{Backbone, ResnetLstm, ResnetLstmConfig, Trunk, INPUT_SIZE};
 use dfscan::models::{self, import, Arch, FaceModel, NetworkConfig, Preprocess, SequenceModel};
 use tch::nn::{self, ModuleT};
@@ -107,18 +106,7 @@ fn imagenet_import_keeps_the_trunk_and_leaves_the_head_to_training() {
 
 /// The astronaut still at 224 as `--faces none` crops it, ImageNet-normalised.
 fn astronaut_input() -> Tensor {
-    let source = VideoSource::open(&samples().join("astronaut.jpg")).unwrap();
-    let mut sampler = Sampler::new(Sampling::Frames(1), source.info.duration_s);
-    let mut frame = None;
-    source
-        .sample(&mut sampler, |f| {
-            frame = Some(f);
-            Ok(false)
-        })
-        .unwrap();
-    let crop = dfscan::faces::whole_frame(&frame.unwrap(), INPUT_SIZE as i32).unwrap();
-    let crops = Tensor::from_slice(&crop).view([1, INPUT_SIZE, INPUT_SIZE, 3]);
-    models::to_network_input(&crops, &Preprocess::imagenet(), Device::Cpu)
+    models::to_network_input(&astronaut_crop(INPUT_SIZE), &Preprocess::imagenet(), Device::Cpu)
 }
 
 #[test]

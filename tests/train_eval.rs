@@ -71,7 +71,7 @@ fn extract_train_eval_round_trip() {
         "--report", s(&report), "--roc", s(&roc),
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let lines = json_lines(&out);
+    let lines = plain_json_lines(&out);
     let conditions: Vec<&str> = lines.iter().map(|l| l["condition"].as_str().unwrap()).collect();
     assert_eq!(conditions, ["clean", "flip", "jpeg"]);
     let clean = &lines[0];

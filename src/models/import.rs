@@ -35,8 +35,8 @@ use tch::{nn, Tensor};
 
 use super::efficientnet::EfficientNetConfig;
 use super::meso::{MesoArch, MesoConfig};
-use super::vit::VitConfig;
 use super::resnet_lstm::{Backbone, ResnetLstmConfig};
+use super::vit::VitConfig;
 use super::weights::{self, Header, NetworkConfig, Preprocess};
 use super::Arch;
 
@@ -168,37 +168,22 @@ fn map_deit(config: VitConfig, source: &BTreeMap<String, Tensor>) -> Result<Mapp
     Ok(Mapped { network: NetworkConfig::Vit(config), preprocess: Preprocess::deit(), tensors, layout: "timm-state-dict", left_out, note })
 }
 
-/// The ResNet-LSTM head after each trunk: what a trunk-only import leaves to training.
-const RESNET_LSTM_HEAD_AFTER_RESNET50: [&str; 13] = [
-    "resnet.8.weight",
-    "resnet.9.weight",
-    "resnet.9.bias",
-    "resnet.9.running_mean",
-    "resnet.9.running_var",
-    "lstm.weight_ih_l0",
-    "lstm.weight_hh_l0",
-    "lstm.bias_ih_l0",
-    "lstm.bias_hh_l0",
-    "fc1.weight",
-    "fc1.bias",
-    "fc2.weight",
-    "fc2.bias",
-];
-const RESNET_LSTM_HEAD_AFTER_MOBILENETV2: [&str; 13] = [
-    "resnet.1.weight",
-    "resnet.2.weight",
-    "resnet.2.bias",
-    "resnet.2.running_mean",
-    "resnet.2.running_var",
-    "lstm.weight_ih_l0",
-    "lstm.weight_hh_l0",
-    "lstm.bias_ih_l0",
-    "lstm.bias_hh_l0",
-    "fc1.weight",
-    "fc1.bias",
-    "fc2.weight",
-    "fc2.bias",
-];
+/// The ResNet-LSTM head after a trunk, what a trunk-only import leaves to training: the 1x1
+/// conv and its BatchNorm (at `resnet.{conv}` and `resnet.{conv + 1}`, after the trunk's
+/// children), the LSTM, fc1 and fc2.
+fn resnet_lstm_head(conv: usize) -> Vec<String> {
+    let bn = conv + 1;
+    [
+        format!("resnet.{conv}.weight"),
+        format!("resnet.{bn}.weight"),
+        format!("resnet.{bn}.bias"),
+        format!("resnet.{bn}.running_mean"),
+        format!("resnet.{bn}.running_var"),
+    ]
+    .into_iter()
+    .chain(["lstm.weight_ih_l0", "lstm.weight_hh_l0", "lstm.bias_ih_l0", "lstm.bias_hh_l0", "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"].map(String::from))
+    .collect()
+}
 
 /// A torchvision classifier's key under the source's layout (see `backbone`): the first
 /// component, a child of the torchvision model, becomes its index in the source's `resnet`
@@ -240,9 +225,9 @@ fn map_resnet_lstm(source: &BTreeMap<String, Tensor>) -> Result<Mapped> {
                 bail!("{name}: not a tensor of torchvision's {}", backbone.name());
             }
         }
-        let head: &'static [&'static str] = match backbone {
-            Backbone::Resnet50 => &RESNET_LSTM_HEAD_AFTER_RESNET50,
-            Backbone::Mobilenetv2 => &RESNET_LSTM_HEAD_AFTER_MOBILENETV2,
+        let head = match backbone {
+            Backbone::Resnet50 => resnet_lstm_head(8),
+            Backbone::Mobilenetv2 => resnet_lstm_head(1),
         };
         Ok(Mapped {
             network: NetworkConfig::ResnetLstm(ResnetLstmConfig::with_backbone(backbone)),
@@ -252,7 +237,7 @@ fn map_resnet_lstm(source: &BTreeMap<String, Tensor>) -> Result<Mapped> {
                 Backbone::Resnet50 => "torchvision-resnet50",
                 Backbone::Mobilenetv2 => "torchvision-mobilenet-v2",
             },
-            left_out: head.iter().map(|k| k.to_string()).collect(),
+            left_out: head,
             note: "; trunk only: ImageNet's classifier dropped, the 1x1 conv, LSTM and fc head left to \
                    training (init_from_pretrained), so a training start, not a scan model"
                 .to_string(),
@@ -442,7 +427,7 @@ mod tests {
         let mapped = map_resnet_lstm(&source).unwrap();
         assert_eq!(mapped.layout, "torchvision-resnet50");
         assert_eq!(mapped.network, NetworkConfig::ResnetLstm(ResnetLstmConfig::resnet50()));
-        let named = fill_network(&mapped.network, mapped.tensors, mapped.left_out).unwrap();
+        let named = fill_network(&mapped.network, mapped.tensors, &mapped.left_out).unwrap();
         assert_eq!(named.len(), vs.variables().len());
         // Not ImageNet's classifier: refused rather than guessed.
         source.insert("fc.weight".into(), Tensor::zeros([2, 2048], (tch::Kind::Float, tch::Device::Cpu)));

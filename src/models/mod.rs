@@ -251,12 +251,7 @@ impl FaceModel {
     pub fn fake_logits(&self, crops: &Tensor) -> Tensor {
         let _guard = tch::no_grad_guard();
         let input = to_network_input(crops, &self.header.preprocess, self.device);
-        let logits = self.net.forward_t(&input, false).to_device(Device::Cpu).to_kind(Kind::Float);
-        match self.header.preprocess.output {
-            OutputClass::Fake => logits,
-            // logit(P(fake)) = logit(1 - P(real)) = -logit(P(real)).
-            OutputClass::Real => -logits,
-        }
+        fake_logits_of(self.net.forward_t(&input, false), self.header.preprocess.output)
     }
 }
 
@@ -302,11 +297,7 @@ impl SequenceModel {
     pub fn fake_logits(&self, sequences: &Tensor) -> Tensor {
         let _guard = tch::no_grad_guard();
         let input = to_sequence_input(sequences, &self.header.preprocess, self.device);
-        let logits = self.net.forward_t(&input, false).to_device(Device::Cpu).to_kind(Kind::Float);
-        match self.header.preprocess.output {
-            OutputClass::Fake => logits,
-            OutputClass::Real => -logits,
-        }
+        fake_logits_of(self.net.forward_t(&input, false), self.header.preprocess.output)
     }
 }
 
@@ -344,6 +335,16 @@ pub fn to_sequence_input(sequences: &Tensor, pre: &Preprocess, device: Device) -
     let size = sequences.size();
     assert_eq!(size.len(), 5, "sequences are [N, T, S, S, 3], got {size:?}");
     to_network_input(&sequences.flatten(0, 1), pre, device).view([size[0], size[1], 3, size[2], size[3]])
+}
+
+/// The network's output as CPU logits of "fake", whichever class the network itself scores:
+/// logit(P(fake)) = logit(1 - P(real)) = -logit(P(real)).
+fn fake_logits_of(output: Tensor, class: OutputClass) -> Tensor {
+    let logits = output.to_device(Device::Cpu).to_kind(Kind::Float);
+    match class {
+        OutputClass::Fake => logits,
+        OutputClass::Real => -logits,
+    }
 }
 
 /// The one place where u8 crops become network input, shared by scan and training so the

@@ -68,6 +68,14 @@ pub fn parse_lines(text: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Stdout lines of the commands that are not scans (`eval`, `bench`): JSON, no scan schema.
+pub fn plain_json_lines(out: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
 /// The validator for docs/output-schema.json, built once per test binary.
 pub fn output_schema() -> &'static jsonschema::Validator {
     static VALIDATOR: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
@@ -139,4 +147,21 @@ pub fn dfscan_guarded<S: AsRef<std::ffi::OsStr>>(args: &[S], limit: std::time::D
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     reader.join().unwrap()
+}
+
+/// The astronaut still as `--faces none` feeds a model: decoded by FFmpeg, resized to `size`
+/// by the crop stage, as a `[1, size, size, 3]` u8 batch.
+pub fn astronaut_crop(size: i64) -> tch::Tensor {
+    use dfscan::decode::{Sampler, Sampling, VideoSource};
+    let source = VideoSource::open(&samples().join("astronaut.jpg")).unwrap();
+    let mut sampler = Sampler::new(Sampling::Frames(1), source.info.duration_s);
+    let mut frame = None;
+    source
+        .sample(&mut sampler, |f| {
+            frame = Some(f);
+            Ok(false)
+        })
+        .unwrap();
+    let crop = dfscan::faces::whole_frame(&frame.unwrap(), size as i32).unwrap();
+    tch::Tensor::from_slice(&crop).view([1, size, size, 3])
 }

@@ -309,7 +309,8 @@ fn eval(args: EvalArgs) -> Result<()> {
             .into_iter()
             .filter_map(|(name, level)| Some(RocSeries { name: name.to_string(), points: level.roc.clone(), auc: level.metrics.auc? }))
             .collect::<Vec<_>>();
-        roc_png(path, &series, &format!("{} on {:?}", report.model.weights, report.split))?;
+        let split = report.split.map_or("all crops".to_string(), |s| format!("{s:?} split").to_lowercase());
+        roc_png(path, &series, &format!("{} on the {split}", report.model.weights))?;
     }
     Ok(())
 }

@@ -192,8 +192,12 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0.3)]
     pub sbi: f64,
     /// Train without augmentations (they are on by default).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "augment_config")]
     pub no_augment: bool,
+    /// Augmentation probabilities and ranges as JSON (fields of `AugmentConfig`; missing
+    /// fields keep their defaults).
+    #[arg(long)]
+    pub augment_config: Option<PathBuf>,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     #[command(flatten)]

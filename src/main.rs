@@ -73,7 +73,7 @@ fn scan_with(args: ScanArgs, inputs: impl Iterator<Item = Input> + Send + 'stati
     let weights = args.model.clone().unwrap_or_else(models::default_weights);
     if !weights.is_file() {
         bail!(
-            "no model weights at {}.\n  Train them:  dfscan train --arch mesoinception4 ...\n  or import public ones:  dfscan import --arch mesoinception4 CHECKPOINT.pth -o {}\n  then scan with --model PATH (or place them at the default path).",
+            "no model weights at {}.\n  Train them:  dfscan train --arch efficientnet-lite0 --crops CROPS -o PATH\n  or import public ones:  dfscan import --arch mesoinception4 CHECKPOINT.pth -o {}\n  then scan with --model PATH (or place them at the default path).",
             weights.display(),
             weights.display()
         );
@@ -219,7 +219,11 @@ fn train(args: TrainArgs) -> Result<()> {
         seed: args.seed,
         split: args.split.plan(),
         sbi_ratio: args.sbi.clamp(0.0, 1.0),
-        augment: if args.no_augment { AugmentConfig::none() } else { AugmentConfig::default() },
+        augment: match (&args.augment_config, args.no_augment) {
+            (Some(path), _) => serde_json::from_str(&std::fs::read_to_string(path)?).with_context(|| format!("reading {}", path.display()))?,
+            (None, true) => AugmentConfig::none(),
+            (None, false) => AugmentConfig::default(),
+        },
         device: args.device.resolve()?,
         output: args.output.clone(),
         resume: args.resume,
@@ -233,6 +237,7 @@ fn train(args: TrainArgs) -> Result<()> {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     let mut running_loss = None::<f64>;
+    let mut last_auc = String::new();
     let history = trainer::train(&set, &cfg, |event| match event {
         TrainEvent::Start { train_crops, val_crops, steps_per_epoch, start_epoch } => {
             eprintln!("dfscan: training {} on {train_crops} crops, validating on {val_crops}, from epoch {}", cfg.arch.name(), start_epoch + 1);
@@ -245,10 +250,11 @@ fn train(args: TrainArgs) -> Result<()> {
             let smoothed = running_loss.map_or(loss, |r| 0.9 * r + 0.1 * loss);
             running_loss = Some(smoothed);
             bar.set_prefix(format!("{}", epoch + 1));
-            bar.set_message(format!("loss {smoothed:.4}"));
+            bar.set_message(format!("loss {smoothed:.4}{last_auc}"));
             bar.inc(1);
         }
         TrainEvent::Epoch(r) => {
+            last_auc = r.val_video_auc.map_or(String::new(), |a| format!(", last val AUC {a:.3}"));
             bar.suspend(|| eprintln!("{}", serde_json::to_string(r).expect("serialisable")));
             bar.reset();
         }

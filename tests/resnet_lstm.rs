@@ -176,7 +176,9 @@ fn source_layout_round_trip(backbone: Backbone) {
     let source = tmp.path().join("resnetlstm_celebdf.safetensors");
     let (net, _vs) = source_state_dict(backbone, &input, &source);
     let ours = tch::no_grad(|| net.forward_t(&input, false));
-    assert!(max_diff(&ours.get(0), &ours.get(1)) > 1e-4, "{test}: degenerate network, logits {ours:?}");
+    // The weights are random (unseeded: tests share libtorch's generator), so the two logits
+    // can be close; they only need to differ by more than the import tolerance below.
+    assert!(max_diff(&ours.get(0), &ours.get(1)) > 2e-5, "{test}: degenerate network, logits {ours:?}");
 
     let out = tmp.path().join("imported.safetensors");
     let summary = import::import(Arch::ResnetLstm, &source, &out, &import::default_python()).unwrap();

@@ -47,6 +47,54 @@ fn mean(values: impl Iterator<Item = f32>) -> f32 {
     (sum / count as f64) as f32
 }
 
+/// `--across-tracks`: how the scores of a video's face tracks (one per person, see
+/// `faces::track`) make the video's score.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AcrossTracks {
+    /// The most fake track: one swapped face makes the video fake, however many real people
+    /// stand beside it. Tracks seen in fewer than a tenth of the sampled frames (a passing
+    /// false detection) count only when no track is longer.
+    Max,
+    /// Every face of the video together, tracks ignored.
+    Pooled,
+}
+
+/// One face track's evidence, as the JSON line reports it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TrackScore {
+    pub id: u32,
+    /// Sampled frames the track has a face in.
+    pub frames: usize,
+    /// P(fake) of the track: its faces' scores under the `--aggregate` strategy.
+    pub score: f32,
+}
+
+/// The tracks of `faces`, given as (track id, P(fake)), in order of id.
+pub fn track_scores(faces: &[(u32, f32)], strategy: Strategy) -> Vec<TrackScore> {
+    let mut by_track: std::collections::BTreeMap<u32, Vec<f32>> = Default::default();
+    for &(id, score) in faces {
+        by_track.entry(id).or_default().push(score);
+    }
+    by_track
+        .into_iter()
+        .map(|(id, scores)| TrackScore { id, frames: scores.len(), score: video_score(&scores, strategy).expect("a track has a face") })
+        .collect()
+}
+
+/// The video's score from its faces and their tracks, under `across`.
+pub fn video_score_across_tracks(tracks: &[TrackScore], faces: &[f32], frames_sampled: usize, strategy: Strategy, across: AcrossTracks) -> Option<f32> {
+    match across {
+        AcrossTracks::Pooled => video_score(faces, strategy),
+        AcrossTracks::Max => {
+            let min_frames = frames_sampled.div_ceil(10).max(1);
+            let steady = tracks.iter().filter(|t| t.frames >= min_frames);
+            let pool: Vec<&TrackScore> = if steady.clone().next().is_some() { steady.collect() } else { tracks.iter().collect() };
+            pool.iter().map(|t| t.score).reduce(f32::max)
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
@@ -103,6 +151,32 @@ mod tests {
         let mut s = vec![0.1f32; 19];
         s.push(0.99);
         assert!(close(video_score(&s, Strategy::Confident).unwrap(), 0.1));
+    }
+
+    #[test]
+    fn one_fake_track_makes_the_video_fake() {
+        // Track 0: a real person in all 10 frames; track 1: a swapped face in 8 of them.
+        let mut faces: Vec<(u32, f32)> = (0..10).map(|_| (0, 0.1)).collect();
+        faces.extend((0..8).map(|_| (1, 0.9)));
+        let tracks = track_scores(&faces, Strategy::Mean);
+        assert_eq!(tracks.len(), 2);
+        assert_eq!((tracks[1].id, tracks[1].frames), (1, 8));
+        assert!(close(tracks[0].score, 0.1) && close(tracks[1].score, 0.9));
+        let all: Vec<f32> = faces.iter().map(|f| f.1).collect();
+        let max = video_score_across_tracks(&tracks, &all, 10, Strategy::Mean, AcrossTracks::Max).unwrap();
+        assert!(close(max, 0.9));
+        let pooled = video_score_across_tracks(&tracks, &all, 10, Strategy::Mean, AcrossTracks::Pooled).unwrap();
+        assert!(close(pooled, (10.0 * 0.1 + 8.0 * 0.9) / 18.0));
+    }
+
+    #[test]
+    fn a_passing_false_detection_does_not_decide() {
+        // 32 frames: a one-frame track (below 32/10) scoring 0.99 is left out...
+        let tracks = [TrackScore { id: 0, frames: 32, score: 0.2 }, TrackScore { id: 1, frames: 1, score: 0.99 }];
+        assert!(close(video_score_across_tracks(&tracks, &[], 32, Strategy::Mean, AcrossTracks::Max).unwrap(), 0.2));
+        // ...unless no track is longer (a still image has one frame).
+        assert!(close(video_score_across_tracks(&tracks[1..], &[], 1, Strategy::Mean, AcrossTracks::Max).unwrap(), 0.99));
+        assert_eq!(video_score_across_tracks(&[], &[], 0, Strategy::Mean, AcrossTracks::Max), None);
     }
 
     #[test]

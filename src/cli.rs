@@ -2,7 +2,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use dfscan::aggregate::Strategy;
+use dfscan::aggregate::{AcrossTracks, Strategy};
 use dfscan::faces::DetectorKind;
 use dfscan::models::{Arch, DeviceChoice};
 use dfscan::train::augment::Perturbation;
@@ -71,6 +71,10 @@ pub struct ScanArgs {
     pub device: DeviceChoice,
     #[arg(long, value_enum, default_value_t = Strategy::Confident)]
     pub aggregate: Strategy,
+    /// How face tracks (one per person) make the video score: the most fake track, or all
+    /// faces pooled.
+    #[arg(long, value_enum, default_value_t = AcrossTracks::Max)]
+    pub across_tracks: AcrossTracks,
     /// Videos scoring at or above this P(fake) are "fake".
     #[arg(long, default_value_t = 0.5)]
     pub threshold: f32,

@@ -101,6 +101,7 @@ fn scan_with(args: ScanArgs, inputs: impl Iterator<Item = Input> + Send + 'stati
         },
         margin: args.margin,
         aggregate: args.aggregate,
+        across_tracks: args.across_tracks,
         threshold: args.threshold,
         batch_size: args.batch_size.max(1),
         per_frame: args.per_frame,

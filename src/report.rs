@@ -10,7 +10,8 @@ use crate::aggregate::Verdict;
 use crate::faces::FaceBox;
 use crate::models::ModelId;
 
-pub const SCHEMA_VERSION: u32 = 1;
+/// 2 added `across_tracks`, `tracks` and each face's `track`.
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -31,10 +32,14 @@ pub struct VideoReport {
     pub score: Option<f32>,
     pub threshold: f32,
     pub aggregate: crate::aggregate::Strategy,
+    pub across_tracks: crate::aggregate::AcrossTracks,
     pub model: ModelId,
     pub frames_sampled: usize,
     pub frames_with_faces: usize,
     pub faces: usize,
+    /// One entry per face track (person), in order of first appearance; empty on error
+    /// before any face was scored.
+    pub tracks: Vec<crate::aggregate::TrackScore>,
     pub elapsed_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub video: Option<VideoSummary>,
@@ -66,6 +71,8 @@ pub struct FaceReport {
     #[serde(rename = "box")]
     pub bbox: FaceBox,
     pub confidence: f32,
+    /// The face track (person) this face belongs to: an `id` of `tracks`.
+    pub track: u32,
     /// P(fake) of this face.
     pub score: f32,
     pub logit: f32,

@@ -57,8 +57,14 @@ pub fn content_hash(path: &Path) -> io::Result<String> {
 /// The settings that change a result, in one string; the device and batch size do not.
 pub fn settings_key(cfg: &ScanConfig, faces: &str) -> String {
     format!(
-        "sampling={:?} faces={faces} margin={} aggregate={:?} threshold={} per_frame={}",
-        cfg.sampling, cfg.margin, cfg.aggregate, cfg.threshold, cfg.per_frame
+        "sampling={:?} faces={faces} margin={} aggregate={:?} across_tracks={:?} threshold={} per_frame={} schema={}",
+        cfg.sampling,
+        cfg.margin,
+        cfg.aggregate,
+        cfg.across_tracks,
+        cfg.threshold,
+        cfg.per_frame,
+        crate::report::SCHEMA_VERSION
     )
 }
 

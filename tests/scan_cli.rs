@@ -183,3 +183,40 @@ fn closed_stdout_ends_the_scan_quietly() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn each_person_is_one_track_and_the_most_fake_decides() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = untrained_weights(tmp.path());
+    // Two people moving smoothly side by side: the astronaut pan, and its mirror beside it.
+    let pan = samples().join("astronaut_pan.mp4");
+    let two = tmp.path().join("two_people.mp4");
+    ffmpeg(&["-i", s(&pan), "-filter_complex", "[0:v]split[a][b];[b]hflip[m];[a][m]hstack", "-c:v", "libx264", s(&two)]);
+    let scan = |path: &std::path::Path, across: &str| {
+        let out = dfscan(&["scan", "-q", "--frames", "6", "--per-frame", "--aggregate", "mean", "--across-tracks", across, "--model", s(&model), s(path)]);
+        json_lines(&out).remove(0)
+    };
+    // One moving face is one track, not many.
+    let single = scan(&pan, "max");
+    let tracks = single["tracks"].as_array().unwrap();
+    assert_eq!(tracks.len(), 1, "{single}");
+    assert_eq!(tracks[0]["frames"], 6);
+
+    let line = scan(&two, "max");
+    let tracks = line["tracks"].as_array().unwrap();
+    assert_eq!(tracks.len(), 2, "{line}");
+    assert!(tracks.iter().all(|t| t["frames"] == 6), "{line}");
+    for frame in line["frames"].as_array().unwrap() {
+        let mut ids: Vec<u64> = frame["faces"].as_array().unwrap().iter().map(|f| f["track"].as_u64().unwrap()).collect();
+        ids.sort();
+        assert_eq!(ids, [0, 1], "each frame has one face of each person: {frame}");
+    }
+    let track_scores: Vec<f64> = tracks.iter().map(|t| t["score"].as_f64().unwrap()).collect();
+    let most_fake = track_scores.iter().cloned().fold(f64::MIN, f64::max);
+    assert!((line["score"].as_f64().unwrap() - most_fake).abs() < 1e-6);
+    // Pooled: the mean of all twelve faces, which lies between the two tracks.
+    let pooled = scan(&two, "pooled");
+    assert_eq!(pooled["across_tracks"], "pooled");
+    let mean = track_scores.iter().sum::<f64>() / 2.0;
+    assert!((pooled["score"].as_f64().unwrap() - mean).abs() < 1e-4, "{pooled}");
+}

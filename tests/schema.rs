@@ -51,7 +51,7 @@ fn the_schema_rejects_broken_lines() {
         ("ok with an error", with(&ok, "error", json!("but also this"))),
         ("score above 1", with(&ok, "score", json!(1.5))),
         ("verdict not fake/real", with(&ok, "verdict", json!("maybe"))),
-        ("future version", with(&ok, "schema_version", json!(2))),
+        ("future version", with(&ok, "schema_version", json!(3))),
         ("short model hash", with(&ok, "model", json!({"name": "m", "weights": "w", "blake3": "abc"}))),
         ("box of three", {
             let mut v = ok.clone();

@@ -32,7 +32,7 @@ use anyhow::{anyhow, Result};
 use crossbeam_channel::{bounded, select, Receiver, Sender};
 use tch::Tensor;
 
-use crate::aggregate::{self, Strategy};
+use crate::aggregate::{self, AcrossTracks, Strategy};
 use crate::decode::{Frame, Sampler, Sampling, VideoSource};
 use crate::faces::{self, Detection, FaceDetector};
 use crate::inputs::Input;
@@ -63,6 +63,8 @@ pub struct ScanConfig {
     /// Fraction of the face box added on each side of the square crop.
     pub margin: f32,
     pub aggregate: Strategy,
+    /// How the scores of a video's face tracks make its score.
+    pub across_tracks: AcrossTracks,
     pub threshold: f32,
     /// Most crops per forward pass.
     pub batch_size: usize,

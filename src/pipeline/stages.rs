@@ -1,6 +1,7 @@
 //! The stage loops that `pipeline` runs, one thread each: decode, faces, models. Each takes
 //! its input queue and its output queue and knows no sibling.
 use super::*;
+use crate::faces::track::{Tracker, TrackerConfig};
 
 pub(super) fn decode_stage(
     jobs: Receiver<Job>,
@@ -129,6 +130,8 @@ fn faces_in_frame(source: &mut FaceSource, frame: &Frame, crop_size: i32, margin
 /// One input's evidence while its frames arrive.
 struct JobState {
     start: JobStart,
+    /// Links each frame's faces to the faces of the frames before: one track per person.
+    tracker: Tracker,
     frames: Vec<FrameReport>,
     /// Crops not scored yet, with where their scores go: (frame position, face position).
     pending: Vec<(usize, usize, Vec<u8>)>,
@@ -140,14 +143,17 @@ pub(super) fn models_stage(crops: Receiver<Msg<FacesInFrame>>, events: Sender<No
     for msg in crops.iter() {
         match msg {
             Msg::Start(start) => {
-                jobs.insert(start.id, JobState { start, frames: Vec::new(), pending: Vec::new(), error: None });
+                let tracker = Tracker::new(TrackerConfig::default());
+                jobs.insert(start.id, JobState { start, tracker, frames: Vec::new(), pending: Vec::new(), error: None });
             }
             Msg::Item(id, in_frame) => {
                 let Some(job) = jobs.get_mut(&id) else { continue };
                 let frame_pos = job.frames.len();
+                let detections: Vec<Detection> = in_frame.faces.iter().map(|(det, _)| *det).collect();
+                let tracks = job.tracker.update(&detections).ids;
                 let mut faces = Vec::with_capacity(in_frame.faces.len());
-                for (face_pos, (det, crop)) in in_frame.faces.into_iter().enumerate() {
-                    faces.push(FaceReport { bbox: det.bbox, confidence: det.confidence, score: f32::NAN, logit: f32::NAN });
+                for (face_pos, ((det, crop), track)) in in_frame.faces.into_iter().zip(tracks).enumerate() {
+                    faces.push(FaceReport { bbox: det.bbox, confidence: det.confidence, track, score: f32::NAN, logit: f32::NAN });
                     job.pending.push((frame_pos, face_pos, crop));
                 }
                 job.frames.push(FrameReport { index: in_frame.index, pts_s: in_frame.pts_s, faces });
@@ -206,7 +212,17 @@ fn finish(job: JobState, error: Option<String>, model: &FaceModel, cfg: &ScanCon
         let bad = scores.iter().filter(|s| !s.is_finite()).count();
         (bad > 0).then(|| format!("the model gave no finite score for {bad} of {} faces", scores.len()))
     });
-    let score = if error.is_none() { aggregate::video_score(&scores, cfg.aggregate) } else { None };
+    let tracks = if error.is_none() {
+        let faces: Vec<(u32, f32)> = job.frames.iter().flat_map(|f| f.faces.iter().map(|face| (face.track, face.score))).collect();
+        aggregate::track_scores(&faces, cfg.aggregate)
+    } else {
+        Vec::new()
+    };
+    let score = if error.is_none() {
+        aggregate::video_score_across_tracks(&tracks, &scores, job.frames.len(), cfg.aggregate, cfg.across_tracks)
+    } else {
+        None
+    };
     VideoReport {
         schema_version: SCHEMA_VERSION,
         path: job.start.path.to_string_lossy().into_owned(),
@@ -215,10 +231,12 @@ fn finish(job: JobState, error: Option<String>, model: &FaceModel, cfg: &ScanCon
         score,
         threshold: cfg.threshold,
         aggregate: cfg.aggregate,
+        across_tracks: cfg.across_tracks,
         model: model.id.clone(),
         frames_sampled: job.frames.len(),
         frames_with_faces,
         faces: scores.len(),
+        tracks,
         elapsed_ms: job.start.started.elapsed().as_millis() as u64,
         video: job.start.video,
         error,

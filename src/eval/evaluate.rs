@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 
 use anyhow::{ensure, Result};
 use serde::Serialize;
-use tch::Tensor;
 
 use super::metrics::{roc_curve, BinaryMetrics, RocPoint};
 use crate::aggregate::{self, Strategy};
@@ -87,8 +86,7 @@ fn condition(name: &str, model: &FaceModel, pixels: &[Vec<u8>], labels: &[bool],
     let size = model.input_size();
     let mut scores = Vec::with_capacity(pixels.len());
     for chunk in pixels.chunks(cfg.batch_size.max(1)) {
-        let bytes: Vec<u8> = chunk.iter().flatten().copied().collect();
-        let batch = Tensor::from_slice(&bytes).view([chunk.len() as i64, size, size, 3]);
+        let batch = crate::models::crop_batch(chunk, size);
         scores.extend(Vec::<f32>::try_from(model.fake_logits(&batch))?.into_iter().map(aggregate::sigmoid));
     }
     // Per source input: the scan's aggregation over its crops.

@@ -347,6 +347,14 @@ fn fake_logits_of(output: Tensor, class: OutputClass) -> Tensor {
     }
 }
 
+/// Stacks square RGB crops, `size` pixels a side, into the `[N, size, size, 3]` u8 batch that
+/// [`FaceModel::fake_logits`] and [`to_network_input`] take.
+pub fn crop_batch<'a>(crops: impl IntoIterator<Item = &'a Vec<u8>>, size: i64) -> Tensor {
+    let bytes: Vec<u8> = crops.into_iter().flatten().copied().collect();
+    let n = bytes.len() as i64 / (size * size * 3);
+    Tensor::from_slice(&bytes).view([n, size, size, 3])
+}
+
 /// The one place where u8 crops become network input, shared by scan and training so the
 /// two can never disagree on scaling, channel order or normalisation.
 pub fn to_network_input(crops: &Tensor, pre: &Preprocess, device: Device) -> Tensor {

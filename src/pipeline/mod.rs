@@ -30,7 +30,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 use crossbeam_channel::{bounded, select, Receiver, Sender};
-use tch::Tensor;
 
 use crate::aggregate::{self, AcrossTracks, Strategy};
 use crate::decode::{Frame, Sampler, Sampling, VideoSource};

@@ -190,8 +190,7 @@ fn score_pending(model: &FaceModel, job: &mut JobState) -> Result<()> {
     }
     let size = model.input_size();
     let pending = std::mem::take(&mut job.pending);
-    let bytes: Vec<u8> = pending.iter().flat_map(|(_, _, crop)| crop.iter().copied()).collect();
-    let batch = Tensor::from_slice(&bytes).view([pending.len() as i64, size, size, 3]);
+    let batch = crate::models::crop_batch(pending.iter().map(|(_, _, crop)| crop), size);
     let logits = Vec::<f32>::try_from(model.fake_logits(&batch))?;
     for ((frame_pos, face_pos, _), logit) in pending.iter().zip(logits) {
         let face = &mut job.frames[*frame_pos].faces[*face_pos];

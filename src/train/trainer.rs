@@ -226,8 +226,7 @@ pub fn logits_of(net: &dyn ModuleT, pixels: &[Vec<u8>], pre: &models::Preprocess
     let size = pre.input_size;
     let mut out = Vec::with_capacity(pixels.len());
     for chunk in pixels.chunks(batch_size) {
-        let bytes: Vec<u8> = chunk.iter().flatten().copied().collect();
-        let batch = Tensor::from_slice(&bytes).view([chunk.len() as i64, size, size, 3]);
+        let batch = models::crop_batch(chunk, size);
         let logits = net.forward_t(&models::to_network_input(&batch, pre, device), false).to_device(Device::Cpu).to_kind(Kind::Float);
         out.extend(Vec::<f32>::try_from(logits)?);
     }

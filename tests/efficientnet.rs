@@ -8,28 +8,17 @@
 //! that lack either say that they skipped.
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::Command;
-use std::time::Instant;
 
 use common::*;
 use dfscan::models::efficientnet::{EfficientNetConfig, EfficientNetLite, FEATURES, INPUT_SIZE};
 use dfscan::models::{self, import, weights, Arch, FaceModel, Preprocess};
 use tch::nn::{self, ModuleT};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 fn source_checkpoint(test: &str) -> Option<PathBuf> {
-    let path = models::models_dir().join("public/efficientnet-lite0-57934424.safetensors");
-    if !path.is_file() {
-        eprintln!("{test}: skipped, {} is absent (run scripts/setup.sh)", path.display());
-        return None;
-    }
-    Some(path)
-}
-
-fn read(path: &std::path::Path) -> HashMap<String, Tensor> {
-    Tensor::read_safetensors(path).unwrap().into_iter().collect()
+    set_up_file(test, models::models_dir().join("public/efficientnet-lite0-57934424.safetensors"))
 }
 
 /// The checkpoint imported with `dfscan import`'s code, into `dir`.
@@ -42,7 +31,7 @@ fn imported(source: &std::path::Path, dir: &std::path::Path) -> (PathBuf, import
 #[test]
 fn parameter_names_are_the_state_dict_keys() {
     let Some(source) = source_checkpoint("parameter_names_are_the_state_dict_keys") else { return };
-    let theirs: BTreeMap<String, Vec<i64>> = read(&source)
+    let theirs: BTreeMap<String, Vec<i64>> = read_tensors(&source)
         .into_iter()
         .filter(|(k, _)| !k.ends_with("num_batches_tracked"))
         .map(|(k, v)| (k, v.size()))
@@ -78,7 +67,7 @@ fn import_keeps_the_backbone_and_leaves_the_head_to_training() {
     let _net = models::build_network(&vs.root(), &summary.header.network);
     let missing = models::init_from_pretrained(&mut vs, &path).unwrap();
     assert_eq!(missing, ["_fc.bias", "_fc.weight"]);
-    let stem = &read(&source)["_conv_stem.weight"];
+    let stem = &read_tensors(&source)["_conv_stem.weight"];
     assert!(vs.variables()["_conv_stem.weight"].equal(stem), "the backbone is the checkpoint's");
 
     // Scan loads strictly and says why this file is not a scan model.
@@ -98,39 +87,24 @@ fn astronaut_input() -> Tensor {
 
 #[test]
 fn backbone_matches_the_pytorch_reference() {
-    let Some(source) = source_checkpoint("backbone_matches_the_pytorch_reference") else { return };
-    let python = repo().join(".venv/bin/python3");
-    if !python.is_file() {
-        eprintln!("backbone_matches_the_pytorch_reference: skipped, {} is absent (run scripts/setup.sh)", python.display());
-        return;
-    }
+    let test = "backbone_matches_the_pytorch_reference";
+    let (Some(source), Some(python)) = (source_checkpoint(test), venv_python(test)) else { return };
     let tmp = tempfile::tempdir().unwrap();
-    // Odd and even sides, so both branches of TF "SAME" padding run at several layers; the
-    // noise comes from a hash, not the RNG, which the tests running beside this one share.
-    let noise = ((Tensor::arange(2 * 3 * 97 * 130, (Kind::Float, Device::Cpu)) * 12.9898).sin() * 43758.5453).frac() * 4.0 - 2.0;
-    let inputs = [("astronaut", astronaut_input()), ("noise", noise.view([2, 3, 97, 130]))];
-    let input_path = tmp.path().join("input.safetensors");
-    Tensor::write_safetensors(&inputs.iter().map(|(n, t)| (*n, t.contiguous())).collect::<Vec<_>>(), &input_path).unwrap();
-    let output_path = tmp.path().join("reference.safetensors");
-    let status = Command::new(&python)
-        .arg(repo().join("tests/reference/efficientnet_lite0.py"))
-        .args([&source, &input_path, &output_path])
-        .status()
-        .unwrap();
-    assert!(status.success(), "the PyTorch reference failed");
-    let reference = read(&output_path);
+    // Odd and even sides, so both branches of TF "SAME" padding run at several layers.
+    let noise = hash_noise(&[2, 3, 97, 130], 0.0) * 4.0 - 2.0;
+    let inputs = [("astronaut", astronaut_input()), ("noise", noise)];
+    let reference = run_reference(&python, "efficientnet_lite0.py", &[source.as_os_str()], &inputs);
 
     // Ours, from the imported backbone; ImageNet's classifier applied from the checkpoint.
     let (imported, _) = imported(&source, tmp.path());
     let mut vs = nn::VarStore::new(Device::Cpu);
     let net = EfficientNetLite::new(&vs.root(), &EfficientNetConfig::lite0());
     models::init_from_pretrained(&mut vs, &imported).unwrap();
-    let checkpoint = read(&source);
+    let checkpoint = read_tensors(&source);
     let (fc_w, fc_b) = (&checkpoint["_fc.weight"], &checkpoint["_fc.bias"]);
     for (name, input) in &inputs {
         let features = tch::no_grad(|| net.backbone.forward_t(input, false));
         let logits = features.matmul(&fc_w.tr()) + fc_b;
-        let max_diff = |a: &Tensor, b: &Tensor| f64::try_from((a - b).abs().max()).unwrap();
         let d_features = max_diff(&features, &reference[&format!("{name}.features")]);
         let want = &reference[&format!("{name}.logits")];
         let d_logits = max_diff(&logits, want);
@@ -140,33 +114,6 @@ fn backbone_matches_the_pytorch_reference() {
         assert_eq!(top1, want_top1, "{name}: top-1 ImageNet class");
         assert!(d_features < 1e-3 && d_logits < 1e-3, "{name}: features {d_features}, logits {d_logits}");
     }
-}
-
-/// `cargo test --release --test efficientnet -- --ignored --nocapture`: CPU time of one
-/// forward pass of 32 crops at 224 (the default --batch-size), eval mode, no grad.
-#[test]
-#[ignore = "timing, run by hand"]
-fn cpu_forward_time_batch_32() {
-    let vs = nn::VarStore::new(Device::Cpu);
-    let net = EfficientNetLite::new(&vs.root(), &EfficientNetConfig::lite0());
-    let xs = Tensor::randn([32, 3, INPUT_SIZE, INPUT_SIZE], (Kind::Float, Device::Cpu));
-    let _ = tch::no_grad(|| net.forward_t(&xs, false)); // warm-up
-    let runs = 5;
-    let mut times = Vec::new();
-    for _ in 0..runs {
-        let started = Instant::now();
-        let out = tch::no_grad(|| net.forward_t(&xs, false));
-        assert_eq!(out.size(), [32]);
-        times.push(started.elapsed().as_secs_f64() * 1e3);
-    }
-    times.sort_by(f64::total_cmp);
-    eprintln!(
-        "efficientnet-lite0 CPU forward, batch 32 at 224, {} threads: median {:.0} ms, best {:.0} ms ({:.1} ms/crop)",
-        tch::get_num_threads(),
-        times[runs / 2],
-        times[0],
-        times[runs / 2] / 32.0
-    );
 }
 
 #[test]

@@ -9,9 +9,8 @@
 //! that lack either say that they skipped.
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::*;
 use dfscan::models::resnet_lstm::{Backbone, ResnetLstm, ResnetLstmConfig, Trunk, INPUT_SIZE};
@@ -20,46 +19,13 @@ use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};
 
 fn imagenet_checkpoint(test: &str) -> Option<PathBuf> {
-    let (path, _) = models::imagenet_backbone(Backbone::Mobilenetv2).unwrap();
-    if !path.is_file() {
-        eprintln!("{test}: skipped, {} is absent (run scripts/setup.sh)", path.display());
-        return None;
-    }
-    Some(path)
-}
-
-fn python(test: &str) -> Option<PathBuf> {
-    let python = repo().join(".venv/bin/python3");
-    if !python.is_file() {
-        eprintln!("{test}: skipped, {} is absent (run scripts/setup.sh)", python.display());
-        return None;
-    }
-    Some(python)
-}
-
-fn read(path: &Path) -> HashMap<String, Tensor> {
-    Tensor::read_safetensors(path).unwrap().into_iter().collect()
-}
-
-fn reference(python: &Path, args: &[&std::ffi::OsStr]) {
-    let status = Command::new(python).arg(repo().join("tests/reference/resnet_lstm.py")).args(args).status().unwrap();
-    assert!(status.success(), "the PyTorch reference failed");
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-    f64::try_from((a - b).abs().max()).unwrap()
-}
-
-/// Deterministic values in [0, 1) from a hash, not the RNG that parallel tests share.
-fn hash_noise(shape: &[i64], salt: f64) -> Tensor {
-    let n: i64 = shape.iter().product();
-    ((Tensor::arange(n, (Kind::Float, Device::Cpu)) * 12.9898 + salt).sin() * 43758.5453).frac().abs().view(shape)
+    set_up_file(test, models::imagenet_backbone(Backbone::Mobilenetv2).unwrap().0)
 }
 
 #[test]
 fn mobilenetv2_trunk_names_are_torchvision_keys() {
     let Some(source) = imagenet_checkpoint("mobilenetv2_trunk_names_are_torchvision_keys") else { return };
-    let theirs: BTreeMap<String, Vec<i64>> = read(&source)
+    let theirs: BTreeMap<String, Vec<i64>> = read_tensors(&source)
         .into_iter()
         .filter(|(k, _)| !k.ends_with("num_batches_tracked") && !k.starts_with("classifier."))
         .map(|(k, v)| (import::torchvision_to_source(Backbone::Mobilenetv2, &k).unwrap(), v.size()))
@@ -96,7 +62,7 @@ fn imagenet_import_keeps_the_trunk_and_leaves_the_head_to_training() {
     head.extend(["lstm.weight_hh_l0", "lstm.weight_ih_l0", "resnet.1.weight", "resnet.2.bias", "resnet.2.running_mean"]);
     head.extend(["resnet.2.running_var", "resnet.2.weight"]);
     assert_eq!(missing, head);
-    assert!(vs.variables()["resnet.0.17.conv.2.weight"].equal(&read(&source)["features.17.conv.2.weight"]));
+    assert!(vs.variables()["resnet.0.17.conv.2.weight"].equal(&read_tensors(&source)["features.17.conv.2.weight"]));
 
     let err = SequenceModel::load(&path, Device::Cpu).err().expect("a trunk-only file is refused");
     assert!(format!("{err:#}").contains("not a scan model"), "{err:#}");
@@ -112,21 +78,17 @@ fn astronaut_input() -> Tensor {
 #[test]
 fn mobilenetv2_trunk_matches_the_pytorch_reference() {
     let test = "mobilenetv2_trunk_matches_the_pytorch_reference";
-    let (Some(source), Some(python)) = (imagenet_checkpoint(test), python(test)) else { return };
+    let (Some(source), Some(python)) = (imagenet_checkpoint(test), venv_python(test)) else { return };
     let tmp = tempfile::tempdir().unwrap();
     let noise = hash_noise(&[2, 3, 97, 130], 0.0) * 4.0 - 2.0;
     let inputs = [("astronaut", astronaut_input()), ("noise", noise)];
-    let input_path = tmp.path().join("input.safetensors");
-    Tensor::write_safetensors(&inputs.iter().map(|(n, t)| (*n, t.contiguous())).collect::<Vec<_>>(), &input_path).unwrap();
-    let output_path = tmp.path().join("reference.safetensors");
-    reference(&python, &["mobilenet_v2".as_ref(), source.as_os_str(), input_path.as_os_str(), output_path.as_os_str()]);
-    let reference = read(&output_path);
+    let reference = run_reference(&python, "resnet_lstm.py", &["mobilenet_v2".as_ref(), source.as_os_str()], &inputs);
 
     let (imported, _) = imported(&source, tmp.path());
     let mut vs = nn::VarStore::new(Device::Cpu);
     let net = ResnetLstm::new(&vs.root(), &ResnetLstmConfig::mobilenetv2());
     models::init_from_pretrained(&mut vs, &imported).unwrap();
-    let checkpoint = read(&source);
+    let checkpoint = read_tensors(&source);
     let (fc_w, fc_b) = (&checkpoint["classifier.1.weight"], &checkpoint["classifier.1.bias"]);
     for (name, input) in &inputs {
         let maps = tch::no_grad(|| net.trunk.forward_t(input, false));
@@ -189,14 +151,9 @@ fn source_layout_round_trip(backbone: Backbone) {
     assert_eq!(logits.size(), [2]);
     assert!(max_diff(&logits, &ours) < 1e-5, "{test}: imported {logits:?}, built {ours:?}");
 
-    let Some(python) = python(&test) else { return };
-    let input_path = tmp.path().join("input.safetensors");
-    Tensor::write_safetensors(&[("seq", input.contiguous())], &input_path).unwrap();
-    let output_path = tmp.path().join("reference.safetensors");
-    let args: [&std::ffi::OsStr; 5] =
-        ["resnet_lstm".as_ref(), backbone.name().as_ref(), source.as_os_str(), input_path.as_os_str(), output_path.as_os_str()];
-    reference(&python, &args);
-    let want = &read(&output_path)["seq.logits"];
+    let Some(python) = venv_python(&test) else { return };
+    let args = ["resnet_lstm".as_ref(), backbone.name().as_ref(), source.as_os_str()];
+    let want = &run_reference(&python, "resnet_lstm.py", &args, &[("seq", input.shallow_clone())])["seq.logits"];
     let d = max_diff(&logits, want);
     eprintln!("{test}: ours {:?}, PyTorch {:?}, max |diff| {d:.2e}", Vec::<f32>::try_from(logits.shallow_clone()).unwrap(), Vec::<f32>::try_from(want.shallow_clone()).unwrap());
     assert!(d < 1e-4 * (1.0 + f64::try_from(want.abs().max()).unwrap()), "{test}: max |diff| {d}");

@@ -165,3 +165,50 @@ pub fn astronaut_crop(size: i64) -> tch::Tensor {
     let crop = dfscan::faces::whole_frame(&frame.unwrap(), size as i32).unwrap();
     tch::Tensor::from_slice(&crop).view([1, size, size, 3])
 }
+
+// ---- Numeric parity against plain-PyTorch references (tests/reference/*.py) ----
+
+/// `path`, or None with a "skipped" message when the set-up has not made it.
+pub fn set_up_file(test: &str, path: PathBuf) -> Option<PathBuf> {
+    if !path.is_file() {
+        eprintln!("{test}: skipped, {} is absent (run scripts/setup.sh)", path.display());
+        return None;
+    }
+    Some(path)
+}
+
+/// The set-up's Python, which has torch: the references run on it.
+pub fn venv_python(test: &str) -> Option<PathBuf> {
+    set_up_file(test, repo().join(".venv/bin/python3"))
+}
+
+pub fn read_tensors(path: &Path) -> std::collections::HashMap<String, tch::Tensor> {
+    tch::Tensor::read_safetensors(path).unwrap().into_iter().collect()
+}
+
+pub fn max_diff(a: &tch::Tensor, b: &tch::Tensor) -> f64 {
+    f64::try_from((a - b).abs().max()).unwrap()
+}
+
+/// Deterministic values in [0, 1) from a hash, not the RNG that parallel tests share.
+pub fn hash_noise(shape: &[i64], salt: f64) -> tch::Tensor {
+    let n: i64 = shape.iter().product();
+    ((tch::Tensor::arange(n, (tch::Kind::Float, tch::Device::Cpu)) * 12.9898 + salt).sin() * 43758.5453).frac().abs().view(shape)
+}
+
+/// Runs `tests/reference/<script>` with `args`, then an input file holding `inputs` and an
+/// output file, and returns the output's tensors.
+pub fn run_reference(python: &Path, script: &str, args: &[&std::ffi::OsStr], inputs: &[(&str, tch::Tensor)]) -> std::collections::HashMap<String, tch::Tensor> {
+    let tmp = tempfile::tempdir().unwrap();
+    let (input, output) = (tmp.path().join("input.safetensors"), tmp.path().join("reference.safetensors"));
+    let named: Vec<(&str, tch::Tensor)> = inputs.iter().map(|(n, t)| (*n, t.contiguous())).collect();
+    tch::Tensor::write_safetensors(&named, &input).unwrap();
+    let status = Command::new(python)
+        .arg(repo().join("tests/reference").join(script))
+        .args(args)
+        .args([&input, &output])
+        .status()
+        .expect("the reference runs");
+    assert!(status.success(), "the PyTorch reference {script} failed");
+    read_tensors(&output)
+}

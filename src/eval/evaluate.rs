@@ -82,6 +82,16 @@ pub fn evaluate(set: &CropSet, model: &FaceModel, cfg: &EvalConfig) -> Result<Ev
     })
 }
 
+/// Video-level scores and labels: each source input's crop scores combined by `strategy`, as
+/// the scan combines a video's faces.
+pub fn per_video(scores: &[f32], labels: &[bool], sources: &[&str], strategy: Strategy) -> (Vec<f32>, Vec<bool>) {
+    let mut by_source: BTreeMap<&str, (Vec<f32>, bool)> = BTreeMap::new();
+    for ((s, fake), source) in scores.iter().zip(labels).zip(sources) {
+        by_source.entry(source).or_insert((Vec::new(), *fake)).0.push(*s);
+    }
+    by_source.into_values().map(|(s, fake)| (aggregate::video_score(&s, strategy).expect("at least one crop"), fake)).unzip()
+}
+
 fn condition(name: &str, model: &FaceModel, pixels: &[Vec<u8>], labels: &[bool], sources: &[&str], cfg: &EvalConfig) -> Result<Condition> {
     let size = model.input_size();
     let mut scores = Vec::with_capacity(pixels.len());
@@ -89,15 +99,7 @@ fn condition(name: &str, model: &FaceModel, pixels: &[Vec<u8>], labels: &[bool],
         let batch = crate::models::crop_batch(chunk, size);
         scores.extend(Vec::<f32>::try_from(model.fake_logits(&batch))?.into_iter().map(aggregate::sigmoid));
     }
-    // Per source input: the scan's aggregation over its crops.
-    let mut per_source: BTreeMap<&str, (Vec<f32>, bool)> = BTreeMap::new();
-    for ((s, fake), source) in scores.iter().zip(labels).zip(sources) {
-        per_source.entry(source).or_insert((Vec::new(), *fake)).0.push(*s);
-    }
-    let (video_scores, video_labels): (Vec<f32>, Vec<bool>) = per_source
-        .values()
-        .map(|(s, fake)| (aggregate::video_score(s, cfg.aggregate).expect("at least one crop"), *fake))
-        .unzip();
+    let (video_scores, video_labels) = per_video(&scores, labels, sources, cfg.aggregate);
     let level = |scores: &[f32], labels: &[bool]| LevelResult {
         metrics: BinaryMetrics::compute(scores, labels, cfg.threshold),
         roc: roc_curve(scores, labels).unwrap_or_default(),

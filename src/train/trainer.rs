@@ -8,7 +8,6 @@
 //! - `<output>` holds the best weights; `<output>.last.safetensors` and
 //!   `<output>.train-state.json` let `--resume` continue after the last finished epoch
 //!   (AdamW's moments restart, which tch cannot save).
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -242,13 +241,8 @@ fn validate(net: &dyn ModuleT, set: &Examples, pre: &models::Preprocess, cfg: &T
     let probs: Vec<f32> = logits.iter().map(|&l| crate::aggregate::sigmoid(l)).collect();
     let loss = crate::eval::metrics::log_loss(&probs, &set.fake).unwrap_or(f64::NAN);
     let frame_auc = roc_auc(&probs, &set.fake);
-    let mut per_source: BTreeMap<&str, (f32, usize, bool)> = BTreeMap::new();
-    for ((p, fake), source) in probs.iter().zip(&set.fake).zip(&set.source) {
-        let e = per_source.entry(source).or_insert((0.0, 0, *fake));
-        e.0 += p;
-        e.1 += 1;
-    }
-    let (video_scores, video_labels): (Vec<f32>, Vec<bool>) = per_source.values().map(|(s, n, f)| (s / *n as f32, *f)).unzip();
+    let sources: Vec<&str> = set.source.iter().map(String::as_str).collect();
+    let (video_scores, video_labels) = crate::eval::evaluate::per_video(&probs, &set.fake, &sources, crate::aggregate::Strategy::Mean);
     Ok((loss, frame_auc, roc_auc(&video_scores, &video_labels)))
 }
 

@@ -120,7 +120,7 @@ fn backbone_matches_the_pytorch_reference() {
 fn weights_header_round_trips() {
     // The header of an EfficientNet file names its family and config, as MesoNet's do.
     let (network, preprocess) = models::training_spec(Arch::EfficientnetLite0);
-    let header = weights::Header { format: weights::FORMAT_VERSION, network, preprocess, provenance: "test".into() };
+    let header = weights::Header { format: weights::FORMAT_VERSION, network, preprocess, provenance: "test".into(), ood: None };
     let json = serde_json::to_string(&header).unwrap();
     assert!(json.contains(r#""family":"efficientnet""#), "{json}");
     assert_eq!(serde_json::from_str::<weights::Header>(&json).unwrap(), header);

@@ -78,6 +78,7 @@ pub fn import(arch: Arch, input: &Path, output: &Path, python: &Path) -> Result<
             mapped.layout,
             mapped.note
         ),
+        ood: None,
     };
     weights::save(output, &named, &header)?;
     Ok(ImportSummary { layout: mapped.layout, tensors: named.len(), header })

@@ -19,6 +19,7 @@ pub mod ood;
 pub mod resnet_lstm;
 pub mod vae;
 pub mod vit;
+pub mod vit_ood;
 pub mod weights;
 
 use std::ops::Range;
@@ -99,9 +100,28 @@ pub struct ModelId {
 pub struct FaceModel {
     pub id: ModelId,
     pub header: Header,
-    net: Box<dyn ModuleT>,
+    net: FrameNet,
     device: Device,
     _vs: nn::VarStore,
+}
+
+/// What a loaded network can tell beyond its logits.
+enum FrameNet {
+    Plain(Box<dyn ModuleT>),
+    /// A ViT: logits and where it looked.
+    Vit(vit::Vit),
+    /// A ViT with its attention VAE and abnormality module: also an out-of-distribution risk.
+    VitOod(Box<vit_ood::VitOod>),
+}
+
+/// What a frame model says about a batch of crops.
+pub struct CropScores {
+    /// Logits of "fake", one per crop.
+    pub logits: Vec<f32>,
+    /// Out-of-distribution risk per crop in (0, 1), from a model with an abnormality module.
+    pub ood_risk: Option<Vec<f32>>,
+    /// `[N, S, S]` CPU attention maps scaled to a maximum of 1, from a ViT (for `--explain`).
+    pub attention: Option<Tensor>,
 }
 
 /// Builds the network of `config` under `root`, with parameter names that match its weights.
@@ -195,7 +215,7 @@ pub fn init_from_pretrained(vs: &mut nn::VarStore, path: &Path) -> Result<Vec<St
 struct Loaded {
     id: ModelId,
     header: Header,
-    net: Box<dyn ModuleT>,
+    net: FrameNet,
     vs: nn::VarStore,
 }
 
@@ -212,7 +232,12 @@ fn load_strict(path: &Path, device: Device, sequence: bool) -> Result<Loaded> {
         _ => {}
     }
     let mut vs = nn::VarStore::new(device);
-    let net = build_network(&vs.root(), &header.network);
+    let net = match (&header.network, &header.ood) {
+        (NetworkConfig::Vit(cfg), Some(heads)) => FrameNet::VitOod(Box::new(vit_ood::VitOod::new(&vs.root(), cfg, heads))),
+        (_, Some(_)) => bail!("{}: out-of-distribution heads belong to a ViT, not to {arch}", path.display()),
+        (NetworkConfig::Vit(cfg), None) => FrameNet::Vit(vit::Vit::new(&vs.root(), cfg)),
+        (network, None) => FrameNet::Plain(build_network(&vs.root(), network)),
+    };
     let stored = weights::tensor_names(&bytes)?;
     let expected: Vec<String> = vs.variables().into_keys().collect();
     let unexpected: Vec<&String> = stored.iter().filter(|k| !expected.contains(k)).collect();
@@ -227,6 +252,8 @@ fn load_strict(path: &Path, device: Device, sequence: bool) -> Result<Loaded> {
         );
     }
     vs.load(path).with_context(|| format!("loading {}", path.display()))?;
+    // Loading takes the file's precision; f16 storage (weights::Storage) computes in f32.
+    vs.float();
     let id = ModelId {
         name: arch.to_string(),
         weights: path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
@@ -247,11 +274,41 @@ impl FaceModel {
         self.header.preprocess.input_size
     }
 
+    /// Whether [`FaceModel::score`] gives out-of-distribution risks.
+    pub fn has_ood(&self) -> bool {
+        matches!(self.net, FrameNet::VitOod(_))
+    }
+
     /// Logits of "fake" for `crops`, a `[N, S, S, 3]` u8 RGB batch at `input_size()`.
     pub fn fake_logits(&self, crops: &Tensor) -> Tensor {
         let _guard = tch::no_grad_guard();
         let input = to_network_input(crops, &self.header.preprocess, self.device);
-        fake_logits_of(self.net.forward_t(&input, false), self.header.preprocess.output)
+        let output = match &self.net {
+            FrameNet::Plain(net) => net.forward_t(&input, false),
+            FrameNet::Vit(vit) => vit.forward_t(&input, false),
+            FrameNet::VitOod(model) => model.vit.forward_t(&input, false),
+        };
+        fake_logits_of(output, self.header.preprocess.output)
+    }
+
+    /// Everything the model says about `crops` (as [`FaceModel::fake_logits`] takes them).
+    pub fn score(&self, crops: &Tensor) -> Result<CropScores> {
+        let _guard = tch::no_grad_guard();
+        let input = to_network_input(crops, &self.header.preprocess, self.device);
+        let to_cpu = |t: Tensor| t.to_device(Device::Cpu).to_kind(Kind::Float);
+        let (output, ood_risk, attention) = match &self.net {
+            FrameNet::Plain(net) => (net.forward_t(&input, false), None, None),
+            FrameNet::Vit(vit) => {
+                let out = vit.forward_all_t(&input, false);
+                (vit::fake_logit(&out.logits), None, Some(vit_ood::normalised_attention(&out.attention)))
+            }
+            FrameNet::VitOod(model) => {
+                let out = model.forward(&input);
+                (out.fake_logit, Some(Vec::<f32>::try_from(to_cpu(out.risk))?), Some(out.attention))
+            }
+        };
+        let logits = Vec::<f32>::try_from(fake_logits_of(output, self.header.preprocess.output))?;
+        Ok(CropScores { logits, ood_risk, attention: attention.map(|a| to_cpu(a).squeeze_dim(1)) })
     }
 }
 
@@ -276,6 +333,7 @@ impl SequenceModel {
     /// Loads a dfscan weights file of a sequence model, as strictly as [`FaceModel::load`].
     pub fn load(path: &Path, device: Device) -> Result<Self> {
         let Loaded { id, header, net, vs } = load_strict(path, device, true)?;
+        let FrameNet::Plain(net) = net else { bail!("{}: not a sequence network", path.display()) };
         let frames = match &header.network {
             NetworkConfig::ResnetLstm(cfg) => cfg.frames,
             other => bail!("{}: {} is no sequence model", path.display(), other.arch_name()),
@@ -380,6 +438,28 @@ pub fn default_weights() -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn f16_storage_loads_back_as_f32_with_the_same_scores() {
+        tch::manual_seed(3);
+        let dir = tempfile::tempdir().unwrap();
+        let network = NetworkConfig::Meso(meso::MesoConfig::mesoinception4_torch());
+        let vs = nn::VarStore::new(Device::Cpu);
+        let _net = build_network(&vs.root(), &network);
+        let tensors: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+        let header = Header { format: weights::FORMAT_VERSION, network, preprocess: Preprocess::meso_torch(), provenance: "test".into(), ood: None };
+        let (f32_path, f16_path) = (dir.path().join("a.safetensors"), dir.path().join("b.safetensors"));
+        weights::save(&f32_path, &tensors, &header).unwrap();
+        weights::save_as(&f16_path, &tensors, &header, weights::Storage::F16).unwrap();
+        let half = std::fs::metadata(&f16_path).unwrap().len() as f64 / std::fs::metadata(&f32_path).unwrap().len() as f64;
+        assert!(half < 0.6, "f16 file is {half} of the f32 one");
+        let crops = Tensor::randint(256, [2, 256, 256, 3], (Kind::Uint8, Device::Cpu));
+        let a = FaceModel::load(&f32_path, Device::Cpu).unwrap().fake_logits(&crops);
+        let b = FaceModel::load(&f16_path, Device::Cpu).unwrap();
+        assert!(b._vs.variables().values().all(|v| v.kind() == Kind::Float));
+        let b = b.fake_logits(&crops);
+        assert!((a - b).abs().max().double_value(&[]) < 1e-2);
+    }
 
     #[test]
     fn short_tracks_repeat_their_last_crop() {

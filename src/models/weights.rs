@@ -112,6 +112,10 @@ pub struct Header {
     pub preprocess: Preprocess,
     /// Where the weights came from: the import source and its hash, or the training command.
     pub provenance: String,
+    /// A ViT's out-of-distribution heads (attention VAE and abnormality module), when the
+    /// file holds them (`models::vit_ood`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ood: Option<super::vit_ood::OodHeads>,
 }
 
 impl Header {
@@ -136,22 +140,36 @@ pub fn tensor_names(bytes: &[u8]) -> Result<Vec<String>> {
     Ok(metadata.tensors().into_keys().collect())
 }
 
+/// How tensors are stored: f32, or f16 for shipped files that every clone downloads (loading
+/// turns them back into f32).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Storage {
+    F32,
+    F16,
+}
+
 /// Writes `tensors` as f32 safetensors with `header` in the metadata.
 pub fn save(path: &Path, tensors: &[(String, Tensor)], header: &Header) -> Result<()> {
+    save_as(path, tensors, header, Storage::F32)
+}
+
+/// Writes `tensors` in `storage` precision with `header` in the metadata.
+pub fn save_as(path: &Path, tensors: &[(String, Tensor)], header: &Header, storage: Storage) -> Result<()> {
+    let (kind, dtype) = match storage {
+        Storage::F32 => (Kind::Float, safetensors::Dtype::F32),
+        Storage::F16 => (Kind::Half, safetensors::Dtype::F16),
+    };
     let mut buffers = Vec::with_capacity(tensors.len());
     for (name, tensor) in tensors {
-        let t = tensor.to_device(tch::Device::Cpu).to_kind(Kind::Float).contiguous();
-        let values = Vec::<f32>::try_from(t.flatten(0, -1).detach())
-            .with_context(|| format!("reading tensor {name}"))?;
-        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let t = tensor.to_device(tch::Device::Cpu).to_kind(kind).contiguous().detach();
+        let mut bytes = vec![0u8; t.numel() * kind.elt_size_in_bytes()];
+        t.f_copy_data_u8(&mut bytes, t.numel()).with_context(|| format!("reading tensor {name}"))?;
         let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
         buffers.push((name.clone(), shape, bytes));
     }
     let views = buffers
         .iter()
-        .map(|(name, shape, bytes)| {
-            Ok((name.as_str(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)?))
-        })
+        .map(|(name, shape, bytes)| Ok((name.as_str(), safetensors::tensor::TensorView::new(dtype, shape.clone(), bytes)?)))
         .collect::<Result<Vec<_>>>()?;
     let metadata = HashMap::from([(METADATA_KEY.to_string(), serde_json::to_string(header)?)]);
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {

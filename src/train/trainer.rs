@@ -260,6 +260,7 @@ fn save(vs: &nn::VarStore, path: &Path, network: models::NetworkConfig, preproce
             report.val_video_auc.map_or("n/a".into(), |a| format!("{a:.4}")),
             report.val_frame_auc.map_or("n/a".into(), |a| format!("{a:.4}")),
         ),
+        ood: None,
     };
     weights::save(path, &tensors, &header)
 }

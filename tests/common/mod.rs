@@ -115,6 +115,7 @@ pub fn untrained_weights_seeded(dir: &Path, seed: i64) -> PathBuf {
         network,
         preprocess: Preprocess::meso_torch(),
         provenance: "untrained: random initialisation, for pipeline tests only".into(),
+        ood: None,
     };
     weights::save(&path, &tensors, &header).unwrap();
     path

@@ -66,8 +66,12 @@ pub struct TrackScore {
     pub id: u32,
     /// Sampled frames the track has a face in.
     pub frames: usize,
-    /// P(fake) of the track: its faces' scores under the `--aggregate` strategy.
+    /// P(fake) of the track: its faces' scores under the `--aggregate` strategy; for an
+    /// ensemble, the weighted mean of `models`.
     pub score: f32,
+    /// Each model's P(fake) of the track, in the order of the line's `models` (empty while a
+    /// single model's tracks are being built).
+    pub models: Vec<f32>,
 }
 
 /// The tracks of `faces`, given as (track id, P(fake)), in order of id.
@@ -78,7 +82,7 @@ pub fn track_scores(faces: &[(u32, f32)], strategy: Strategy) -> Vec<TrackScore>
     }
     by_track
         .into_iter()
-        .map(|(id, scores)| TrackScore { id, frames: scores.len(), score: video_score(&scores, strategy).expect("a track has a face") })
+        .map(|(id, scores)| TrackScore { id, frames: scores.len(), score: video_score(&scores, strategy).expect("a track has a face"), models: Vec::new() })
         .collect()
 }
 
@@ -100,6 +104,31 @@ pub fn video_score_across_tracks(tracks: &[TrackScore], faces: &[f32], frames_sa
 pub enum Verdict {
     Fake,
     Real,
+    /// Out of distribution: the score is reported but not trusted either way.
+    Uncertain,
+}
+
+/// Weighted mean of `(weight, value)` pairs whose weights need not sum to 1; None without
+/// weight.
+pub fn weighted_mean(pairs: impl IntoIterator<Item = (f32, f32)>) -> Option<f32> {
+    let (sum, total) = pairs.into_iter().fold((0.0f64, 0.0f64), |(s, t), (w, v)| (s + (w * v) as f64, t + w as f64));
+    (total > 0.0).then(|| (sum / total) as f32)
+}
+
+/// The tracks of an ensemble: `per_model[m]` holds model m's tracks (the same ids in the same
+/// order for every model); each track's score is the `weights`-weighted mean of its models'.
+pub fn ensemble_tracks(per_model: &[Vec<TrackScore>], weights: &[f32]) -> Vec<TrackScore> {
+    let Some(first) = per_model.first() else { return Vec::new() };
+    first
+        .iter()
+        .enumerate()
+        .map(|(t, track)| {
+            let models: Vec<f32> = per_model.iter().map(|tracks| tracks[t].score).collect();
+            debug_assert!(per_model.iter().all(|tracks| tracks[t].id == track.id));
+            let score = weighted_mean(weights.iter().copied().zip(models.iter().copied())).unwrap_or(f32::NAN);
+            TrackScore { id: track.id, frames: track.frames, score, models }
+        })
+        .collect()
 }
 
 pub fn verdict(score: f32, threshold: f32) -> Verdict {
@@ -172,11 +201,25 @@ mod tests {
     #[test]
     fn a_passing_false_detection_does_not_decide() {
         // 32 frames: a one-frame track (below 32/10) scoring 0.99 is left out...
-        let tracks = [TrackScore { id: 0, frames: 32, score: 0.2 }, TrackScore { id: 1, frames: 1, score: 0.99 }];
+        let track = |id, frames, score| TrackScore { id, frames, score, models: Vec::new() };
+        let tracks = [track(0, 32, 0.2), track(1, 1, 0.99)];
         assert!(close(video_score_across_tracks(&tracks, &[], 32, Strategy::Mean, AcrossTracks::Max).unwrap(), 0.2));
         // ...unless no track is longer (a still image has one frame).
         assert!(close(video_score_across_tracks(&tracks[1..], &[], 1, Strategy::Mean, AcrossTracks::Max).unwrap(), 0.99));
         assert_eq!(video_score_across_tracks(&[], &[], 0, Strategy::Mean, AcrossTracks::Max), None);
+    }
+
+    #[test]
+    fn an_ensemble_weighs_each_models_track_scores() {
+        let track = |id, score| TrackScore { id, frames: 4, score, models: Vec::new() };
+        let per_model = [vec![track(0, 0.2), track(3, 0.8)], vec![track(0, 0.6), track(3, 0.4)]];
+        let tracks = ensemble_tracks(&per_model, &[0.75, 0.25]);
+        assert_eq!(tracks.iter().map(|t| t.id).collect::<Vec<_>>(), [0, 3]);
+        assert!(close(tracks[0].score, 0.75 * 0.2 + 0.25 * 0.6));
+        assert!(close(tracks[1].score, 0.75 * 0.8 + 0.25 * 0.4));
+        assert_eq!(tracks[1].models, [0.8, 0.4]);
+        assert_eq!(weighted_mean([(2.0, 1.0), (2.0, 0.0)]), Some(0.5));
+        assert_eq!(weighted_mean([(0.0, 1.0)]), None);
     }
 
     #[test]

@@ -48,9 +48,30 @@ pub struct ScanArgs {
     /// Files, directories (recursive) or `-` to read paths from stdin, one per line.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
-    /// Weights file (default: models/default.safetensors).
-    #[arg(long)]
+    /// Weights file (default: models/default.safetensors, with models/vit.safetensors for the
+    /// out-of-distribution risk).
+    #[arg(long, conflicts_with = "models")]
     pub model: Option<PathBuf>,
+    /// Several models in one pass over the frames, e.g. `mesoinception4,resnet-lstm`: names of
+    /// shipped models (models/NAME.safetensors) or paths. Their scores are combined by a
+    /// weighted mean and each is reported.
+    #[arg(long, value_delimiter = ',', value_name = "NAME|PATH,...")]
+    pub models: Vec<String>,
+    /// Ensemble weights, one per model of --models (default: equal).
+    #[arg(long, value_delimiter = ',', requires = "models")]
+    pub model_weights: Vec<f32>,
+    /// The model whose abnormality module gives `ood_risk` (made by `dfscan train-ood`), or
+    /// `none`. Default: a model of the set that has one; with neither --model nor --models,
+    /// models/vit.safetensors.
+    #[arg(long, value_name = "PATH|none")]
+    pub ood_model: Option<String>,
+    /// Inputs whose out-of-distribution risk reaches this are "uncertain" instead of fake or real.
+    #[arg(long, default_value_t = 0.5)]
+    pub ood_threshold: f32,
+    /// Write a PNG per face with the ViT's attention over the crop into DIR (needs a ViT: the
+    /// OOD model or a member); each JSON line names its folder and files.
+    #[arg(long, value_name = "DIR")]
+    pub explain: Option<PathBuf>,
     /// Frames sampled evenly over each video.
     #[arg(long, default_value_t = 32, conflicts_with = "fps")]
     pub frames: usize,

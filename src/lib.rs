@@ -4,11 +4,13 @@
 //! [`inputs`] -> [`decode`] (FFmpeg) -> [`faces`] (OpenCV) -> [`models`] (libtorch)
 //! -> [`aggregate`] -> [`report`] -> [`output`]. [`pipeline`] wires the stages together;
 //! [`state`] remembers finished inputs for `--resume` and `watch`; [`train`] fits the models
-//! on crops cut by the same stages, and [`eval`] measures them.
+//! on crops cut by the same stages, and [`eval`] measures them. [`explain`] draws where the
+//! ViT looked (`--explain`).
 pub mod aggregate;
 pub mod bench;
 pub mod decode;
 pub mod eval;
+pub mod explain;
 pub mod faces;
 pub mod inputs;
 pub mod models;

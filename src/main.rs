@@ -2,6 +2,7 @@
 mod cli;
 
 use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use clap::Parser;
 use cli::{BenchArgs, Cli, Command, EvalArgs, ExtractArgs, FacesMode, ImportArgs, ScanArgs, SplitArgs, TrainArgs, WatchArgs};
 use dfscan::decode::Sampling;
 use dfscan::models::{self, FaceModel};
+use dfscan::models::set::{ModelSet, OodChoice};
 use dfscan::inputs::Input;
 use dfscan::output::{self, Printer};
 use dfscan::pipeline::{self, Control, FaceSource, Recording, ScanConfig};
@@ -70,16 +72,7 @@ fn scan_with(args: ScanArgs, inputs: impl Iterator<Item = Input> + Send + 'stati
     // First, so that Ctrl-C while the model loads is already a clean stop.
     let shutdown = pipeline::Shutdown::default();
     shutdown.on_signals()?;
-    let weights = args.model.clone().unwrap_or_else(models::default_weights);
-    if !weights.is_file() {
-        bail!(
-            "no model weights at {}.\n  Train them:  dfscan train --arch efficientnet-lite0 --crops CROPS -o PATH\n  or import public ones:  dfscan import --arch mesoinception4 CHECKPOINT.pth -o {}\n  then scan with --model PATH (or place them at the default path).",
-            weights.display(),
-            weights.display()
-        );
-    }
-    let device = args.device.resolve()?;
-    let model = FaceModel::load(&weights, device)?;
+    let set = load_models(&args)?;
     let faces_key = match args.faces {
         FacesMode::None => "whole-frame".to_string(),
         FacesMode::Auto => format!("{:?}@{}", args.detector, args.min_face_confidence),
@@ -105,7 +98,12 @@ fn scan_with(args: ScanArgs, inputs: impl Iterator<Item = Input> + Send + 'stati
         threshold: args.threshold,
         batch_size: args.batch_size.max(1),
         per_frame: args.per_frame,
+        ood_threshold: args.ood_threshold,
+        explain: args.explain.clone(),
     };
+    if cfg.explain.is_some() && set.ood_model().is_none() {
+        bail!("--explain draws a ViT's attention: give --ood-model or a ViT in --models");
+    }
     let control = Control {
         timeout: match args.timeout {
             Some(secs) if secs > 0.0 && secs.is_finite() => Some(std::time::Duration::from_secs_f64(secs)),
@@ -116,12 +114,12 @@ fn scan_with(args: ScanArgs, inputs: impl Iterator<Item = Input> + Send + 'stati
         state: open_state(&args, mode)?.map(|db| Recording {
             db,
             skip_done: (args.resume || mode != Mode::Scan) && !args.rescan,
-            settings: state::settings_key(&cfg, &faces_key),
+            settings: state::settings_key(&cfg, &faces_key, set.ood_model().map(|m| m.id.blake3.as_str())),
         }),
     };
     let progress = !args.quiet && std::io::stderr().is_terminal();
     let mut printer = Printer::new(out, progress).quiet(args.quiet);
-    pipeline::run_with(inputs, face_source, model, cfg, control, |event| printer.handle(event))?;
+    pipeline::run_with(inputs, face_source, set, cfg, control, |event| printer.handle(event))?;
     printer.finish();
     if shutdown.is_stopping() {
         return Ok(EXIT_INTERRUPTED);
@@ -130,6 +128,42 @@ fn scan_with(args: ScanArgs, inputs: impl Iterator<Item = Input> + Send + 'stati
         return Ok(0);
     }
     Ok(printer.summary.exit_code())
+}
+
+/// The scan's models: `--models`, or `--model`, or the default model; and the OOD model
+/// (`--ood-model`, else a member with an abnormality module, else for the default scan the
+/// shipped ViT).
+fn load_models(args: &ScanArgs) -> Result<ModelSet> {
+    let paths: Vec<PathBuf> = match (&args.model, args.models.is_empty()) {
+        (Some(path), _) => vec![path.clone()],
+        (None, false) => args.models.iter().map(|m| models::set::resolve(m)).collect(),
+        (None, true) => vec![models::default_weights()],
+    };
+    for path in &paths {
+        if !path.is_file() {
+            bail!(
+                "no model weights at {}.\n  Train them:  dfscan train --arch efficientnet-lite0 --crops CROPS -o PATH\n  or import public ones:  dfscan import --arch mesoinception4 CHECKPOINT.pth -o PATH\n  then scan with --model PATH (or place them at the default path).",
+                path.display()
+            );
+        }
+    }
+    let default_scan = args.model.is_none() && args.models.is_empty();
+    let shipped_vit = models::set::resolve("vit");
+    let ood = match args.ood_model.as_deref() {
+        Some("none") => OodChoice::Off,
+        Some(path) => OodChoice::File(Path::new(path)),
+        None if default_scan && shipped_vit.is_file() => OodChoice::File(&shipped_vit),
+        None if default_scan => {
+            eprintln!("dfscan: warning: no out-of-distribution model at {} (dfscan train-ood makes one): ood_risk will be null", shipped_vit.display());
+            OodChoice::Off
+        }
+        None => OodChoice::FromMembers,
+    };
+    if !args.model_weights.is_empty() && args.model_weights.len() != paths.len() {
+        bail!("--model-weights has {} values for {} models", args.model_weights.len(), paths.len());
+    }
+    let weights = (!args.model_weights.is_empty()).then_some(args.model_weights.as_slice());
+    ModelSet::load(&paths, weights, ood, args.device.resolve()?)
 }
 
 /// The state database, unless `--no-state`. The default one is best effort for a scan, which

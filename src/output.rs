@@ -13,18 +13,21 @@ use crate::pipeline::Event;
 use crate::report::{Status, VideoReport};
 
 /// Counts that decide the exit code.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Summary {
     pub scanned: usize,
     pub fakes: usize,
     pub errors: usize,
+    /// Inputs judged out of distribution ("uncertain"): listed on stderr at the end, not fakes.
+    pub uncertain: Vec<String>,
     /// Inputs the state database already had (`--resume`, `watch`): no line, no effect on the
     /// exit code.
     pub skipped: usize,
 }
 
 impl Summary {
-    /// Like a virus scanner: 2 if any input failed, else 1 if any is fake, else 0.
+    /// Like a virus scanner: 2 if any input failed, else 1 if any is fake, else 0 (an
+    /// "uncertain" input is not a fake).
     pub fn exit_code(&self) -> i32 {
         if self.errors > 0 {
             2
@@ -41,6 +44,8 @@ impl Summary {
             self.errors += 1;
         } else if report.verdict == Some(Verdict::Fake) {
             self.fakes += 1;
+        } else if report.verdict == Some(Verdict::Uncertain) {
+            self.uncertain.push(report.path.clone());
         }
     }
 }
@@ -148,6 +153,15 @@ impl<W: Write> Printer<W> {
     pub fn finish(&mut self) {
         if let Some(b) = &self.bars {
             b.overall.finish_and_clear();
+        }
+        if self.notes && !self.summary.uncertain.is_empty() {
+            let list = &self.summary.uncertain;
+            eprintln!(
+                "dfscan: {} input{} out of distribution (verdict \"uncertain\", not counted as fake): {}",
+                list.len(),
+                if list.len() == 1 { "" } else { "s" },
+                list.join(", ")
+            );
         }
         if self.notes && self.summary.skipped > 0 {
             let n = self.summary.skipped;

@@ -55,15 +55,18 @@ pub fn content_hash(path: &Path) -> io::Result<String> {
 }
 
 /// The settings that change a result, in one string; the device and batch size do not.
-pub fn settings_key(cfg: &ScanConfig, faces: &str) -> String {
+/// `ood_model`: the BLAKE3 of the model that gives the out-of-distribution risk, if any.
+pub fn settings_key(cfg: &ScanConfig, faces: &str, ood_model: Option<&str>) -> String {
     format!(
-        "sampling={:?} faces={faces} margin={} aggregate={:?} across_tracks={:?} threshold={} per_frame={} schema={}",
+        "sampling={:?} faces={faces} margin={} aggregate={:?} across_tracks={:?} threshold={} per_frame={} ood={} ood_threshold={} schema={}",
         cfg.sampling,
         cfg.margin,
         cfg.aggregate,
         cfg.across_tracks,
         cfg.threshold,
         cfg.per_frame,
+        ood_model.unwrap_or("none"),
+        cfg.ood_threshold,
         crate::report::SCHEMA_VERSION
     )
 }

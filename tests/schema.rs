@@ -51,7 +51,16 @@ fn the_schema_rejects_broken_lines() {
         ("ok with an error", with(&ok, "error", json!("but also this"))),
         ("score above 1", with(&ok, "score", json!(1.5))),
         ("verdict not fake/real", with(&ok, "verdict", json!("maybe"))),
-        ("future version", with(&ok, "schema_version", json!(3))),
+        ("future version", with(&ok, "schema_version", json!(4))),
+        ("uncertain without a reason", with(&ok, "verdict", json!("uncertain"))),
+        ("a reason for a sure verdict", with(&ok, "verdict_reason", json!("why"))),
+        ("risk above 1", with(&ok, "ood_risk", json!(1.5))),
+        ("no models", with(&ok, "models", json!([]))),
+        ("a model of no known kind", {
+            let mut v = ok.clone();
+            v["models"][0]["kind"] = json!("oracle");
+            v
+        }),
         ("short model hash", with(&ok, "model", json!({"name": "m", "weights": "w", "blake3": "abc"}))),
         ("box of three", {
             let mut v = ok.clone();

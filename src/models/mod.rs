@@ -17,6 +17,7 @@ pub mod import;
 pub mod meso;
 pub mod ood;
 pub mod resnet_lstm;
+pub mod set;
 pub mod vae;
 pub mod vit;
 pub mod vit_ood;

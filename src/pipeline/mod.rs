@@ -35,10 +35,11 @@ use crate::aggregate::{self, AcrossTracks, Strategy};
 use crate::decode::{Frame, Sampler, Sampling, VideoSource};
 use crate::faces::{self, Detection, FaceDetector};
 use crate::inputs::Input;
-use crate::models::FaceModel;
+use crate::models::set::ModelSet;
 use crate::report::{FaceReport, FrameReport, Status, VideoReport, VideoSummary, SCHEMA_VERSION};
 use crate::state::{ScanKey, StateDb};
 
+mod scoring;
 mod shutdown;
 mod stages;
 
@@ -68,6 +69,10 @@ pub struct ScanConfig {
     /// Most crops per forward pass.
     pub batch_size: usize,
     pub per_frame: bool,
+    /// Inputs whose out-of-distribution risk reaches this get the verdict "uncertain".
+    pub ood_threshold: f32,
+    /// Write attention overlays of every face here (`--explain`).
+    pub explain: Option<PathBuf>,
 }
 
 /// How a run is steered from outside its data.
@@ -161,18 +166,18 @@ struct FacesInFrame {
 pub fn run(
     inputs: impl Iterator<Item = Input> + Send + 'static,
     face_source: FaceSource,
-    model: FaceModel,
+    models: ModelSet,
     cfg: ScanConfig,
     on_event: impl FnMut(Event) -> bool,
 ) -> Result<()> {
-    run_with(inputs, face_source, model, cfg, Control::default(), on_event)
+    run_with(inputs, face_source, models, cfg, Control::default(), on_event)
 }
 
 /// [`run`], steered by `control`.
 pub fn run_with(
     inputs: impl Iterator<Item = Input> + Send + 'static,
     face_source: FaceSource,
-    model: FaceModel,
+    models: ModelSet,
     cfg: ScanConfig,
     control: Control,
     mut on_event: impl FnMut(Event) -> bool,
@@ -185,7 +190,7 @@ pub fn run_with(
     let (models_done_tx, models_done_rx) = bounded::<()>(0);
     // SQLite connections are per thread: the inputs thread reads, this one writes.
     let lookup = match &state {
-        Some(rec) => Some((rec.db.reopen()?, rec.skip_done, rec.settings.clone(), model.id.blake3.clone())),
+        Some(rec) => Some((rec.db.reopen()?, rec.skip_done, rec.settings.clone(), models.id().blake3)),
         None => None,
     };
     let mut writer = state.map(|rec| rec.db);
@@ -224,13 +229,13 @@ pub fn run_with(
             thread::Builder::new().name("decode".into()).spawn(move || decode_stage(job_rx, frame_tx, events, sampling, timeout, shutdown))?
         },
         {
-            let (events, size, margin) = (event_tx.clone(), model.input_size() as i32, cfg.margin);
+            let (events, size, margin) = (event_tx.clone(), models.crop_size() as i32, cfg.margin);
             thread::Builder::new().name("faces".into()).spawn(move || faces_stage(frame_rx, crop_tx, events, face_source, size, margin))?
         },
         // `models_done` closes when this thread ends, however it ends.
         thread::Builder::new().name("models".into()).spawn(move || {
             let _models_done = models_done_tx;
-            models_stage(crop_rx, event_tx, model, cfg)
+            models_stage(crop_rx, event_tx, models, cfg)
         })?,
     ];
     // Hands a note to the caller, then records its row: a row never exists for a line that

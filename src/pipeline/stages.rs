@@ -1,7 +1,7 @@
 //! The stage loops that `pipeline` runs, one thread each: decode, faces, models. Each takes
 //! its input queue and its output queue and knows no sibling.
 use super::*;
-use crate::faces::track::{Tracker, TrackerConfig};
+use super::scoring::JobState;
 
 pub(super) fn decode_stage(
     jobs: Receiver<Job>,
@@ -127,38 +127,18 @@ fn faces_in_frame(source: &mut FaceSource, frame: &Frame, crop_size: i32, margin
     Ok(FacesInFrame { index: frame.index, pts_s: frame.pts_s, faces })
 }
 
-/// One input's evidence while its frames arrive.
-struct JobState {
-    start: JobStart,
-    /// Links each frame's faces to the faces of the frames before: one track per person.
-    tracker: Tracker,
-    frames: Vec<FrameReport>,
-    /// Crops not scored yet, with where their scores go: (frame position, face position).
-    pending: Vec<(usize, usize, Vec<u8>)>,
-    error: Option<String>,
-}
-
-pub(super) fn models_stage(crops: Receiver<Msg<FacesInFrame>>, events: Sender<Note>, model: FaceModel, cfg: ScanConfig) {
+pub(super) fn models_stage(crops: Receiver<Msg<FacesInFrame>>, events: Sender<Note>, set: ModelSet, cfg: ScanConfig) {
     let mut jobs: HashMap<usize, JobState> = HashMap::new();
     for msg in crops.iter() {
         match msg {
             Msg::Start(start) => {
-                let tracker = Tracker::new(TrackerConfig::default());
-                jobs.insert(start.id, JobState { start, tracker, frames: Vec::new(), pending: Vec::new(), error: None });
+                jobs.insert(start.id, JobState::new(start));
             }
             Msg::Item(id, in_frame) => {
                 let Some(job) = jobs.get_mut(&id) else { continue };
-                let frame_pos = job.frames.len();
-                let detections: Vec<Detection> = in_frame.faces.iter().map(|(det, _)| *det).collect();
-                let tracks = job.tracker.update(&detections).ids;
-                let mut faces = Vec::with_capacity(in_frame.faces.len());
-                for (face_pos, ((det, crop), track)) in in_frame.faces.into_iter().zip(tracks).enumerate() {
-                    faces.push(FaceReport { bbox: det.bbox, confidence: det.confidence, track, score: f32::NAN, logit: f32::NAN });
-                    job.pending.push((frame_pos, face_pos, crop));
-                }
-                job.frames.push(FrameReport { index: in_frame.index, pts_s: in_frame.pts_s, faces });
-                if job.pending.len() >= cfg.batch_size && job.error.is_none() {
-                    if let Err(e) = guarded(|| score_pending(&model, job)) {
+                job.add_frame(in_frame, &set);
+                if job.pending() >= cfg.batch_size && job.error.is_none() {
+                    if let Err(e) = guarded(|| job.score_pending(&set, &cfg)) {
                         job.error = Some(format!("{e:#}"));
                     }
                 }
@@ -167,78 +147,18 @@ pub(super) fn models_stage(crops: Receiver<Msg<FacesInFrame>>, events: Sender<No
                 let Some(mut job) = jobs.remove(&id) else { continue };
                 let mut error = upstream_error.or(job.error.take());
                 if error.is_none() {
-                    if let Err(e) = guarded(|| score_pending(&model, &mut job)) {
+                    if let Err(e) = guarded(|| job.score_pending(&set, &cfg)) {
                         error = Some(format!("{e:#}"));
                     }
                 }
                 // An abandoned input (timeout, interrupt) gets no row, so it is tried again.
                 let abandoned = error.is_some() && job.start.stop.reason().is_some();
                 let row = if abandoned { None } else { job.start.key.take() };
-                let report = finish(job, error, &model, &cfg);
+                let report = job.finish(error, &set, &cfg);
                 if events.send(Note { event: Event::Finished { id, report: Box::new(report) }, row }).is_err() {
                     return;
                 }
             }
         }
-    }
-}
-
-/// Scores the job's pending crops in one forward pass and files each logit with its face.
-fn score_pending(model: &FaceModel, job: &mut JobState) -> Result<()> {
-    if job.pending.is_empty() {
-        return Ok(());
-    }
-    let size = model.input_size();
-    let pending = std::mem::take(&mut job.pending);
-    let batch = crate::models::crop_batch(pending.iter().map(|(_, _, crop)| crop), size);
-    let logits = Vec::<f32>::try_from(model.fake_logits(&batch))?;
-    for ((frame_pos, face_pos, _), logit) in pending.iter().zip(logits) {
-        let face = &mut job.frames[*frame_pos].faces[*face_pos];
-        face.logit = logit;
-        face.score = aggregate::sigmoid(logit);
-    }
-    Ok(())
-}
-
-fn finish(job: JobState, error: Option<String>, model: &FaceModel, cfg: &ScanConfig) -> VideoReport {
-    let scores: Vec<f32> = job.frames.iter().flat_map(|f| f.faces.iter().map(|face| face.score)).collect();
-    let frames_with_faces = job.frames.iter().filter(|f| !f.faces.is_empty()).count();
-    let error = error.or_else(|| {
-        scores.is_empty().then(|| format!("no face found in {} sampled frames", job.frames.len()))
-    });
-    // A broken model is an error, not a verdict: NaN compares as "real" and prints as null.
-    let error = error.or_else(|| {
-        let bad = scores.iter().filter(|s| !s.is_finite()).count();
-        (bad > 0).then(|| format!("the model gave no finite score for {bad} of {} faces", scores.len()))
-    });
-    let tracks = if error.is_none() {
-        let faces: Vec<(u32, f32)> = job.frames.iter().flat_map(|f| f.faces.iter().map(|face| (face.track, face.score))).collect();
-        aggregate::track_scores(&faces, cfg.aggregate)
-    } else {
-        Vec::new()
-    };
-    let score = if error.is_none() {
-        aggregate::video_score_across_tracks(&tracks, &scores, job.frames.len(), cfg.aggregate, cfg.across_tracks)
-    } else {
-        None
-    };
-    VideoReport {
-        schema_version: SCHEMA_VERSION,
-        path: job.start.path.to_string_lossy().into_owned(),
-        status: if error.is_none() { Status::Ok } else { Status::Error },
-        verdict: score.map(|s| aggregate::verdict(s, cfg.threshold)),
-        score,
-        threshold: cfg.threshold,
-        aggregate: cfg.aggregate,
-        across_tracks: cfg.across_tracks,
-        model: model.id.clone(),
-        frames_sampled: job.frames.len(),
-        frames_with_faces,
-        faces: scores.len(),
-        tracks,
-        elapsed_ms: job.start.started.elapsed().as_millis() as u64,
-        video: job.start.video,
-        error,
-        frames: cfg.per_frame.then_some(job.frames),
     }
 }

@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use dfscan::models::meso::MesoConfig;
+use dfscan::models::resnet_lstm::ResnetLstmConfig;
+use dfscan::models::vit::VitConfig;
+use dfscan::models::vit_ood::{OodHeads, VitOod};
 use dfscan::models::weights::{self, Header, NetworkConfig, Preprocess};
 
 pub fn repo() -> PathBuf {
@@ -103,22 +106,39 @@ pub fn untrained_weights(dir: &Path) -> PathBuf {
 /// [`untrained_weights`] from another random initialisation: another model, as far as
 /// `model.blake3` and the state database can tell.
 pub fn untrained_weights_seeded(dir: &Path, seed: i64) -> PathBuf {
-    let path = dir.join(if seed == 0 { "untrained.safetensors".to_string() } else { format!("untrained-{seed}.safetensors") });
+    let name = if seed == 0 { "untrained.safetensors".to_string() } else { format!("untrained-{seed}.safetensors") };
     tch::manual_seed(seed);
-    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
     let network = NetworkConfig::Meso(MesoConfig::mesoinception4_torch());
-    let _net = dfscan::models::build_network(&vs.root(), &network);
+    untrained_file(&dir.join(name), network, Preprocess::meso_torch(), None)
+}
+
+/// A ResNet-LSTM (MobileNetV2 trunk) reading sequences of `frames` crops, untrained.
+pub fn untrained_sequence_weights(dir: &Path, frames: i64) -> PathBuf {
+    tch::manual_seed(0);
+    let network = NetworkConfig::ResnetLstm(ResnetLstmConfig { frames, ..ResnetLstmConfig::mobilenetv2() });
+    untrained_file(&dir.join("untrained-lstm.safetensors"), network, Preprocess::imagenet(), None)
+}
+
+/// A DeiT-tiny with its attention VAE and abnormality module (`models::vit_ood`), untrained:
+/// it gives an out-of-distribution risk and attention maps.
+pub fn untrained_vit_ood_weights(dir: &Path) -> PathBuf {
+    tch::manual_seed(0);
+    let network = NetworkConfig::Vit(VitConfig::deit_tiny_distilled());
+    untrained_file(&dir.join("untrained-vit-ood.safetensors"), network, Preprocess::deit(), Some(OodHeads::shipped()))
+}
+
+fn untrained_file(path: &Path, network: NetworkConfig, preprocess: Preprocess, ood: Option<OodHeads>) -> PathBuf {
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    match (&network, &ood) {
+        (NetworkConfig::Vit(cfg), Some(heads)) => drop(VitOod::new(&vs.root(), cfg, heads)),
+        _ => drop(dfscan::models::build_network(&vs.root(), &network)),
+    }
     let mut tensors: Vec<(String, tch::Tensor)> = vs.variables().into_iter().collect();
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
-    let header = Header {
-        format: weights::FORMAT_VERSION,
-        network,
-        preprocess: Preprocess::meso_torch(),
-        provenance: "untrained: random initialisation, for pipeline tests only".into(),
-        ood: None,
-    };
-    weights::save(&path, &tensors, &header).unwrap();
-    path
+    let provenance = "untrained: random initialisation, for pipeline tests only".into();
+    let header = Header { format: weights::FORMAT_VERSION, network, preprocess, provenance, ood };
+    weights::save(path, &tensors, &header).unwrap();
+    path.to_path_buf()
 }
 
 /// Runs the ffmpeg CLI (a test dependency installed by scripts/setup.sh).

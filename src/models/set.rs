@@ -1,0 +1,176 @@
+//! The models one scan runs (`--models a,b`): frame and sequence models side by side over the
+//! same decoded frames and face crops, each with a weight in the ensemble, plus the model whose
+//! abnormality module gives every verdict its out-of-distribution risk.
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, ensure, Context, Result};
+use serde::Serialize;
+use tch::Device;
+
+use super::{models_dir, FaceModel, ModelId, SequenceModel};
+
+/// One model of the set.
+pub enum Member {
+    /// Scores each face crop.
+    Frame(FaceModel),
+    /// Scores each face track, T crops at a time.
+    Sequence(SequenceModel),
+}
+
+impl Member {
+    pub fn id(&self) -> &ModelId {
+        match self {
+            Member::Frame(m) => &m.id,
+            Member::Sequence(m) => &m.id,
+        }
+    }
+
+    pub fn input_size(&self) -> i64 {
+        match self {
+            Member::Frame(m) => m.input_size(),
+            Member::Sequence(m) => m.input_size(),
+        }
+    }
+
+    /// Loads a weights file as whichever kind of model it holds.
+    pub fn load(path: &Path, device: Device) -> Result<Self> {
+        let bytes = std::fs::read(path).with_context(|| format!("reading weights {}", path.display()))?;
+        let header = super::Header::from_safetensors(&bytes).with_context(|| format!("{} is not a dfscan weights file", path.display()))?;
+        Ok(if header.network.is_sequence() { Member::Sequence(SequenceModel::load(path, device)?) } else { Member::Frame(FaceModel::load(path, device)?) })
+    }
+}
+
+/// What a JSON line says about each model of the set.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MemberId {
+    #[serde(flatten)]
+    pub id: ModelId,
+    /// "frame" or "sequence".
+    pub kind: &'static str,
+    /// Its share of the ensemble's score (the weights sum to 1).
+    pub weight: f32,
+}
+
+/// Which model `ModelSet::load` takes the out-of-distribution risk from.
+#[derive(Clone, Copy, Debug)]
+pub enum OodChoice<'a> {
+    /// The first member that has an abnormality module, if any.
+    FromMembers,
+    /// This file (which must have one), run beside the members.
+    File(&'a Path),
+    /// None: every line's `ood_risk` is null.
+    Off,
+}
+
+/// Where the out-of-distribution risk comes from.
+pub enum OodSource {
+    /// A member of the set that has the heads (a ViT trained with `dfscan train-ood`).
+    Member(usize),
+    /// A model run only for its risk (`--ood-model`).
+    Extra(FaceModel),
+}
+
+pub struct ModelSet {
+    pub members: Vec<Member>,
+    /// Normalised ensemble weights, one per member.
+    pub weights: Vec<f32>,
+    pub ood: Option<OodSource>,
+}
+
+/// A `--models` entry: a path to a weights file, or the name of a shipped model
+/// (`models/<name>.safetensors`; "default" is the default model).
+pub fn resolve(entry: &str) -> PathBuf {
+    let path = PathBuf::from(entry);
+    if path.extension().is_some() || path.components().count() > 1 {
+        return path;
+    }
+    models_dir().join(format!("{entry}.safetensors"))
+}
+
+impl ModelSet {
+    /// Loads `paths` with `weights` (None: equal), and the OOD model as `ood` says.
+    pub fn load(paths: &[PathBuf], weights: Option<&[f32]>, ood: OodChoice, device: Device) -> Result<Self> {
+        ensure!(!paths.is_empty(), "no model to scan with");
+        let members = paths.iter().map(|p| Member::load(p, device)).collect::<Result<Vec<_>>>()?;
+        let weights = match weights {
+            None => vec![1.0 / members.len() as f32; members.len()],
+            Some(w) => {
+                ensure!(w.len() == members.len(), "{} weights for {} models", w.len(), members.len());
+                ensure!(w.iter().all(|&x| x >= 0.0 && x.is_finite()) && w.iter().sum::<f32>() > 0.0, "model weights must be non-negative with a positive sum, got {w:?}");
+                let sum: f32 = w.iter().sum();
+                w.iter().map(|x| x / sum).collect()
+            }
+        };
+        let ood = match ood {
+            OodChoice::Off => None,
+            OodChoice::FromMembers => members.iter().position(|m| matches!(m, Member::Frame(f) if f.has_ood())).map(OodSource::Member),
+            OodChoice::File(path) => {
+                let model = FaceModel::load(path, device)?;
+                if !model.has_ood() {
+                    bail!("--ood-model {}: it has no abnormality module (make one with `dfscan train-ood`)", path.display());
+                }
+                Some(OodSource::Extra(model))
+            }
+        };
+        Ok(Self { members, weights, ood })
+    }
+
+    /// The side at which faces are cropped: the largest input of any model (smaller inputs are
+    /// resized from it).
+    pub fn crop_size(&self) -> i64 {
+        let extra = match &self.ood {
+            Some(OodSource::Extra(m)) => m.input_size(),
+            _ => 0,
+        };
+        self.members.iter().map(Member::input_size).chain([extra]).max().expect("a set has a member")
+    }
+
+    pub fn member_ids(&self) -> Vec<MemberId> {
+        self.members
+            .iter()
+            .zip(&self.weights)
+            .map(|(m, &weight)| MemberId { id: m.id().clone(), kind: if matches!(m, Member::Frame(_)) { "frame" } else { "sequence" }, weight })
+            .collect()
+    }
+
+    /// The model that gives the risk, if any.
+    pub fn ood_model(&self) -> Option<&FaceModel> {
+        match &self.ood {
+            Some(OodSource::Member(i)) => match &self.members[*i] {
+                Member::Frame(m) => Some(m),
+                Member::Sequence(_) => None,
+            },
+            Some(OodSource::Extra(m)) => Some(m),
+            None => None,
+        }
+    }
+
+    /// One identity for the scoring models (the JSON line's `model`, the state database's
+    /// key): the single member's own, or for an ensemble the members' names and files joined
+    /// by "+" with a hash over their hashes and weights. The OOD model has its own field.
+    pub fn id(&self) -> ModelId {
+        if self.members.len() == 1 {
+            return self.members[0].id().clone();
+        }
+        let ids: Vec<&ModelId> = self.members.iter().map(Member::id).collect();
+        let mut hasher = blake3::Hasher::new();
+        for (id, weight) in ids.iter().zip(&self.weights) {
+            hasher.update(id.blake3.as_bytes()).update(&weight.to_le_bytes());
+        }
+        let join = |f: fn(&ModelId) -> &str| ids.iter().map(|id| f(id)).collect::<Vec<_>>().join("+");
+        ModelId { name: join(|id| &id.name), weights: join(|id| &id.weights), blake3: hasher.finalize().to_hex()[..16].to_string() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_resolve_to_shipped_files_and_paths_stay_paths() {
+        assert_eq!(resolve("mesoinception4"), models_dir().join("mesoinception4.safetensors"));
+        assert_eq!(resolve("default"), models_dir().join("default.safetensors"));
+        assert_eq!(resolve("w/x.safetensors"), PathBuf::from("w/x.safetensors"));
+        assert_eq!(resolve("x.safetensors"), PathBuf::from("x.safetensors"));
+    }
+}

@@ -1,0 +1,266 @@
+//! The models stage's bookkeeping for one input: faces arrive frame by frame, are linked into
+//! tracks, scored by every frame model in batches as they come, kept per track for the
+//! sequence models, and at the input's end become its [`VideoReport`].
+//!
+//! How scores combine: each model gives a score per track (frame models: their faces' scores
+//! under `--aggregate`; sequence models: the mean of the track's windows) and per input (under
+//! `--across-tracks`); the ensemble's track and input scores are the weighted means of the
+//! models' (`ModelSet::weights`). A face's own score is the weighted mean of the frame models'.
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::faces::track::{Tracker, TrackerConfig};
+use crate::models::set::{Member, ModelSet};
+use crate::models::{crop_batch, pad_sequence, sequence_windows, CropScores, SequenceModel};
+use crate::report::MemberScore;
+
+/// A crop waiting for the frame models, with where its scores go.
+struct Pending {
+    frame_pos: usize,
+    face_pos: usize,
+    crop: Vec<u8>,
+}
+
+/// One input's evidence while its frames arrive.
+pub(super) struct JobState {
+    pub(super) start: JobStart,
+    /// Links each frame's faces to the faces of the frames before: one track per person.
+    tracker: Tracker,
+    frames: Vec<FrameReport>,
+    pending: Vec<Pending>,
+    /// Each track's crops in frame order, at the set's crop size, for the sequence models.
+    track_crops: BTreeMap<u32, Vec<Vec<u8>>>,
+    pub(super) error: Option<String>,
+}
+
+impl JobState {
+    pub(super) fn new(start: JobStart) -> Self {
+        Self {
+            start,
+            tracker: Tracker::new(TrackerConfig::default()),
+            frames: Vec::new(),
+            pending: Vec::new(),
+            track_crops: BTreeMap::new(),
+            error: None,
+        }
+    }
+
+    /// Files a frame's faces: links them to tracks and queues their crops.
+    pub(super) fn add_frame(&mut self, in_frame: FacesInFrame, set: &ModelSet) {
+        let frame_pos = self.frames.len();
+        let detections: Vec<Detection> = in_frame.faces.iter().map(|(det, _)| *det).collect();
+        let tracks = self.tracker.update(&detections).ids;
+        let wants_tracks = set.members.iter().any(|m| matches!(m, Member::Sequence(_)));
+        let mut faces = Vec::with_capacity(in_frame.faces.len());
+        for (face_pos, ((det, crop), track)) in in_frame.faces.into_iter().zip(tracks).enumerate() {
+            faces.push(FaceReport {
+                bbox: det.bbox,
+                confidence: det.confidence,
+                track,
+                score: None,
+                logit: None,
+                models: vec![None; set.members.len()],
+                ood_risk: None,
+                explain: None,
+            });
+            if wants_tracks {
+                self.track_crops.entry(track).or_default().push(crop.clone());
+            }
+            self.pending.push(Pending { frame_pos, face_pos, crop });
+        }
+        self.frames.push(FrameReport { index: in_frame.index, pts_s: in_frame.pts_s, faces });
+    }
+
+    pub(super) fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Scores the pending crops with every frame model (and the OOD model) and files the
+    /// results with their faces; writes `--explain` overlays.
+    pub(super) fn score_pending(&mut self, set: &ModelSet, cfg: &ScanConfig) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let size = set.crop_size();
+        let frame_models = set.members.iter().filter(|m| matches!(m, Member::Frame(_))).count();
+        for (m, member) in set.members.iter().enumerate() {
+            let Member::Frame(model) = member else { continue };
+            let scores = score_crops(model, &pending, size)?;
+            for (p, &logit) in pending.iter().zip(&scores.logits) {
+                let face = &mut self.frames[p.frame_pos].faces[p.face_pos];
+                face.models[m] = Some(aggregate::sigmoid(logit));
+                // One frame model: its own logit, exact (sigmoid and back would round it).
+                if frame_models == 1 {
+                    face.logit = Some(logit);
+                }
+            }
+        }
+        for p in &pending {
+            let face = &mut self.frames[p.frame_pos].faces[p.face_pos];
+            let pairs = face.models.iter().zip(&set.weights).filter_map(|(s, &w)| s.map(|s| (w, s)));
+            face.score = aggregate::weighted_mean(pairs);
+            if frame_models > 1 {
+                face.logit = face.score.map(|s| (s / (1.0 - s)).ln());
+            }
+        }
+        if let Some(model) = set.ood_model() {
+            let scores = score_crops(model, &pending, size)?;
+            if let Some(risks) = &scores.ood_risk {
+                for (p, &risk) in pending.iter().zip(risks) {
+                    self.frames[p.frame_pos].faces[p.face_pos].ood_risk = Some(risk);
+                }
+            }
+            if let (Some(root), Some(attention)) = (&cfg.explain, &scores.attention) {
+                self.explain(root, &pending, size, model.input_size(), attention)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn explain(&mut self, root: &std::path::Path, pending: &[Pending], size: i64, map_size: i64, attention: &tch::Tensor) -> Result<()> {
+        let dir = crate::explain::input_dir(root, &self.start.path);
+        for (i, p) in pending.iter().enumerate() {
+            let frame = &mut self.frames[p.frame_pos];
+            let face = &mut frame.faces[p.face_pos];
+            let name = crate::explain::face_file(frame.index, face.track, p.face_pos);
+            let map = Vec::<f32>::try_from(attention.get(i as i64).flatten(0, -1))?;
+            crate::explain::write_overlay(&dir.join(&name), &p.crop, size as i32, &map, map_size as i32)?;
+            face.explain = Some(name);
+        }
+        Ok(())
+    }
+
+    /// The input's line. `error` is the first failure upstream or here, if any.
+    pub(super) fn finish(self, error: Option<String>, set: &ModelSet, cfg: &ScanConfig) -> VideoReport {
+        let faces: Vec<&FaceReport> = self.frames.iter().flat_map(|f| &f.faces).collect();
+        let frames_with_faces = self.frames.iter().filter(|f| !f.faces.is_empty()).count();
+        let mut error = error.or_else(|| faces.is_empty().then(|| format!("no face found in {} sampled frames", self.frames.len())));
+        // Per model: its tracks and its input score.
+        let mut per_model: Vec<(Vec<aggregate::TrackScore>, Option<f32>)> = Vec::new();
+        if error.is_none() {
+            for (m, member) in set.members.iter().enumerate() {
+                let scored = match member {
+                    Member::Frame(_) => Ok(frame_model_scores(&faces, m, self.frames.len(), cfg)),
+                    Member::Sequence(model) => guarded(|| sequence_model_scores(model, &self.track_crops, set.crop_size(), self.frames.len(), cfg)),
+                };
+                match scored {
+                    // A broken model is an error, not a verdict: NaN compares as "real".
+                    Ok((tracks, score)) if tracks.iter().any(|t| !t.score.is_finite()) || score.is_some_and(|s| !s.is_finite()) => {
+                        error = Some(format!("model {} gave no finite score", member.id().name));
+                        break;
+                    }
+                    Ok(scored) => per_model.push(scored),
+                    Err(e) => {
+                        error = Some(format!("model {}: {e:#}", member.id().name));
+                        break;
+                    }
+                }
+            }
+        }
+        let ok = error.is_none();
+        let model_tracks: Vec<Vec<aggregate::TrackScore>> = per_model.iter().map(|(tracks, _)| tracks.clone()).collect();
+        let tracks = if ok { aggregate::ensemble_tracks(&model_tracks, &set.weights) } else { Vec::new() };
+        let score = if ok { aggregate::weighted_mean(set.weights.iter().zip(&per_model).filter_map(|(&w, (_, s))| s.map(|s| (w, s)))) } else { None };
+        let risks: Vec<f32> = faces.iter().filter_map(|f| f.ood_risk).collect();
+        let ood_risk = (ok && !risks.is_empty()).then(|| risks.iter().sum::<f32>() / risks.len() as f32);
+        let (verdict, verdict_reason) = match (score, ood_risk) {
+            (Some(_), Some(risk)) if risk >= cfg.ood_threshold => (
+                Some(aggregate::Verdict::Uncertain),
+                Some(format!("ood_risk {risk:.3} >= --ood-threshold {}: the input looks unlike the training data, so its score is not trusted", cfg.ood_threshold)),
+            ),
+            (score, _) => (score.map(|s| aggregate::verdict(s, cfg.threshold)), None),
+        };
+        let models = set
+            .member_ids()
+            .into_iter()
+            .enumerate()
+            .map(|(m, member)| MemberScore { member, score: per_model.get(m).and_then(|(_, s)| *s) })
+            .collect();
+        let explain = cfg.explain.as_ref().filter(|_| faces.iter().any(|f| f.explain.is_some()));
+        VideoReport {
+            schema_version: SCHEMA_VERSION,
+            path: self.start.path.to_string_lossy().into_owned(),
+            status: if ok { Status::Ok } else { Status::Error },
+            verdict,
+            verdict_reason,
+            score,
+            threshold: cfg.threshold,
+            aggregate: cfg.aggregate,
+            across_tracks: cfg.across_tracks,
+            model: set.id(),
+            models,
+            ood_risk,
+            ood_threshold: cfg.ood_threshold,
+            ood_model: set.ood_model().map(|m| m.id.clone()),
+            frames_sampled: self.frames.len(),
+            frames_with_faces,
+            faces: faces.len(),
+            tracks,
+            elapsed_ms: self.start.started.elapsed().as_millis() as u64,
+            video: self.start.video,
+            error,
+            explain: explain.map(|root| crate::explain::input_dir(root, &self.start.path).to_string_lossy().into_owned()),
+            frames: cfg.per_frame.then_some(self.frames),
+        }
+    }
+}
+
+/// A frame model's scores of `pending` crops (stored at `size`), resized to its input.
+fn score_crops(model: &crate::models::FaceModel, pending: &[Pending], size: i64) -> Result<CropScores> {
+    let input = model.input_size();
+    let resized: Vec<Vec<u8>> = if input == size {
+        Vec::new()
+    } else {
+        pending.iter().map(|p| faces::crop::resize_square(&p.crop, size as i32, input as i32)).collect::<Result<_>>()?
+    };
+    let crops: Vec<&Vec<u8>> = if input == size { pending.iter().map(|p| &p.crop).collect() } else { resized.iter().collect() };
+    model.score(&crop_batch(crops, input))
+}
+
+/// Model `m`'s track and input scores from its face scores.
+fn frame_model_scores(faces: &[&FaceReport], m: usize, frames_sampled: usize, cfg: &ScanConfig) -> (Vec<aggregate::TrackScore>, Option<f32>) {
+    let scored: Vec<(u32, f32)> = faces.iter().map(|f| (f.track, f.models[m].unwrap_or(f32::NAN))).collect();
+    let tracks = aggregate::track_scores(&scored, cfg.aggregate);
+    let all: Vec<f32> = scored.iter().map(|&(_, s)| s).collect();
+    let score = aggregate::video_score_across_tracks(&tracks, &all, frames_sampled, cfg.aggregate, cfg.across_tracks);
+    (tracks, score)
+}
+
+/// A sequence model's track scores (the mean P(fake) of each track's windows of T crops, see
+/// `models::SequenceModel`) and input score (`--across-tracks` over tracks, or all windows
+/// pooled).
+fn sequence_model_scores(
+    model: &SequenceModel,
+    track_crops: &BTreeMap<u32, Vec<Vec<u8>>>,
+    size: i64,
+    frames_sampled: usize,
+    cfg: &ScanConfig,
+) -> Result<(Vec<aggregate::TrackScore>, Option<f32>)> {
+    let (t, input) = (model.frames(), model.input_size());
+    let per_batch = (cfg.batch_size as i64 / t).max(1) as usize;
+    let mut tracks = Vec::new();
+    let mut windows_all = Vec::new();
+    for (&id, crops) in track_crops {
+        let crops: Vec<Vec<u8>> = if input == size {
+            crops.clone()
+        } else {
+            crops.iter().map(|c| faces::crop::resize_square(c, size as i32, input as i32)).collect::<Result<_>>()?
+        };
+        let frames = crop_batch(&crops, input);
+        let sequences: Vec<tch::Tensor> = sequence_windows(crops.len(), t as usize)
+            .into_iter()
+            .map(|w| pad_sequence(&frames.narrow(0, w.start as i64, w.len() as i64), t))
+            .collect();
+        let mut probs = Vec::with_capacity(sequences.len());
+        for chunk in sequences.chunks(per_batch) {
+            let logits = Vec::<f32>::try_from(model.fake_logits(&tch::Tensor::stack(chunk, 0)))?;
+            probs.extend(logits.into_iter().map(aggregate::sigmoid));
+        }
+        let score = aggregate::video_score(&probs, Strategy::Mean).expect("a track has a window");
+        windows_all.extend_from_slice(&probs);
+        tracks.push(aggregate::TrackScore { id, frames: crops.len(), score, models: Vec::new() });
+    }
+    let score = aggregate::video_score_across_tracks(&tracks, &windows_all, frames_sampled, cfg.aggregate, cfg.across_tracks);
+    Ok((tracks, score))
+}

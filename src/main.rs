@@ -101,7 +101,7 @@ fn scan_with(args: ScanArgs, inputs: impl Iterator<Item = Input> + Send + 'stati
         ood_threshold: args.ood_threshold,
         explain: args.explain.clone(),
     };
-    if cfg.explain.is_some() && set.ood_model().is_none() {
+    if cfg.explain.is_some() && set.attention_model().is_none() {
         bail!("--explain draws a ViT's attention: give --ood-model or a ViT in --models");
     }
     let control = Control {

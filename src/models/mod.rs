@@ -280,6 +280,11 @@ impl FaceModel {
         matches!(self.net, FrameNet::VitOod(_))
     }
 
+    /// Whether [`FaceModel::score`] gives attention maps (a ViT).
+    pub fn has_attention(&self) -> bool {
+        matches!(self.net, FrameNet::Vit(_) | FrameNet::VitOod(_))
+    }
+
     /// Logits of "fake" for `crops`, a `[N, S, S, 3]` u8 RGB batch at `input_size()`.
     pub fn fake_logits(&self, crops: &Tensor) -> Tensor {
         let _guard = tch::no_grad_guard();

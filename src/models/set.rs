@@ -145,6 +145,15 @@ impl ModelSet {
         }
     }
 
+    /// The model whose attention `--explain` draws: the OOD model, else the first ViT member.
+    pub fn attention_model(&self) -> Option<&FaceModel> {
+        let member = self.members.iter().find_map(|m| match m {
+            Member::Frame(f) if f.has_attention() => Some(f),
+            _ => None,
+        });
+        self.ood_model().or(member)
+    }
+
     /// One identity for the scoring models (the JSON line's `model`, the state database's
     /// key): the single member's own, or for an ensemble the members' names and files joined
     /// by "+" with a hash over their hashes and weights. The OOD model has its own field.

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::faces::track::{Tracker, TrackerConfig};
-use crate::models::set::{Member, ModelSet};
+use crate::models::set::{Member, ModelSet, OodSource};
 use crate::models::{crop_batch, pad_sequence, sequence_windows, CropScores, SequenceModel};
 use crate::report::MemberScore;
 
@@ -84,9 +84,17 @@ impl JobState {
         let pending = std::mem::take(&mut self.pending);
         let size = set.crop_size();
         let frame_models = set.members.iter().filter(|m| matches!(m, Member::Frame(_))).count();
+        let explainer = set.attention_model().filter(|_| cfg.explain.is_some());
+        let mut attention = None;
         for (m, member) in set.members.iter().enumerate() {
             let Member::Frame(model) = member else { continue };
-            let scores = score_crops(model, &pending, size)?;
+            let mut scores = score_crops(model, &pending, size)?;
+            if matches!(set.ood, Some(OodSource::Member(i)) if i == m) {
+                self.file_ood_risks(&pending, &scores);
+            }
+            if explainer.is_some_and(|e| std::ptr::eq(e, model)) {
+                attention = scores.attention.take();
+            }
             for (p, &logit) in pending.iter().zip(&scores.logits) {
                 let face = &mut self.frames[p.frame_pos].faces[p.face_pos];
                 face.models[m] = Some(aggregate::sigmoid(logit));
@@ -104,18 +112,24 @@ impl JobState {
                 face.logit = face.score.map(|s| (s / (1.0 - s)).ln());
             }
         }
-        if let Some(model) = set.ood_model() {
-            let scores = score_crops(model, &pending, size)?;
-            if let Some(risks) = &scores.ood_risk {
-                for (p, &risk) in pending.iter().zip(risks) {
-                    self.frames[p.frame_pos].faces[p.face_pos].ood_risk = Some(risk);
-                }
-            }
-            if let (Some(root), Some(attention)) = (&cfg.explain, &scores.attention) {
-                self.explain(root, &pending, size, model.input_size(), attention)?;
+        // A member's risks came with its scores above; a model run only for them runs now.
+        if let Some(OodSource::Extra(model)) = &set.ood {
+            let mut scores = score_crops(model, &pending, size)?;
+            self.file_ood_risks(&pending, &scores);
+            if explainer.is_some_and(|e| std::ptr::eq(e, model)) {
+                attention = scores.attention.take();
             }
         }
+        if let (Some(root), Some(model), Some(attention)) = (&cfg.explain, explainer, &attention) {
+            self.explain(root, &pending, size, model.input_size(), attention)?;
+        }
         Ok(())
+    }
+
+    fn file_ood_risks(&mut self, pending: &[Pending], scores: &CropScores) {
+        for (p, &risk) in pending.iter().zip(scores.ood_risk.iter().flatten()) {
+            self.frames[p.frame_pos].faces[p.face_pos].ood_risk = Some(risk);
+        }
     }
 
     fn explain(&mut self, root: &std::path::Path, pending: &[Pending], size: i64, map_size: i64, attention: &tch::Tensor) -> Result<()> {

@@ -1,28 +1,22 @@
 //! dfscan's command line: parse arguments, build the configuration once, run, pick the exit code.
 mod cli;
+mod commands;
 
-use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 
-use cli::{BenchArgs, Cli, Command, EvalArgs, ExtractArgs, FacesMode, ImportArgs, ScanArgs, SplitArgs, TrainArgs, WatchArgs};
+use cli::{BenchArgs, Cli, Command, EvalArgs, ExtractArgs, ImportArgs, SplitArgs, TrainArgs};
 use dfscan::decode::Sampling;
 use dfscan::models::{self, FaceModel};
-use dfscan::models::set::{ModelSet, OodChoice};
-use dfscan::inputs::Input;
-use dfscan::output::{self, Printer};
-use dfscan::pipeline::{self, Control, FaceSource, Recording, ScanConfig};
-use dfscan::state::{self, StateDb};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Scan(args) => scan(args),
-        Command::Watch(args) => watch(args),
+        Command::Scan(args) => commands::scan::scan(args),
+        Command::Watch(args) => commands::scan::watch(args),
         Command::Import(args) => import(args).map(|()| 0),
         Command::Extract(args) => extract(args),
         Command::Train(args) => train(args).map(|()| 0),
@@ -38,157 +32,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// The exit code of a run ended by SIGINT or SIGTERM, as a shell reports one ended by Ctrl-C.
-const EXIT_INTERRUPTED: i32 = 130;
-
-/// Where the inputs come from, which decides how the state database is used.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Scan,
-    /// Always skips what the database has (unless --rescan), and must have one.
-    Watch { fsync: bool },
-}
-
-fn scan(args: ScanArgs) -> Result<i32> {
-    let inputs = dfscan::inputs::expand(args.paths.clone());
-    scan_with(args, inputs, Box::new(std::io::stdout().lock()), Mode::Scan)
-}
-
-/// The same scan, fed by a watcher instead of a list.
-fn watch(args: WatchArgs) -> Result<i32> {
-    let inputs = dfscan::inputs::Watch::new(&args.scan.paths, Duration::from_millis(args.settle_ms))?;
-    let out: Box<dyn Write> = match (&args.output, args.fsync) {
-        (Some(path), fsync) => {
-            let file = output::append_to(path).with_context(|| format!("opening {}", path.display()))?;
-            if fsync { Box::new(output::Fsync(file)) } else { Box::new(file) }
-        }
-        (None, true) => Box::new(output::Fsync(output::stdout_file()?)),
-        (None, false) => Box::new(std::io::stdout().lock()),
-    };
-    scan_with(args.scan, inputs, out, Mode::Watch { fsync: args.fsync })
-}
-
-fn scan_with(args: ScanArgs, inputs: impl Iterator<Item = Input> + Send + 'static, out: Box<dyn Write>, mode: Mode) -> Result<i32> {
-    // First, so that Ctrl-C while the model loads is already a clean stop.
-    let shutdown = pipeline::Shutdown::default();
-    shutdown.on_signals()?;
-    let set = load_models(&args)?;
-    let faces_key = match args.faces {
-        FacesMode::None => "whole-frame".to_string(),
-        FacesMode::Auto => format!("{:?}@{}", args.detector, args.min_face_confidence),
-    };
-    let face_source = match args.faces {
-        FacesMode::None => FaceSource::WholeFrame,
-        FacesMode::Auto => FaceSource::Detector(dfscan::faces::build_detector(
-            args.detector,
-            &models::models_dir().join("public"),
-            args.min_face_confidence,
-        )?),
-    };
-    let cfg = ScanConfig {
-        sampling: match args.fps {
-            Some(fps) if fps > 0.0 => Sampling::Fps(fps),
-            Some(fps) => bail!("--fps must be positive, got {fps}"),
-            None if args.frames == 0 => bail!("--frames must be at least 1"),
-            None => Sampling::Frames(args.frames),
-        },
-        margin: args.margin,
-        aggregate: args.aggregate,
-        across_tracks: args.across_tracks,
-        threshold: args.threshold,
-        batch_size: args.batch_size.max(1),
-        per_frame: args.per_frame,
-        ood_threshold: args.ood_threshold,
-        explain: args.explain.clone(),
-    };
-    if cfg.explain.is_some() && set.attention_model().is_none() {
-        bail!("--explain draws a ViT's attention: give --ood-model or a ViT in --models");
-    }
-    let control = Control {
-        timeout: match args.timeout {
-            Some(secs) if secs > 0.0 && secs.is_finite() => Some(std::time::Duration::from_secs_f64(secs)),
-            Some(secs) => bail!("--timeout must be a positive number of seconds, got {secs}"),
-            None => None,
-        },
-        shutdown: shutdown.clone(),
-        state: open_state(&args, mode)?.map(|db| Recording {
-            db,
-            skip_done: (args.resume || mode != Mode::Scan) && !args.rescan,
-            settings: state::settings_key(&cfg, &faces_key, set.ood_model().map(|m| m.id.blake3.as_str())),
-        }),
-    };
-    let progress = !args.quiet && std::io::stderr().is_terminal();
-    let mut printer = Printer::new(out, progress).quiet(args.quiet);
-    pipeline::run_with(inputs, face_source, set, cfg, control, |event| printer.handle(event))?;
-    printer.finish();
-    if shutdown.is_stopping() {
-        return Ok(EXIT_INTERRUPTED);
-    }
-    if printer.stdout_closed {
-        return Ok(0);
-    }
-    Ok(printer.summary.exit_code())
-}
-
-/// The scan's models: `--models`, or `--model`, or the default model; and the OOD model
-/// (`--ood-model`, else a member with an abnormality module, else for the default scan the
-/// shipped ViT).
-fn load_models(args: &ScanArgs) -> Result<ModelSet> {
-    let paths: Vec<PathBuf> = match (&args.model, args.models.is_empty()) {
-        (Some(path), _) => vec![path.clone()],
-        (None, false) => args.models.iter().map(|m| models::set::resolve(m)).collect(),
-        (None, true) => vec![models::default_weights()],
-    };
-    for path in &paths {
-        if !path.is_file() {
-            bail!(
-                "no model weights at {}.\n  Train them:  dfscan train --arch efficientnet-lite0 --crops CROPS -o PATH\n  or import public ones:  dfscan import --arch mesoinception4 CHECKPOINT.pth -o PATH\n  then scan with --model PATH (or place them at the default path).",
-                path.display()
-            );
-        }
-    }
-    let default_scan = args.model.is_none() && args.models.is_empty();
-    let shipped_vit = models::set::resolve("vit");
-    let ood = match args.ood_model.as_deref() {
-        Some("none") => OodChoice::Off,
-        Some(path) => OodChoice::File(Path::new(path)),
-        None if default_scan && shipped_vit.is_file() => OodChoice::File(&shipped_vit),
-        None if default_scan => {
-            eprintln!("dfscan: warning: no out-of-distribution model at {} (dfscan train-ood makes one): ood_risk will be null", shipped_vit.display());
-            OodChoice::Off
-        }
-        None => OodChoice::FromMembers,
-    };
-    if !args.model_weights.is_empty() && args.model_weights.len() != paths.len() {
-        bail!("--model-weights has {} values for {} models", args.model_weights.len(), paths.len());
-    }
-    let weights = (!args.model_weights.is_empty()).then_some(args.model_weights.as_slice());
-    ModelSet::load(&paths, weights, ood, args.device.resolve()?)
-}
-
-/// The state database, unless `--no-state`. The default one is best effort for a scan, which
-/// only loses `--resume` later without it. One the user asked for (`--state`, `--resume`) or
-/// that a watcher needs must open.
-fn open_state(args: &ScanArgs, mode: Mode) -> Result<Option<StateDb>> {
-    if args.no_state {
-        return Ok(None);
-    }
-    let asked = args.state.is_some() || args.resume || mode != Mode::Scan;
-    let Some(path) = args.state.clone().or_else(state::default_path) else {
-        if asked {
-            bail!("no state directory on this system: pass --state PATH");
-        }
-        return Ok(None);
-    };
-    match StateDb::open(&path, mode == Mode::Watch { fsync: true }) {
-        Ok(db) => Ok(Some(db)),
-        Err(e) if !asked => {
-            eprintln!("dfscan: warning: {e:#}; results are not recorded (--no-state silences this)");
-            Ok(None)
-        }
-        Err(e) => Err(e),
-    }
-}
 
 fn import(args: ImportArgs) -> Result<()> {
     let python = args.python.unwrap_or_else(models::import::default_python);

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::decode::{Frame, Sampler, Sampling, VideoSource};
 use crate::faces::{self, FaceDetector};
-use crate::models::FaceModel;
+use crate::models::AnyModel;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct StageRate {
@@ -16,15 +16,21 @@ pub struct StageRate {
     pub items: usize,
     pub seconds: f64,
     pub per_second: f64,
+    /// For a sequence model, whose items are sequences: crops scored per second (T per
+    /// sequence, padding included).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crops_per_second: Option<f64>,
 }
 
 fn rate(stage: &str, items: usize, started: Instant) -> StageRate {
     let seconds = started.elapsed().as_secs_f64();
-    StageRate { stage: stage.into(), items, seconds, per_second: items as f64 / seconds.max(1e-9) }
+    StageRate { stage: stage.into(), items, seconds, per_second: items as f64 / seconds.max(1e-9), crops_per_second: None }
 }
 
-/// Decodes every frame (and converts each to RGB), then detects, crops and scores them.
-pub fn stages(path: &Path, detector: &mut dyn FaceDetector, detector_name: &str, model: &FaceModel, batch_size: usize) -> Result<Vec<StageRate>> {
+/// Decodes every frame (and converts each to RGB), then detects, crops and scores them. A
+/// sequence model scores the crops, in frame order, as windows of its T, `batch_size`
+/// sequences per forward pass (a bench of the model, not of face tracking).
+pub fn stages(path: &Path, detector: &mut dyn FaceDetector, detector_name: &str, model: &AnyModel, batch_size: usize) -> Result<Vec<StageRate>> {
     let mut rates = Vec::new();
     let source = VideoSource::open(path)?;
     let mut sampler = Sampler::new(Sampling::Fps(1e6), None); // every frame
@@ -52,11 +58,22 @@ pub fn stages(path: &Path, detector: &mut dyn FaceDetector, detector_name: &str,
     rates.push(rate("crop+resize", crops.len(), started));
     ensure!(!crops.is_empty(), "no face found in {}: pick an input with faces", path.display());
 
+    let frames = model.sequence_frames();
+    let examples: Vec<&[Vec<u8>]> = match frames {
+        None => crops.chunks(1).collect(),
+        Some(t) => crate::models::sequence_windows(crops.len(), t as usize).into_iter().map(|w| &crops[w]).collect(),
+    };
     let started = Instant::now();
-    for chunk in crops.chunks(batch_size) {
-        let batch = crate::models::crop_batch(chunk, size as i64);
-        let _ = model.fake_logits(&batch);
+    for chunk in examples.chunks(batch_size) {
+        let _ = model.fake_logits(&crate::models::example_batch(chunk.iter().copied(), size as i64, frames));
     }
-    rates.push(rate(&format!("infer ({}, batch {batch_size})", model.id.name), crops.len(), started));
+    let name = &model.id().name;
+    rates.push(match frames {
+        None => rate(&format!("infer ({name}, batch {batch_size})"), crops.len(), started),
+        Some(t) => {
+            let r = rate(&format!("infer ({name}, batch {batch_size} sequences of {t} crops)"), examples.len(), started);
+            StageRate { crops_per_second: Some(r.per_second * t as f64), ..r }
+        }
+    });
     Ok(rates)
 }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use dfscan::aggregate::{AcrossTracks, Strategy};
 use dfscan::faces::DetectorKind;
+use dfscan::models::weights::Storage;
 use dfscan::models::{Arch, DeviceChoice};
 use dfscan::train::augment::Perturbation;
 use dfscan::train::dataset::Split;
@@ -204,8 +205,16 @@ pub struct TrainArgs {
     pub output: PathBuf,
     #[arg(long, default_value_t = 30)]
     pub epochs: usize,
+    /// Examples per step: crops, or sequences for a sequence model (keep it small on CPU).
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
+    /// Sequence models: T, crops per sequence (default 8); each input's crops in frame order
+    /// are cut into windows of T, shorter ones padded by repeating the last crop.
+    #[arg(long, value_name = "T")]
+    pub sequence_frames: Option<usize>,
+    /// Precision of the saved best weights (f16 halves the file; loading computes in f32).
+    #[arg(long, value_enum, default_value_t = Storage::F32)]
+    pub storage: Storage,
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
     #[arg(long, default_value_t = 1e-4)]
@@ -275,6 +284,7 @@ pub struct BenchArgs {
     pub model: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = DetectorKind::Res10)]
     pub detector: DetectorKind,
+    /// Crops per forward pass, or sequences for a sequence model.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]

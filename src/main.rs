@@ -108,6 +108,8 @@ fn train(args: TrainArgs) -> Result<()> {
         max_steps_per_epoch: args.max_steps_per_epoch,
         command_line: std::env::args().collect::<Vec<_>>().join(" "),
         pretrained: pretrained_start(args.arch)?,
+        sequence_frames: args.sequence_frames,
+        storage: args.storage,
     };
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(indicatif::ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg}").expect("valid template"));
@@ -117,8 +119,8 @@ fn train(args: TrainArgs) -> Result<()> {
     let mut running_loss = None::<f64>;
     let mut last_auc = String::new();
     let history = trainer::train(&set, &cfg, |event| match event {
-        TrainEvent::Start { train_crops, val_crops, steps_per_epoch, start_epoch } => {
-            eprintln!("dfscan: training {} on {train_crops} crops, validating on {val_crops}, from epoch {}", cfg.arch.name(), start_epoch + 1);
+        TrainEvent::Start { train_examples, val_examples, example, steps_per_epoch, start_epoch } => {
+            eprintln!("dfscan: training {} on {train_examples} {example}, validating on {val_examples}, from epoch {}", cfg.arch.name(), start_epoch + 1);
             bar.set_length(steps_per_epoch as u64);
         }
         TrainEvent::Pretrained { path, missing } => {
@@ -165,7 +167,7 @@ fn eval(args: EvalArgs) -> Result<()> {
     use dfscan::eval::evaluate::{self, EvalConfig};
     use dfscan::eval::plot::{roc_png, RocSeries};
     let weights = args.model.clone().unwrap_or_else(models::default_weights);
-    let model = FaceModel::load(&weights, args.device.resolve()?)?;
+    let model = models::AnyModel::load(&weights, args.device.resolve()?)?;
     let set = dfscan::train::dataset::CropSet::open(&args.crops)?;
     let cfg = EvalConfig {
         split: args.split,
@@ -180,7 +182,8 @@ fn eval(args: EvalArgs) -> Result<()> {
     for c in &report.conditions {
         let line = serde_json::json!({
             "condition": c.condition, "model": report.model, "split": report.split,
-            "crops": report.crops, "videos": report.videos, "frame": c.frame.metrics, "video": c.video.metrics,
+            "crops": report.crops, "frame_unit": report.frame_unit, "examples": report.examples,
+            "videos": report.videos, "frame": c.frame.metrics, "video": c.video.metrics,
         });
         println!("{line}");
     }
@@ -204,7 +207,7 @@ fn bench(args: BenchArgs) -> Result<()> {
         tch::set_num_threads(n);
     }
     let weights = args.model.clone().unwrap_or_else(models::default_weights);
-    let model = FaceModel::load(&weights, args.device.resolve()?)?;
+    let model = models::AnyModel::load(&weights, args.device.resolve()?)?;
     let mut detector = dfscan::faces::build_detector(args.detector, &models::models_dir().join("public"), 0.5)?;
     let name = format!("{:?}", args.detector).to_lowercase();
     for rate in dfscan::bench::stages(&args.input, detector.as_mut(), &name, &model, args.batch_size.max(1))? {

@@ -3,6 +3,10 @@
 //!
 //! Video level means per source input: its crops' P(fake) combined with the scan's own
 //! aggregation strategy, so the figures describe what `dfscan scan` would say.
+//!
+//! A sequence model scores windows of T crops of one input ([`CropSet::examples`]), not
+//! crops: its "frame" level is per window, and its video level combines an input's windows.
+//! Perturbations are fixed transformations, so every crop of a window gets the same one.
 use std::collections::BTreeMap;
 
 use anyhow::{ensure, Result};
@@ -10,7 +14,7 @@ use serde::Serialize;
 
 use super::metrics::{roc_curve, BinaryMetrics, RocPoint};
 use crate::aggregate::{self, Strategy};
-use crate::models::{FaceModel, ModelId};
+use crate::models::{AnyModel, ModelId};
 use crate::train::augment::Perturbation;
 use crate::train::dataset::{CropSet, Split, SplitPlan};
 
@@ -49,11 +53,23 @@ pub struct EvalReport {
     pub aggregate: Strategy,
     pub threshold: f32,
     pub crops: usize,
+    /// What the "frame" level scores: "crop", or "window of T crops" for a sequence model.
+    pub frame_unit: String,
+    /// Scored examples: crops, or windows.
+    pub examples: usize,
     pub videos: usize,
     pub conditions: Vec<Condition>,
 }
 
-pub fn evaluate(set: &CropSet, model: &FaceModel, cfg: &EvalConfig) -> Result<EvalReport> {
+/// The scored examples of a split: each one's crops (positions in the loaded pixels), label
+/// and source input.
+struct Examples<'a> {
+    members: Vec<Vec<usize>>,
+    labels: Vec<bool>,
+    sources: Vec<&'a str>,
+}
+
+pub fn evaluate(set: &CropSet, model: &AnyModel, cfg: &EvalConfig) -> Result<EvalReport> {
     let idx: Vec<usize> = match cfg.split {
         Some(split) => set.split(split, &cfg.plan),
         None => (0..set.records.len()).collect(),
@@ -61,22 +77,29 @@ pub fn evaluate(set: &CropSet, model: &FaceModel, cfg: &EvalConfig) -> Result<Ev
     ensure!(!idx.is_empty(), "no crops in the {:?} split", cfg.split);
     let size = model.input_size() as i32;
     let pixels = idx.iter().map(|&i| set.load_rgb(i, size)).collect::<Result<Vec<_>>>()?;
-    let labels: Vec<bool> = idx.iter().map(|&i| set.records[i].label.is_fake()).collect();
-    let sources: Vec<&str> = idx.iter().map(|&i| set.records[i].source.as_str()).collect();
-    let mut conditions = vec![condition("clean", model, &pixels, &labels, &sources, cfg)?];
+    let members = set.examples(&idx, model.sequence_frames().map(|t| t as usize));
+    let record = |m: &Vec<usize>| &set.records[idx[m[0]]];
+    let examples = Examples {
+        labels: members.iter().map(|m| record(m).label.is_fake()).collect(),
+        sources: members.iter().map(|m| record(m).source.as_str()).collect(),
+        members,
+    };
+    let mut conditions = vec![condition("clean", model, &pixels, &examples, cfg)?];
     for p in &cfg.perturbations {
         let perturbed = pixels.iter().map(|rgb| p.apply(rgb, size)).collect::<Result<Vec<_>>>()?;
-        conditions.push(condition(&format!("{p:?}").to_lowercase(), model, &perturbed, &labels, &sources, cfg)?);
+        conditions.push(condition(&format!("{p:?}").to_lowercase(), model, &perturbed, &examples, cfg)?);
     }
-    let videos = sources.iter().collect::<std::collections::BTreeSet<_>>().len();
+    let videos = examples.sources.iter().collect::<std::collections::BTreeSet<_>>().len();
     Ok(EvalReport {
-        model: model.id.clone(),
-        provenance: model.header.provenance.clone(),
+        model: model.id().clone(),
+        provenance: model.header().provenance.clone(),
         split: cfg.split,
         split_plan: cfg.plan,
         aggregate: cfg.aggregate,
         threshold: cfg.threshold,
         crops: idx.len(),
+        frame_unit: model.sequence_frames().map_or("crop".into(), |t| format!("window of {t} crops")),
+        examples: examples.members.len(),
         videos,
         conditions,
     })
@@ -92,14 +115,17 @@ pub fn per_video(scores: &[f32], labels: &[bool], sources: &[&str], strategy: St
     by_source.into_values().map(|(s, fake)| (aggregate::video_score(&s, strategy).expect("at least one crop"), fake)).unzip()
 }
 
-fn condition(name: &str, model: &FaceModel, pixels: &[Vec<u8>], labels: &[bool], sources: &[&str], cfg: &EvalConfig) -> Result<Condition> {
+fn condition(name: &str, model: &AnyModel, pixels: &[Vec<u8>], examples: &Examples, cfg: &EvalConfig) -> Result<Condition> {
     let size = model.input_size();
-    let mut scores = Vec::with_capacity(pixels.len());
-    for chunk in pixels.chunks(cfg.batch_size.max(1)) {
-        let batch = crate::models::crop_batch(chunk, size);
+    let labels = &examples.labels;
+    // Batches hold about `batch_size` crops, whichever the unit.
+    let per_batch = (cfg.batch_size / model.sequence_frames().unwrap_or(1) as usize).max(1);
+    let mut scores = Vec::with_capacity(labels.len());
+    for chunk in examples.members.chunks(per_batch) {
+        let batch = crate::models::example_batch(chunk.iter().map(|m| m.iter().map(|&c| &pixels[c])), size, model.sequence_frames());
         scores.extend(Vec::<f32>::try_from(model.fake_logits(&batch))?.into_iter().map(aggregate::sigmoid));
     }
-    let (video_scores, video_labels) = per_video(&scores, labels, sources, cfg.aggregate);
+    let (video_scores, video_labels) = per_video(&scores, labels, &examples.sources, cfg.aggregate);
     let level = |scores: &[f32], labels: &[bool]| LevelResult {
         metrics: BinaryMetrics::compute(scores, labels, cfg.threshold),
         roc: roc_curve(scores, labels).unwrap_or_default(),

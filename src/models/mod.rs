@@ -365,6 +365,83 @@ impl SequenceModel {
     }
 }
 
+/// Either kind of model, for the commands that take both (`eval`, `bench`): the weights
+/// file's header says which.
+pub enum AnyModel {
+    Frame(FaceModel),
+    Sequence(SequenceModel),
+}
+
+impl AnyModel {
+    pub fn load(path: &Path, device: Device) -> Result<Self> {
+        let bytes = std::fs::read(path).with_context(|| format!("reading weights {}", path.display()))?;
+        let header = Header::from_safetensors(&bytes).with_context(|| format!("{} is not a dfscan weights file", path.display()))?;
+        Ok(if header.network.is_sequence() {
+            AnyModel::Sequence(SequenceModel::load(path, device)?)
+        } else {
+            AnyModel::Frame(FaceModel::load(path, device)?)
+        })
+    }
+
+    pub fn id(&self) -> &ModelId {
+        match self {
+            AnyModel::Frame(m) => &m.id,
+            AnyModel::Sequence(m) => &m.id,
+        }
+    }
+
+    pub fn header(&self) -> &Header {
+        match self {
+            AnyModel::Frame(m) => &m.header,
+            AnyModel::Sequence(m) => &m.header,
+        }
+    }
+
+    pub fn input_size(&self) -> i64 {
+        self.header().preprocess.input_size
+    }
+
+    /// T of a sequence model; None for a frame model.
+    pub fn sequence_frames(&self) -> Option<i64> {
+        match self {
+            AnyModel::Frame(_) => None,
+            AnyModel::Sequence(m) => Some(m.frames()),
+        }
+    }
+
+    /// Logits of "fake" for an [`example_batch`] made with [`AnyModel::sequence_frames`]: one per
+    /// crop, or one per sequence.
+    pub fn fake_logits(&self, batch: &Tensor) -> Tensor {
+        match self {
+            AnyModel::Frame(m) => m.fake_logits(batch),
+            AnyModel::Sequence(m) => m.fake_logits(batch),
+        }
+    }
+}
+
+/// A model batch of examples, each the crops (`size` pixels a side) of one face in frame
+/// order: for a frame model (`frames` None) one crop each, `[N, S, S, 3]` as [`crop_batch`];
+/// for a sequence model of T = `frames`, `[N, T, S, S, 3]`, short examples padded by
+/// [`pad_sequence`].
+pub fn example_batch<'a, E: IntoIterator<Item = &'a Vec<u8>>>(examples: impl IntoIterator<Item = E>, size: i64, frames: Option<i64>) -> Tensor {
+    match frames {
+        None => crop_batch(examples.into_iter().flatten(), size),
+        Some(t) => {
+            let sequences: Vec<Tensor> = examples.into_iter().map(|crops| pad_sequence(&crop_batch(crops, size), t)).collect();
+            Tensor::stack(&sequences, 0)
+        }
+    }
+}
+
+/// The network input of an [`example_batch`]: [`to_network_input`] for crops,
+/// [`to_sequence_input`] for sequences.
+pub fn to_example_input(batch: &Tensor, pre: &Preprocess, device: Device, frames: Option<i64>) -> Tensor {
+    match frames {
+        None => to_network_input(batch, pre, device),
+        Some(_) => to_sequence_input(batch, pre, device),
+    }
+}
+
 /// `frames`, the `[t, S, S, 3]` crops of a track with 1 <= t <= `length`, padded to `length`
 /// by repeating the last crop (see [`SequenceModel`]).
 pub fn pad_sequence(frames: &Tensor, length: i64) -> Tensor {

@@ -142,7 +142,7 @@ pub fn tensor_names(bytes: &[u8]) -> Result<Vec<String>> {
 
 /// How tensors are stored: f32, or f16 for shipped files that every clone downloads (loading
 /// turns them back into f32).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Storage {
     F32,
     F16,

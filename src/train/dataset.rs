@@ -120,6 +120,25 @@ impl CropSet {
         (0..self.records.len()).filter(|&i| plan.split_of(&self.records[i].group) == split).collect()
     }
 
+    /// The examples a model sees among the crops `idx`, as positions in `idx`: for a frame
+    /// model (`frames` None) each crop alone; for a sequence model, each source input's crops
+    /// in frame order cut into windows of `frames` ([`crate::models::sequence_windows`]; a
+    /// shorter input is one short window, padded when batched). One face per frame, as
+    /// `dfscan extract` keeps by default: with more, one window would mix faces.
+    pub fn examples(&self, idx: &[usize], frames: Option<usize>) -> Vec<Vec<usize>> {
+        let Some(length) = frames else { return (0..idx.len()).map(|k| vec![k]).collect() };
+        let mut by_source: std::collections::BTreeMap<&str, Vec<usize>> = std::collections::BTreeMap::new();
+        for (k, &i) in idx.iter().enumerate() {
+            by_source.entry(&self.records[i].source).or_default().push(k);
+        }
+        let mut examples = Vec::new();
+        for mut track in by_source.into_values() {
+            track.sort_by_key(|&k| self.records[idx[k]].frame);
+            examples.extend(crate::models::sequence_windows(track.len(), length).into_iter().map(|w| track[w].to_vec()));
+        }
+        examples
+    }
+
     /// Loads the RGB pixels of the crop `i`, resized to `size` if stored at another size.
     pub fn load_rgb(&self, i: usize, size: i32) -> Result<Vec<u8>> {
         crate::faces::crop::read_rgb_png(&self.dir.join(&self.records[i].file), size)
@@ -184,6 +203,28 @@ mod tests {
         // Another seed gives another assignment.
         let other = SplitPlan { seed: 8, ..plan };
         assert!(seen.iter().any(|(g, s)| other.split_of(g) != *s));
+    }
+
+    #[test]
+    fn sequence_examples_are_windows_of_one_source_in_frame_order() {
+        let record = |source: &str, frame: usize| CropRecord {
+            file: format!("{source}-{frame}.png"),
+            label: Label::Real,
+            group: source.into(),
+            source: source.into(),
+            frame,
+            pts_s: 0.0,
+            confidence: 1.0,
+        };
+        // Source "a" has 5 crops listed out of order, "b" one, interleaved with "a".
+        let records = vec![record("a", 3), record("b", 0), record("a", 1), record("a", 5), record("a", 2), record("a", 4)];
+        let set = CropSet { dir: PathBuf::new(), records };
+        let idx: Vec<usize> = (0..6).collect();
+        assert_eq!(set.examples(&idx, None), [[0], [1], [2], [3], [4], [5]]);
+        // Frames 1..5 of "a" in windows of 3, the last overlapping; "b" alone, to be padded.
+        assert_eq!(set.examples(&idx, Some(3)), vec![vec![2, 4, 0], vec![0, 5, 3], vec![1]]);
+        // Positions are in `idx`, not in the records.
+        assert_eq!(set.examples(&[1, 3], Some(3)), vec![vec![1], vec![0]]);
     }
 
     #[test]

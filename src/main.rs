@@ -10,7 +10,7 @@ use clap::Parser;
 
 use cli::{BenchArgs, Cli, Command, EvalArgs, ExtractArgs, ImportArgs, SplitArgs, TrainArgs};
 use dfscan::decode::Sampling;
-use dfscan::models::{self, FaceModel};
+use dfscan::models;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -365,7 +365,7 @@ impl SequenceModel {
     }
 }
 
-/// Either kind of model, for the commands that take both (`eval`, `bench`): the weights
+/// Either kind of model, for what takes both (a scan's model set, `eval`, `bench`): the weights
 /// file's header says which.
 pub enum AnyModel {
     Frame(FaceModel),

@@ -3,42 +3,11 @@
 //! abnormality module gives every verdict its out-of-distribution risk.
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{bail, ensure, Result};
 use serde::Serialize;
 use tch::Device;
 
-use super::{models_dir, FaceModel, ModelId, SequenceModel};
-
-/// One model of the set.
-pub enum Member {
-    /// Scores each face crop.
-    Frame(FaceModel),
-    /// Scores each face track, T crops at a time.
-    Sequence(SequenceModel),
-}
-
-impl Member {
-    pub fn id(&self) -> &ModelId {
-        match self {
-            Member::Frame(m) => &m.id,
-            Member::Sequence(m) => &m.id,
-        }
-    }
-
-    pub fn input_size(&self) -> i64 {
-        match self {
-            Member::Frame(m) => m.input_size(),
-            Member::Sequence(m) => m.input_size(),
-        }
-    }
-
-    /// Loads a weights file as whichever kind of model it holds.
-    pub fn load(path: &Path, device: Device) -> Result<Self> {
-        let bytes = std::fs::read(path).with_context(|| format!("reading weights {}", path.display()))?;
-        let header = super::Header::from_safetensors(&bytes).with_context(|| format!("{} is not a dfscan weights file", path.display()))?;
-        Ok(if header.network.is_sequence() { Member::Sequence(SequenceModel::load(path, device)?) } else { Member::Frame(FaceModel::load(path, device)?) })
-    }
-}
+use super::{models_dir, AnyModel, FaceModel, ModelId};
 
 /// What a JSON line says about each model of the set.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -71,7 +40,8 @@ pub enum OodSource {
 }
 
 pub struct ModelSet {
-    pub members: Vec<Member>,
+    /// Frame and sequence models, in `--models` order.
+    pub members: Vec<AnyModel>,
     /// Normalised ensemble weights, one per member.
     pub weights: Vec<f32>,
     pub ood: Option<OodSource>,
@@ -91,7 +61,7 @@ impl ModelSet {
     /// Loads `paths` with `weights` (None: equal), and the OOD model as `ood` says.
     pub fn load(paths: &[PathBuf], weights: Option<&[f32]>, ood: OodChoice, device: Device) -> Result<Self> {
         ensure!(!paths.is_empty(), "no model to scan with");
-        let members = paths.iter().map(|p| Member::load(p, device)).collect::<Result<Vec<_>>>()?;
+        let members = paths.iter().map(|p| AnyModel::load(p, device)).collect::<Result<Vec<_>>>()?;
         let weights = match weights {
             None => vec![1.0 / members.len() as f32; members.len()],
             Some(w) => {
@@ -103,7 +73,7 @@ impl ModelSet {
         };
         let ood = match ood {
             OodChoice::Off => None,
-            OodChoice::FromMembers => members.iter().position(|m| matches!(m, Member::Frame(f) if f.has_ood())).map(OodSource::Member),
+            OodChoice::FromMembers => members.iter().position(|m| matches!(m, AnyModel::Frame(f) if f.has_ood())).map(OodSource::Member),
             OodChoice::File(path) => {
                 let model = FaceModel::load(path, device)?;
                 if !model.has_ood() {
@@ -122,14 +92,14 @@ impl ModelSet {
             Some(OodSource::Extra(m)) => m.input_size(),
             _ => 0,
         };
-        self.members.iter().map(Member::input_size).chain([extra]).max().expect("a set has a member")
+        self.members.iter().map(AnyModel::input_size).chain([extra]).max().expect("a set has a member")
     }
 
     pub fn member_ids(&self) -> Vec<MemberId> {
         self.members
             .iter()
             .zip(&self.weights)
-            .map(|(m, &weight)| MemberId { id: m.id().clone(), kind: if matches!(m, Member::Frame(_)) { "frame" } else { "sequence" }, weight })
+            .map(|(m, &weight)| MemberId { id: m.id().clone(), kind: if matches!(m, AnyModel::Frame(_)) { "frame" } else { "sequence" }, weight })
             .collect()
     }
 
@@ -137,8 +107,8 @@ impl ModelSet {
     pub fn ood_model(&self) -> Option<&FaceModel> {
         match &self.ood {
             Some(OodSource::Member(i)) => match &self.members[*i] {
-                Member::Frame(m) => Some(m),
-                Member::Sequence(_) => None,
+                AnyModel::Frame(m) => Some(m),
+                AnyModel::Sequence(_) => None,
             },
             Some(OodSource::Extra(m)) => Some(m),
             None => None,
@@ -148,7 +118,7 @@ impl ModelSet {
     /// The model whose attention `--explain` draws: the OOD model, else the first ViT member.
     pub fn attention_model(&self) -> Option<&FaceModel> {
         let member = self.members.iter().find_map(|m| match m {
-            Member::Frame(f) if f.has_attention() => Some(f),
+            AnyModel::Frame(f) if f.has_attention() => Some(f),
             _ => None,
         });
         self.ood_model().or(member)
@@ -161,7 +131,7 @@ impl ModelSet {
         if self.members.len() == 1 {
             return self.members[0].id().clone();
         }
-        let ids: Vec<&ModelId> = self.members.iter().map(Member::id).collect();
+        let ids: Vec<&ModelId> = self.members.iter().map(AnyModel::id).collect();
         let mut hasher = blake3::Hasher::new();
         for (id, weight) in ids.iter().zip(&self.weights) {
             hasher.update(id.blake3.as_bytes()).update(&weight.to_le_bytes());

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::faces::track::{Tracker, TrackerConfig};
-use crate::models::set::{Member, ModelSet, OodSource};
-use crate::models::{crop_batch, pad_sequence, sequence_windows, CropScores, SequenceModel};
+use crate::models::set::{ModelSet, OodSource};
+use crate::models::{crop_batch, pad_sequence, sequence_windows, AnyModel, CropScores, SequenceModel};
 use crate::report::MemberScore;
 
 /// A crop waiting for the frame models, with where its scores go.
@@ -50,7 +50,7 @@ impl JobState {
         let frame_pos = self.frames.len();
         let detections: Vec<Detection> = in_frame.faces.iter().map(|(det, _)| *det).collect();
         let tracks = self.tracker.update(&detections).ids;
-        let wants_tracks = set.members.iter().any(|m| matches!(m, Member::Sequence(_)));
+        let wants_tracks = set.members.iter().any(|m| matches!(m, AnyModel::Sequence(_)));
         let mut faces = Vec::with_capacity(in_frame.faces.len());
         for (face_pos, ((det, crop), track)) in in_frame.faces.into_iter().zip(tracks).enumerate() {
             faces.push(FaceReport {
@@ -83,11 +83,11 @@ impl JobState {
         }
         let pending = std::mem::take(&mut self.pending);
         let size = set.crop_size();
-        let frame_models = set.members.iter().filter(|m| matches!(m, Member::Frame(_))).count();
+        let frame_models = set.members.iter().filter(|m| matches!(m, AnyModel::Frame(_))).count();
         let explainer = set.attention_model().filter(|_| cfg.explain.is_some());
         let mut attention = None;
         for (m, member) in set.members.iter().enumerate() {
-            let Member::Frame(model) = member else { continue };
+            let AnyModel::Frame(model) = member else { continue };
             let mut scores = score_crops(model, &pending, size)?;
             if matches!(set.ood, Some(OodSource::Member(i)) if i == m) {
                 self.file_ood_risks(&pending, &scores);
@@ -155,8 +155,8 @@ impl JobState {
         if error.is_none() {
             for (m, member) in set.members.iter().enumerate() {
                 let scored = match member {
-                    Member::Frame(_) => Ok(frame_model_scores(&faces, m, self.frames.len(), cfg)),
-                    Member::Sequence(model) => guarded(|| sequence_model_scores(model, &self.track_crops, set.crop_size(), self.frames.len(), cfg)),
+                    AnyModel::Frame(_) => Ok(frame_model_scores(&faces, m, self.frames.len(), cfg)),
+                    AnyModel::Sequence(model) => guarded(|| sequence_model_scores(model, &self.track_crops, set.crop_size(), self.frames.len(), cfg)),
                 };
                 match scored {
                     // A broken model is an error, not a verdict: NaN compares as "real".

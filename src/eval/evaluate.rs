@@ -53,22 +53,51 @@ pub struct EvalReport {
     pub conditions: Vec<Condition>,
 }
 
+/// The crops of one split (None: all) at `size`, with their labels and source inputs.
+pub struct LabelledCrops {
+    pub pixels: Vec<Vec<u8>>,
+    pub fake: Vec<bool>,
+    pub sources: Vec<String>,
+}
+
+impl LabelledCrops {
+    pub fn load(set: &CropSet, split: Option<Split>, plan: &SplitPlan, size: i32) -> Result<Self> {
+        let idx: Vec<usize> = match split {
+            Some(split) => set.split(split, plan),
+            None => (0..set.records.len()).collect(),
+        };
+        ensure!(!idx.is_empty(), "no crops in the {split:?} split");
+        Ok(Self {
+            pixels: idx.iter().map(|&i| set.load_rgb(i, size)).collect::<Result<Vec<_>>>()?,
+            fake: idx.iter().map(|&i| set.records[i].label.is_fake()).collect(),
+            sources: idx.iter().map(|&i| set.records[i].source.clone()).collect(),
+        })
+    }
+
+    /// At most `n` of the crops, spread evenly over the split ([`evenly`]).
+    pub fn evenly(self, n: usize) -> Self {
+        Self { pixels: evenly(self.pixels, n), fake: evenly(self.fake, n), sources: evenly(self.sources, n) }
+    }
+
+    pub fn source_names(&self) -> Vec<&str> {
+        self.sources.iter().map(String::as_str).collect()
+    }
+
+    /// How many source inputs (videos) the crops come from.
+    pub fn videos(&self) -> usize {
+        self.sources.iter().collect::<std::collections::BTreeSet<_>>().len()
+    }
+}
+
 pub fn evaluate(set: &CropSet, model: &FaceModel, cfg: &EvalConfig) -> Result<EvalReport> {
-    let idx: Vec<usize> = match cfg.split {
-        Some(split) => set.split(split, &cfg.plan),
-        None => (0..set.records.len()).collect(),
-    };
-    ensure!(!idx.is_empty(), "no crops in the {:?} split", cfg.split);
     let size = model.input_size() as i32;
-    let pixels = idx.iter().map(|&i| set.load_rgb(i, size)).collect::<Result<Vec<_>>>()?;
-    let labels: Vec<bool> = idx.iter().map(|&i| set.records[i].label.is_fake()).collect();
-    let sources: Vec<&str> = idx.iter().map(|&i| set.records[i].source.as_str()).collect();
-    let mut conditions = vec![condition("clean", model, &pixels, &labels, &sources, cfg)?];
+    let crops = LabelledCrops::load(set, cfg.split, &cfg.plan, size)?;
+    let (pixels, labels, sources) = (&crops.pixels, &crops.fake, crops.source_names());
+    let mut conditions = vec![condition("clean", model, pixels, labels, &sources, cfg)?];
     for p in &cfg.perturbations {
         let perturbed = pixels.iter().map(|rgb| p.apply(rgb, size)).collect::<Result<Vec<_>>>()?;
-        conditions.push(condition(&format!("{p:?}").to_lowercase(), model, &perturbed, &labels, &sources, cfg)?);
+        conditions.push(condition(&format!("{p:?}").to_lowercase(), model, &perturbed, labels, &sources, cfg)?);
     }
-    let videos = sources.iter().collect::<std::collections::BTreeSet<_>>().len();
     Ok(EvalReport {
         model: model.id.clone(),
         provenance: model.header.provenance.clone(),
@@ -76,10 +105,18 @@ pub fn evaluate(set: &CropSet, model: &FaceModel, cfg: &EvalConfig) -> Result<Ev
         split_plan: cfg.plan,
         aggregate: cfg.aggregate,
         threshold: cfg.threshold,
-        crops: idx.len(),
-        videos,
+        crops: pixels.len(),
+        videos: crops.videos(),
         conditions,
     })
+}
+
+/// At most `n` of `items`, evenly spaced from the first: a subsample that still spans every
+/// part of an ordered list (crops are listed video by video).
+pub fn evenly<T>(items: Vec<T>, n: usize) -> Vec<T> {
+    let (len, n) = (items.len(), n.min(items.len()));
+    let keep: std::collections::BTreeSet<usize> = (0..n).map(|i| i * len / n).collect();
+    items.into_iter().enumerate().filter(|(i, _)| keep.contains(i)).map(|(_, item)| item).collect()
 }
 
 /// Video-level scores and labels: each source input's crop scores combined by `strategy`, as
@@ -105,4 +142,16 @@ fn condition(name: &str, model: &FaceModel, pixels: &[Vec<u8>], labels: &[bool],
         roc: roc_curve(scores, labels).unwrap_or_default(),
     };
     Ok(Condition { condition: name.to_string(), frame: level(&scores, labels), video: level(&video_scores, &video_labels) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evenly_keeps_first_and_spreads() {
+        assert_eq!(evenly((0..10).collect(), 3), [0, 3, 6]);
+        assert_eq!(evenly((0..4).collect(), 9), [0, 1, 2, 3]);
+        assert_eq!(evenly((0..5).collect::<Vec<i32>>(), 0), Vec::<i32>::new());
+    }
 }

@@ -139,14 +139,14 @@ impl OodReport {
             auc(self.id_frame_auc),
             auc(self.id_video_auc),
         );
-        out += &format!("{:<16} {:>6}  {:<12} {:>7} {:>8} {:>8} {:>8} {:>8}\n", "OOD set", "crops", "method", "AUROC", "AUPR-in", "AUPR-out", "FPR@95", "det.err");
+        out += &format!("{:<24} {:>6}  {:<12} {:>7} {:>8} {:>8} {:>8} {:>8}\n", "OOD set", "crops", "method", "AUROC", "AUPR-in", "AUPR-out", "FPR@95", "det.err");
         for set in &self.sets {
             let m = &set.metrics;
             for (method, metrics) in [("abnormality", &m.abnormality), ("MSP", &m.msp), ("ODIN", &m.odin)] {
                 let figures = metrics.map_or("n/a".to_string(), |m| {
                     format!("{:>7.4} {:>8.4} {:>8.4} {:>8.4} {:>8.4}", m.auroc, m.aupr_in, m.aupr_out, m.fpr_at_95_tpr, m.detection_error)
                 });
-                out += &format!("{:<16} {:>6}  {:<12} {figures}\n", set.name, set.crops, method);
+                out += &format!("{:<24} {:>6}  {:<12} {figures}\n", set.name, set.crops, method);
             }
         }
         out

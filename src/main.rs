@@ -338,7 +338,7 @@ fn train_ood(args: TrainOodArgs) -> Result<()> {
         }
     })?;
     bar.finish_and_clear();
-    let best = report.abnormality.iter().filter(|r| r.best).last();
+    let best = report.abnormality.iter().rfind(|r| r.best);
     eprintln!(
         "dfscan: wrote {} (abnormality epoch {}, val AUROC {})",
         cfg.output.display(),

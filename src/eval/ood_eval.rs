@@ -91,9 +91,9 @@ impl Risks {
 }
 
 /// Each method's metrics for in-distribution `id` against `ood` (one set or several).
-fn compare<'a>(id: &Risks, ood: impl Iterator<Item = &'a Risks> + Clone) -> MethodMetrics {
+fn compare<'a>(id: &'a Risks, ood: impl Iterator<Item = &'a Risks> + Clone) -> MethodMetrics {
     let method = |risks: fn(&Risks) -> &[f32]| {
-        let scores: Vec<f32> = risks(id).iter().chain(ood.clone().flat_map(|set| risks(set))).copied().collect();
+        let scores: Vec<f32> = risks(id).iter().chain(ood.clone().flat_map(risks)).copied().collect();
         let is_ood: Vec<bool> = (0..scores.len()).map(|i| i >= id.fake_logits.len()).collect();
         OodMetrics::compute(&scores, &is_ood)
     };

@@ -213,7 +213,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let wide = Mat::new_rows_cols_with_default(30, 50, CV_8UC3, Scalar::new(10.0, 20.0, 30.0, 0.0)).unwrap();
         std::fs::create_dir_all(dir.path().join("a")).unwrap();
-        assert!(opencv::imgcodecs::imwrite_def(&dir.path().join("a/wide.png"), &wide).unwrap());
+        assert!(opencv::imgcodecs::imwrite_def(dir.path().join("a/wide.png"), &wide).unwrap());
         std::fs::write(dir.path().join("a/notes.txt"), "not an image").unwrap();
         let images = load_images(dir.path(), 16).unwrap();
         assert_eq!(images.len(), 1);

@@ -376,3 +376,19 @@ fn save(stores: &Stores, vit_header: &Header, cfg: &OodTrainConfig, vae: &[VaeEp
     };
     weights::save_as(&cfg.output, &tensors, &header, cfg.storage)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_per_epoch_counts_the_batches_an_epoch_has() {
+        let mut rng = StdRng::seed_from_u64(0);
+        for (n, batch_size, cap) in [(10, 4, None), (9, 4, None), (1, 4, None), (5, 1, None), (100, 8, Some(3)), (100, 8, Some(0))] {
+            let stage = StageConfig { epochs: 1, batch_size, learning_rate: 0.0, max_steps_per_epoch: cap };
+            let batches = epoch_batches(n, &stage, &mut rng);
+            assert_eq!(batches.len(), steps_per_epoch(n, &stage), "{n} crops, batch {batch_size}, cap {cap:?}");
+            assert!(batches.iter().all(|b| b.len() >= 2), "BatchNorm needs two samples");
+        }
+    }
+}

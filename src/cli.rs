@@ -30,6 +30,8 @@ pub enum Command {
     Extract(ExtractArgs),
     /// Train a face classifier on a crop cache.
     Train(TrainArgs),
+    /// Add out-of-distribution heads (attention VAE, abnormality module) to a trained ViT.
+    TrainOod(TrainOodArgs),
     /// Measure a model on a crop cache: AUC, AP, EER, accuracy, log loss, ROC plot.
     Eval(EvalArgs),
     /// Per-stage throughput (decode, detect, crop, infer) on one input, as JSON lines.
@@ -270,8 +272,90 @@ pub struct EvalArgs {
     #[arg(long)]
     pub report: Option<PathBuf>,
     /// Write the video- and frame-level ROC curves as PNG here.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["ood", "ood_synthetic"])]
     pub roc: Option<PathBuf>,
+    /// Out-of-distribution evaluation (a model with OOD heads) against this set: a crop cache
+    /// or a folder of images taken whole (repeatable). The split's crops are in-distribution.
+    #[arg(long, value_name = "DIR", conflicts_with = "perturb")]
+    pub ood: Vec<PathBuf>,
+    /// Out-of-distribution evaluation against the split's crops under each of the five
+    /// synthetic corruptions (one set per corruption).
+    #[arg(long, conflicts_with = "perturb")]
+    pub ood_synthetic: bool,
+    /// Use at most this many crops of the split and of each OOD set, evenly spaced (ODIN's
+    /// input gradients make OOD evaluation cost about four forward passes per crop).
+    #[arg(long, value_name = "N")]
+    pub max_crops: Option<usize>,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+}
+
+/// The attention VAE's configuration (`models::vae::VaeConfig`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum VaeSize {
+    Small,
+    Seed,
+}
+
+/// The abnormality module's widths (`models::abnormality::AbnormalityConfig`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AbnormalitySize {
+    /// Hidden layers 512, 256, 128.
+    Narrow,
+    /// The seed's hidden layers, 1024, 512, 128 (2.1M parameters more: ~8.5 MB in f32).
+    Seed,
+}
+
+#[derive(Args, Debug)]
+pub struct TrainOodArgs {
+    /// A trained ViT (`dfscan train --arch deit-tiny`); it stays frozen.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// In-distribution crop cache: the train split fits, the val split validates.
+    #[arg(long)]
+    pub crops: PathBuf,
+    /// The ViT with both heads, as one weights file.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Real out-of-distribution images as extra training data: a crop cache or a folder of
+    /// images taken whole (repeatable).
+    #[arg(long, value_name = "DIR")]
+    pub ood_crops: Vec<PathBuf>,
+    /// Attention VAE: small (latent 64 from a 1x1-reduced bottleneck, ~6M parameters, ~24 MB
+    /// in f32) or seed (the seed's exact configuration, latent 512 from the full flatten, ~44M
+    /// parameters: ~150 MB more in f32).
+    #[arg(long, value_enum, default_value_t = VaeSize::Small)]
+    pub vae: VaeSize,
+    #[arg(long, value_enum, default_value_t = AbnormalitySize::Narrow)]
+    pub abnormality: AbnormalitySize,
+    #[arg(long, default_value_t = 3)]
+    pub vae_epochs: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    pub vae_lr: f64,
+    /// Cap the VAE's steps per epoch.
+    #[arg(long)]
+    pub vae_steps: Option<usize>,
+    /// Weight of the VAE's KL term beside its L1 reconstruction loss.
+    #[arg(long, default_value_t = 1e-3)]
+    pub kl_weight: f64,
+    #[arg(long, default_value_t = 10)]
+    pub abnormality_epochs: usize,
+    #[arg(long, default_value_t = 1e-4)]
+    pub abnormality_lr: f64,
+    /// Cap the abnormality module's steps per epoch.
+    #[arg(long)]
+    pub abnormality_steps: Option<usize>,
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Use at most this many train crops, drawn at random.
+    #[arg(long, value_name = "N")]
+    pub max_train_crops: Option<usize>,
+    #[arg(long, value_enum, default_value_t = Storage::F32)]
+    pub storage: Storage,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub split: SplitArgs,
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
 }

@@ -26,10 +26,18 @@ pub const MEDIA_EXTENSIONS: &[&str] = &[
     "png", "jpg", "jpeg", "bmp", "webp", "tif", "tiff", // still images
 ];
 
+/// The still images among [`MEDIA_EXTENSIONS`]: its tail from "png".
+pub fn is_still_image(path: &Path) -> bool {
+    let first_image = MEDIA_EXTENSIONS.iter().position(|&e| e == "png").expect("png is listed");
+    has_extension(path, &MEDIA_EXTENSIONS[first_image..])
+}
+
 pub fn is_media(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| MEDIA_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+    has_extension(path, MEDIA_EXTENSIONS)
+}
+
+fn has_extension(path: &Path, extensions: &[&str]) -> bool {
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| extensions.contains(&e.to_ascii_lowercase().as_str()))
 }
 
 /// Expands `args` in order: `-` reads one path per line from stdin, directories are walked in

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 
-use cli::{BenchArgs, Cli, Command, EvalArgs, ExtractArgs, ImportArgs, SplitArgs, TrainArgs};
+use cli::{AbnormalitySize, BenchArgs, Cli, Command, EvalArgs, ExtractArgs, ImportArgs, SplitArgs, TrainArgs, TrainOodArgs, VaeSize};
 use dfscan::decode::Sampling;
 use dfscan::models;
 
@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         Command::Import(args) => import(args).map(|()| 0),
         Command::Extract(args) => extract(args),
         Command::Train(args) => train(args).map(|()| 0),
+        Command::TrainOod(args) => train_ood(args).map(|()| 0),
         Command::Eval(args) => eval(args).map(|()| 0),
         Command::Bench(args) => bench(args).map(|()| 0),
     };
@@ -111,11 +112,7 @@ fn train(args: TrainArgs) -> Result<()> {
         sequence_frames: args.sequence_frames,
         storage: args.storage,
     };
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(indicatif::ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg}").expect("valid template"));
-    if !std::io::stderr().is_terminal() {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
+    let bar = progress_bar("epoch {prefix} [{bar:30}] {pos}/{len} {msg}");
     let mut running_loss = None::<f64>;
     let mut last_auc = String::new();
     let history = trainer::train(&set, &cfg, |event| match event {
@@ -150,6 +147,82 @@ fn train(args: TrainArgs) -> Result<()> {
     Ok(())
 }
 
+/// A progress bar on stderr when it is a terminal, hidden otherwise.
+fn progress_bar(template: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(indicatif::ProgressStyle::with_template(template).expect("valid template"));
+    if !std::io::stderr().is_terminal() {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar
+}
+
+fn train_ood(args: TrainOodArgs) -> Result<()> {
+    use dfscan::models::abnormality::AbnormalityConfig;
+    use dfscan::models::vae::VaeConfig;
+    use dfscan::models::vit_ood::OodHeads;
+    use dfscan::train::ood_trainer::{self, OodTrainConfig, OodTrainEvent, StageConfig};
+    let set = dfscan::train::dataset::CropSet::open(&args.crops)?;
+    let stage = |epochs, learning_rate, max_steps_per_epoch| StageConfig { epochs, batch_size: args.batch_size.max(2), learning_rate, max_steps_per_epoch };
+    let cfg = OodTrainConfig {
+        vit: args.model.clone(),
+        heads: OodHeads {
+            vae: match args.vae {
+                VaeSize::Small => VaeConfig::small(),
+                VaeSize::Seed => VaeConfig::seed(),
+            },
+            abnormality: match args.abnormality {
+                AbnormalitySize::Narrow => AbnormalityConfig::deit_tiny_narrow(),
+                AbnormalitySize::Seed => AbnormalityConfig::deit_tiny(),
+            },
+        },
+        vae: stage(args.vae_epochs, args.vae_lr, args.vae_steps),
+        kl_weight: args.kl_weight,
+        abnormality: stage(args.abnormality_epochs, args.abnormality_lr, args.abnormality_steps),
+        split: args.split.plan(),
+        extra_ood: args.ood_crops.clone(),
+        max_train_crops: args.max_train_crops,
+        seed: args.seed,
+        device: args.device.resolve()?,
+        storage: args.storage,
+        output: args.output.clone(),
+        command_line: std::env::args().collect::<Vec<_>>().join(" "),
+    };
+    let bar = progress_bar("{prefix} [{bar:30}] {pos}/{len} {msg}");
+    let report = ood_trainer::train_ood(&set, &cfg, |event| match event {
+        OodTrainEvent::Start { train_crops, val_crops, real_ood } => {
+            eprintln!("dfscan: OOD heads for {} on {train_crops} train crops (+{real_ood} real OOD images), validating on {val_crops}", args.model.display());
+        }
+        OodTrainEvent::Features { what, crops } => bar.suspend(|| eprintln!("dfscan: frozen networks over {crops} {what}")),
+        OodTrainEvent::Stage { name, steps_per_epoch } => {
+            bar.set_prefix(name);
+            bar.set_length(steps_per_epoch as u64);
+            bar.reset();
+        }
+        OodTrainEvent::Step { loss } => {
+            bar.set_message(format!("loss {loss:.4}"));
+            bar.inc(1);
+        }
+        OodTrainEvent::VaeEpoch(r) => {
+            bar.suspend(|| eprintln!("{}", serde_json::json!({ "stage": "vae", "epoch": r })));
+            bar.reset();
+        }
+        OodTrainEvent::AbnormalityEpoch(r) => {
+            bar.suspend(|| eprintln!("{}", serde_json::json!({ "stage": "abnormality", "epoch": r })));
+            bar.reset();
+        }
+    })?;
+    bar.finish_and_clear();
+    let best = report.abnormality.iter().rfind(|r| r.best);
+    eprintln!(
+        "dfscan: wrote {} (abnormality epoch {}, val AUROC {})",
+        cfg.output.display(),
+        best.map_or(0, |r| r.epoch + 1),
+        best.and_then(|r| r.val).map_or("n/a".into(), |m| format!("{:.4}", m.auroc))
+    );
+    Ok(())
+}
+
 /// The pretrained start of `arch`, imported on first use from the file the set-up fetched.
 fn pretrained_start(arch: models::Arch) -> Result<Option<std::path::PathBuf>> {
     let Some((raw, path)) = models::pretrained_weights(arch) else { return Ok(None) };
@@ -169,6 +242,10 @@ fn eval(args: EvalArgs) -> Result<()> {
     let weights = args.model.clone().unwrap_or_else(models::default_weights);
     let model = models::AnyModel::load(&weights, args.device.resolve()?)?;
     let set = dfscan::train::dataset::CropSet::open(&args.crops)?;
+    if !args.ood.is_empty() || args.ood_synthetic {
+        let models::AnyModel::Frame(model) = &model else { bail!("eval --ood: {} is a sequence model; the OOD heads belong to a ViT", weights.display()) };
+        return eval_ood(&args, model, &set);
+    }
     let cfg = EvalConfig {
         split: args.split,
         plan: args.split_args.plan(),
@@ -198,6 +275,36 @@ fn eval(args: EvalArgs) -> Result<()> {
             .collect::<Vec<_>>();
         let split = report.split.map_or("all crops".to_string(), |s| format!("{s:?} split").to_lowercase());
         roc_png(path, &series, &format!("{} on the {split}", report.model.weights))?;
+    }
+    Ok(())
+}
+
+/// `eval --ood`: the split's crops against each OOD set; the table on stdout.
+fn eval_ood(args: &EvalArgs, model: &models::FaceModel, set: &dfscan::train::dataset::CropSet) -> Result<()> {
+    use dfscan::eval::evaluate::{evenly, LabelledCrops};
+    use dfscan::eval::ood_eval::{self, OodEvalConfig, OodSet};
+    use dfscan::train::ood::{corrupt_all, OodKind};
+    let size = model.input_size() as i32;
+    let limit = args.max_crops.unwrap_or(usize::MAX);
+    let id = LabelledCrops::load(set, args.split, &args.split_args.plan(), size)?.evenly(limit);
+    let mut sets = Vec::new();
+    for dir in &args.ood {
+        let pixels = evenly(dfscan::train::dataset::load_images(dir, size)?, limit);
+        let name = dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned());
+        sets.push(OodSet { name, pixels });
+    }
+    if args.ood_synthetic {
+        for (k, kind) in OodKind::ALL.into_iter().enumerate() {
+            // One fixed seed per corruption: reruns see the same corrupted crops.
+            let pixels = corrupt_all(&id.pixels, size, k as u64 + 1, |_| kind)?;
+            sets.push(OodSet { name: format!("synthetic-{}", kind.name()), pixels });
+        }
+    }
+    let cfg = OodEvalConfig { odin: Default::default(), batch_size: 16, aggregate: args.aggregate };
+    let report = ood_eval::evaluate_ood(model, &id, args.split, args.split_args.plan(), &sets, &cfg)?;
+    print!("{}", report.table());
+    if let Some(path) = &args.report {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
     }
     Ok(())
 }

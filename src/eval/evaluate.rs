@@ -61,6 +61,48 @@ pub struct EvalReport {
     pub conditions: Vec<Condition>,
 }
 
+/// Positions in `set` of the crops of `split` (None: all of them); an empty split is an error.
+fn split_indices(set: &CropSet, split: Option<Split>, plan: &SplitPlan) -> Result<Vec<usize>> {
+    let idx: Vec<usize> = match split {
+        Some(split) => set.split(split, plan),
+        None => (0..set.records.len()).collect(),
+    };
+    ensure!(!idx.is_empty(), "no crops in the {split:?} split");
+    Ok(idx)
+}
+
+/// The crops of one split (None: all) at `size`, with their labels and source inputs.
+pub struct LabelledCrops {
+    pub pixels: Vec<Vec<u8>>,
+    pub fake: Vec<bool>,
+    pub sources: Vec<String>,
+}
+
+impl LabelledCrops {
+    pub fn load(set: &CropSet, split: Option<Split>, plan: &SplitPlan, size: i32) -> Result<Self> {
+        let idx = split_indices(set, split, plan)?;
+        Ok(Self {
+            pixels: idx.iter().map(|&i| set.load_rgb(i, size)).collect::<Result<Vec<_>>>()?,
+            fake: idx.iter().map(|&i| set.records[i].label.is_fake()).collect(),
+            sources: idx.iter().map(|&i| set.records[i].source.clone()).collect(),
+        })
+    }
+
+    /// At most `n` of the crops, spread evenly over the split ([`evenly`]).
+    pub fn evenly(self, n: usize) -> Self {
+        Self { pixels: evenly(self.pixels, n), fake: evenly(self.fake, n), sources: evenly(self.sources, n) }
+    }
+
+    pub fn source_names(&self) -> Vec<&str> {
+        self.sources.iter().map(String::as_str).collect()
+    }
+
+    /// How many source inputs (videos) the crops come from.
+    pub fn videos(&self) -> usize {
+        self.sources.iter().collect::<std::collections::BTreeSet<_>>().len()
+    }
+}
+
 /// The scored examples of a split: each one's crops (positions in the loaded pixels), label
 /// and source input.
 struct Examples<'a> {
@@ -70,11 +112,7 @@ struct Examples<'a> {
 }
 
 pub fn evaluate(set: &CropSet, model: &AnyModel, cfg: &EvalConfig) -> Result<EvalReport> {
-    let idx: Vec<usize> = match cfg.split {
-        Some(split) => set.split(split, &cfg.plan),
-        None => (0..set.records.len()).collect(),
-    };
-    ensure!(!idx.is_empty(), "no crops in the {:?} split", cfg.split);
+    let idx = split_indices(set, cfg.split, &cfg.plan)?;
     let size = model.input_size() as i32;
     let pixels = idx.iter().map(|&i| set.load_rgb(i, size)).collect::<Result<Vec<_>>>()?;
     let members = set.examples(&idx, model.sequence_frames().map(|t| t as usize));
@@ -105,6 +143,14 @@ pub fn evaluate(set: &CropSet, model: &AnyModel, cfg: &EvalConfig) -> Result<Eva
     })
 }
 
+/// At most `n` of `items`, evenly spaced from the first: a subsample that still spans every
+/// part of an ordered list (crops are listed video by video).
+pub fn evenly<T>(items: Vec<T>, n: usize) -> Vec<T> {
+    let (len, n) = (items.len(), n.min(items.len()));
+    let keep: std::collections::BTreeSet<usize> = (0..n).map(|i| i * len / n).collect();
+    items.into_iter().enumerate().filter(|(i, _)| keep.contains(i)).map(|(_, item)| item).collect()
+}
+
 /// Video-level scores and labels: each source input's crop scores combined by `strategy`, as
 /// the scan combines a video's faces.
 pub fn per_video(scores: &[f32], labels: &[bool], sources: &[&str], strategy: Strategy) -> (Vec<f32>, Vec<bool>) {
@@ -131,4 +177,16 @@ fn condition(name: &str, model: &AnyModel, pixels: &[Vec<u8>], examples: &Exampl
         roc: roc_curve(scores, labels).unwrap_or_default(),
     };
     Ok(Condition { condition: name.to_string(), frame: level(&scores, labels), video: level(&video_scores, &video_labels) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evenly_keeps_first_and_spreads() {
+        assert_eq!(evenly((0..10).collect(), 3), [0, 3, 6]);
+        assert_eq!(evenly((0..4).collect(), 9), [0, 1, 2, 3]);
+        assert_eq!(evenly((0..5).collect::<Vec<i32>>(), 0), Vec::<i32>::new());
+    }
 }

@@ -75,12 +75,23 @@ pub fn write_rgb_png(path: &std::path::Path, rgb: &[u8], size: i32) -> Result<()
 
 /// Reads a PNG crop as RGB, resized to `size` x `size` if stored at another size.
 pub fn read_rgb_png(path: &std::path::Path, size: i32) -> Result<Vec<u8>> {
-    let bgr = opencv::imgcodecs::imread(path, opencv::imgcodecs::IMREAD_COLOR)?;
-    anyhow::ensure!(!bgr.empty(), "could not read {}", path.display());
-    let mut rgb = Mat::default();
-    imgproc::cvt_color_def(&bgr, &mut rgb, imgproc::COLOR_BGR2RGB)?;
+    let rgb = read_rgb(path)?;
     if rgb.rows() != rgb.cols() {
         anyhow::bail!("{} is not a square crop", path.display());
     }
     resized_bytes(&rgb, size)
+}
+
+/// Reads any image as RGB, taken whole and resized (squashed if not square) to `size` x `size`,
+/// as `--faces none` takes a frame.
+pub fn read_rgb_whole(path: &std::path::Path, size: i32) -> Result<Vec<u8>> {
+    resized_bytes(&read_rgb(path)?, size)
+}
+
+fn read_rgb(path: &std::path::Path) -> Result<Mat> {
+    let bgr = opencv::imgcodecs::imread(path, opencv::imgcodecs::IMREAD_COLOR)?;
+    anyhow::ensure!(!bgr.empty(), "could not read {}", path.display());
+    let mut rgb = Mat::default();
+    imgproc::cvt_color_def(&bgr, &mut rgb, imgproc::COLOR_BGR2RGB)?;
+    Ok(rgb)
 }

@@ -38,6 +38,13 @@ impl AbnormalityConfig {
         Self { residual_size: 224, channels: [4, 8, 16, 32, 64], classes: 2, encoding: 192, hidden: [1024, 512, 128], init_std: 0.01 }
     }
 
+    /// The seed's module with `fc1`, `fc_risk_1` and `fc_risk_2` at half width (512, 256,
+    /// 128): `fc1` holds most of the seed module's 4M parameters, and halving it keeps the
+    /// shipped ViT file (ViT, small VAE, this module) under 30 MB in f16.
+    pub fn deit_tiny_narrow() -> Self {
+        Self { hidden: [512, 256, 128], ..Self::deit_tiny() }
+    }
+
     /// Width of the flattened residual code (3136 for the seed).
     pub fn residual_features(&self) -> i64 {
         let side = self.residual_size >> self.channels.len();

@@ -125,6 +125,19 @@ pub struct CropScores {
     pub attention: Option<Tensor>,
 }
 
+/// What `dfscan eval --ood` compares on a batch of crops: the abnormality module's risk and
+/// the two baselines' on the same ViT, each higher = more likely out of distribution.
+pub struct OodRisks {
+    /// Logits of "fake", one per crop (the classifier's own verdict).
+    pub fake_logits: Vec<f32>,
+    /// The abnormality module's risk.
+    pub abnormality: Vec<f32>,
+    /// 1 - max softmax of the class logits.
+    pub msp: Vec<f32>,
+    /// 1 - max softmax at ODIN's temperature of the perturbed input.
+    pub odin: Vec<f32>,
+}
+
 /// Builds the network of `config` under `root`, with parameter names that match its weights.
 pub fn build_network(root: &nn::Path, config: &NetworkConfig) -> Box<dyn ModuleT> {
     match config {
@@ -310,11 +323,30 @@ impl FaceModel {
             }
             FrameNet::VitOod(model) => {
                 let out = model.forward(&input);
-                (out.fake_logit, Some(Vec::<f32>::try_from(to_cpu(out.risk))?), Some(out.attention))
+                (out.classified.fake_logit, Some(Vec::<f32>::try_from(to_cpu(out.risk))?), Some(out.classified.attention))
             }
         };
         let logits = Vec::<f32>::try_from(fake_logits_of(output, self.header.preprocess.output))?;
         Ok(CropScores { logits, ood_risk, attention: attention.map(|a| to_cpu(a).squeeze_dim(1)) })
+    }
+
+    /// The three out-of-distribution risks of `crops` (as [`FaceModel::fake_logits`] takes
+    /// them); only a ViT with OOD heads has all three. ODIN takes input gradients through the
+    /// ViT, so this costs about three forward passes more than [`FaceModel::score`].
+    pub fn ood_risks(&self, crops: &Tensor, odin: &ood::Odin) -> Result<OodRisks> {
+        let FrameNet::VitOod(model) = &self.net else {
+            bail!("{} has no out-of-distribution heads (add them with `dfscan train-ood`)", self.id.weights)
+        };
+        let input = to_network_input(crops, &self.header.preprocess, self.device);
+        let out = tch::no_grad(|| model.forward(&input));
+        let odin_risk = odin.risk(|x| model.vit.forward_all_t(x, false).logits, &input, Some(&self.header.preprocess.std));
+        let to_vec = |t: Tensor| Vec::<f32>::try_from(t.to_device(Device::Cpu).to_kind(Kind::Float));
+        Ok(OodRisks {
+            fake_logits: to_vec(out.classified.fake_logit)?,
+            abnormality: to_vec(out.risk)?,
+            msp: to_vec(ood::msp_risk(&out.classified.logits))?,
+            odin: to_vec(odin_risk)?,
+        })
     }
 }
 
@@ -536,6 +568,12 @@ mod tests {
         weights::save_as(&f16_path, &tensors, &header, weights::Storage::F16).unwrap();
         let half = std::fs::metadata(&f16_path).unwrap().len() as f64 / std::fs::metadata(&f32_path).unwrap().len() as f64;
         assert!(half < 0.6, "f16 file is {half} of the f32 one");
+        // A value past f16's range keeps its tensor in f32 instead of turning into inf.
+        let huge = Tensor::from_slice(&[1.0e6f32, -3.0]);
+        weights::save_as(&dir.path().join("c.safetensors"), &[("big".into(), huge.shallow_clone())], &header, weights::Storage::F16).unwrap();
+        let read = Tensor::read_safetensors(dir.path().join("c.safetensors")).unwrap();
+        assert_eq!(read[0].1.kind(), Kind::Float);
+        assert!(read[0].1.equal(&huge));
         let crops = Tensor::randint(256, [2, 256, 256, 3], (Kind::Uint8, Device::Cpu));
         let a = FaceModel::load(&f32_path, Device::Cpu).unwrap().fake_logits(&crops);
         let b = FaceModel::load(&f16_path, Device::Cpu).unwrap();

@@ -29,17 +29,19 @@ pub struct OodHeads {
 
 impl OodHeads {
     /// What `dfscan train-ood` builds by default: the small VAE (see `VaeConfig::small`) and
-    /// the seed's abnormality module.
+    /// the narrow abnormality module (`AbnormalityConfig::deit_tiny_narrow`).
     pub fn shipped() -> Self {
-        Self { vae: VaeConfig::small(), abnormality: AbnormalityConfig::deit_tiny() }
+        Self { vae: VaeConfig::small(), abnormality: AbnormalityConfig::deit_tiny_narrow() }
     }
 }
 
-/// One batch through the three networks.
+/// What the frozen classifier tells the two heads about a batch (eval mode).
 #[derive(Debug)]
-pub struct VitOodOutput {
+pub struct Classified {
     /// `[N]` logits of "fake".
     pub fake_logit: Tensor,
+    /// `[N, 2]` the ViT's class logits (the MSP and ODIN baselines read these).
+    pub logits: Tensor,
     /// `[N, 2]` softmax probabilities.
     pub probs: Tensor,
     /// `[N, width]` encoding.
@@ -47,13 +49,23 @@ pub struct VitOodOutput {
     /// `[N, 1, S, S]` the attention map the VAE reads: CLS attention scaled so each map's
     /// maximum is 1 ([`normalised_attention`]).
     pub attention: Tensor,
-    /// `[N, 1, S, S]` the VAE's reconstruction of `attention`.
+}
+
+/// One batch through the three networks.
+#[derive(Debug)]
+pub struct VitOodOutput {
+    pub classified: Classified,
+    /// `[N, 1, S, S]` the VAE's reconstruction of `classified.attention`.
     pub reconstruction: Tensor,
+    /// `[N, 1, S, S]` what the abnormality module reads beside the probabilities and encoding:
+    /// (reconstruction - attention)^2.
+    pub residual: Tensor,
     /// `[N]` out-of-distribution risk in (0, 1).
     pub risk: Tensor,
 }
 
-/// The ViT with its VAE and abnormality module, built under one root.
+/// The ViT with its VAE and abnormality module. Loaded from one file, they live under one
+/// root; `train::ood_trainer` builds each under its own store (same names) to fit one at a time.
 #[derive(Debug)]
 pub struct VitOod {
     pub vit: Vit,
@@ -72,13 +84,28 @@ impl VitOod {
 
     /// The whole chain in eval mode (VAE mean, BatchNorm running statistics): deterministic.
     pub fn forward(&self, xs: &Tensor) -> VitOodOutput {
+        self.heads(self.classify(xs))
+    }
+
+    /// The ViT's part of [`VitOod::forward`]: what the heads read, before they read it.
+    pub fn classify(&self, xs: &Tensor) -> Classified {
         let out = self.vit.forward_all_t(xs, false);
-        let attention = normalised_attention(&out.attention);
-        let reconstruction = self.vae.forward_all_t(&attention, false).reconstruction;
-        let probs = out.probs();
-        let residual = abnormality::residual(&attention, &reconstruction);
-        let risk = self.abnormality.risk_t(&probs, &out.encoding, &residual, false);
-        VitOodOutput { fake_logit: vit::fake_logit(&out.logits), probs, encoding: out.encoding, attention, reconstruction, risk }
+        Classified {
+            fake_logit: vit::fake_logit(&out.logits),
+            probs: out.probs(),
+            attention: normalised_attention(&out.attention),
+            logits: out.logits,
+            encoding: out.encoding,
+        }
+    }
+
+    /// The heads' part of [`VitOod::forward`]. Training calls it too, so the abnormality module
+    /// learns on exactly the residuals a scan gives it.
+    pub fn heads(&self, classified: Classified) -> VitOodOutput {
+        let reconstruction = self.vae.forward_all_t(&classified.attention, false).reconstruction;
+        let residual = abnormality::residual(&classified.attention, &reconstruction);
+        let risk = self.abnormality.risk_t(&classified.probs, &classified.encoding, &residual, false);
+        VitOodOutput { classified, reconstruction, residual, risk }
     }
 }
 
@@ -110,9 +137,9 @@ mod tests {
         let x = Tensor::randn([2, 3, 224, 224], (Kind::Float, Device::Cpu));
         let (a, b) = (tch::no_grad(|| model.forward(&x)), tch::no_grad(|| model.forward(&x)));
         assert_eq!(a.risk.size(), [2]);
-        assert_eq!(a.attention.size(), [2, 1, 224, 224]);
+        assert_eq!(a.classified.attention.size(), [2, 1, 224, 224]);
         assert!(a.risk.equal(&b.risk), "eval mode must be deterministic");
-        let peak = a.attention.view([2, -1]).amax([1], false);
+        let peak = a.classified.attention.view([2, -1]).amax([1], false);
         assert!(peak.allclose(&Tensor::ones([2], (Kind::Float, Device::Cpu)), 1e-6, 1e-6, false));
     }
 }

@@ -141,12 +141,16 @@ pub fn tensor_names(bytes: &[u8]) -> Result<Vec<String>> {
 }
 
 /// How tensors are stored: f32, or f16 for shipped files that every clone downloads (loading
-/// turns them back into f32).
+/// turns them back into f32). Under f16, a tensor with values beyond f16's range (65504) stays
+/// f32: BatchNorm running statistics can hold such values, and would become inf.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Storage {
     F32,
     F16,
 }
+
+/// The largest finite f16.
+const F16_MAX: f64 = 65504.0;
 
 /// Writes `tensors` as f32 safetensors with `header` in the metadata.
 pub fn save(path: &Path, tensors: &[(String, Tensor)], header: &Header) -> Result<()> {
@@ -155,21 +159,20 @@ pub fn save(path: &Path, tensors: &[(String, Tensor)], header: &Header) -> Resul
 
 /// Writes `tensors` in `storage` precision with `header` in the metadata.
 pub fn save_as(path: &Path, tensors: &[(String, Tensor)], header: &Header, storage: Storage) -> Result<()> {
-    let (kind, dtype) = match storage {
-        Storage::F32 => (Kind::Float, safetensors::Dtype::F32),
-        Storage::F16 => (Kind::Half, safetensors::Dtype::F16),
-    };
     let mut buffers = Vec::with_capacity(tensors.len());
     for (name, tensor) in tensors {
-        let t = tensor.to_device(tch::Device::Cpu).to_kind(kind).contiguous().detach();
+        let t = tensor.to_device(tch::Device::Cpu).to_kind(Kind::Float).contiguous().detach();
+        let half = storage == Storage::F16 && (t.numel() == 0 || t.abs().max().double_value(&[]) <= F16_MAX);
+        let (kind, dtype) = if half { (Kind::Half, safetensors::Dtype::F16) } else { (Kind::Float, safetensors::Dtype::F32) };
+        let t = t.to_kind(kind);
         let mut bytes = vec![0u8; t.numel() * kind.elt_size_in_bytes()];
         t.f_copy_data_u8(&mut bytes, t.numel()).with_context(|| format!("reading tensor {name}"))?;
         let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
-        buffers.push((name.clone(), shape, bytes));
+        buffers.push((name.clone(), shape, dtype, bytes));
     }
     let views = buffers
         .iter()
-        .map(|(name, shape, bytes)| Ok((name.as_str(), safetensors::tensor::TensorView::new(dtype, shape.clone(), bytes)?)))
+        .map(|(name, shape, dtype, bytes)| Ok((name.as_str(), safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes)?)))
         .collect::<Result<Vec<_>>>()?;
     let metadata = HashMap::from([(METADATA_KEY.to_string(), serde_json::to_string(header)?)]);
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {

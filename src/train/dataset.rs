@@ -145,6 +145,27 @@ impl CropSet {
     }
 }
 
+/// Every image of `dir` at `size`: all crops of a crop cache (a folder with `index.csv`), or
+/// else every still image under the folder, taken whole and resized. For out-of-distribution
+/// sets, which have no labels or splits.
+pub fn load_images(dir: &Path, size: i32) -> Result<Vec<Vec<u8>>> {
+    if dir.join(INDEX_FILE).is_file() {
+        let set = CropSet::open(dir)?;
+        return (0..set.records.len()).map(|i| set.load_rgb(i, size)).collect();
+    }
+    ensure!(dir.is_dir(), "{} is neither a crop cache nor a folder of images", dir.display());
+    let images = crate::inputs::expand(vec![dir.to_path_buf()])
+        .map(|input| match input.problem {
+            Some(problem) => bail!("{}: {problem}", input.path.display()),
+            None => Ok(input.path),
+        })
+        .filter(|path| path.as_ref().map_or(true, |p| crate::inputs::is_still_image(p)))
+        .map(|path| crate::faces::crop::read_rgb_whole(&path?, size))
+        .collect::<Result<Vec<_>>>()?;
+    ensure!(!images.is_empty(), "{} holds no images", dir.display());
+    Ok(images)
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Split {
@@ -225,6 +246,22 @@ mod tests {
         assert_eq!(set.examples(&idx, Some(3)), vec![vec![2, 4, 0], vec![0, 5, 3], vec![1]]);
         // Positions are in `idx`, not in the records.
         assert_eq!(set.examples(&[1, 3], Some(3)), vec![vec![1], vec![0]]);
+    }
+
+    #[test]
+    fn a_folder_of_images_is_taken_whole_and_resized() {
+        use opencv::core::{Mat, Scalar, CV_8UC3};
+        let dir = tempfile::tempdir().unwrap();
+        let wide = Mat::new_rows_cols_with_default(30, 50, CV_8UC3, Scalar::new(10.0, 20.0, 30.0, 0.0)).unwrap();
+        std::fs::create_dir_all(dir.path().join("a")).unwrap();
+        assert!(opencv::imgcodecs::imwrite_def(dir.path().join("a/wide.png"), &wide).unwrap());
+        std::fs::write(dir.path().join("a/notes.txt"), "not an image").unwrap();
+        let images = load_images(dir.path(), 16).unwrap();
+        assert_eq!(images.len(), 1);
+        // BGR (10, 20, 30) read back as RGB.
+        assert_eq!(images[0].len(), 16 * 16 * 3);
+        assert_eq!(&images[0][..3], &[30, 20, 10]);
+        assert!(load_images(&dir.path().join("a/notes.txt"), 16).is_err());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! [`crate::faces::square_crop`] produces): augmentations that make a detector robust to
 //! re-encoding and capture conditions ([`augment`]), self-blended images, fakes made from
 //! real faces ([`sbi`]), and synthetic out-of-distribution crops for the abnormality module
-//! ([`ood`]).
+//! ([`ood`]), which [`ood_trainer`] fits with the attention VAE onto a trained ViT.
 //!
 //! Augmentations and blends draw their random choices into a plan first and apply it
 //! deterministically, so one plan perturbs every frame of a face track the same way. `pixels`
@@ -12,6 +12,7 @@ pub mod augment;
 pub mod dataset;
 pub mod extract;
 pub mod ood;
+pub mod ood_trainer;
 mod pixels;
 pub mod sbi;
 pub mod trainer;

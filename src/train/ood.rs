@@ -16,7 +16,8 @@
 //! [`OodSynthesis::apply`] is a pure function of the plan and the crop.
 use anyhow::Result;
 use opencv::prelude::MatTraitConst;
-use rand::Rng;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use super::pixels::{self, mat_bytes, rgb_mat};
@@ -42,6 +43,17 @@ pub enum OodKind {
 
 impl OodKind {
     pub const ALL: [Self; 5] = [Self::Blur, Self::Noise, Self::ScaledNoise, Self::RotatedNoise, Self::Jpeg];
+
+    /// Its name in reports (as serialised).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Blur => "blur",
+            Self::Noise => "noise",
+            Self::ScaledNoise => "scaled-noise",
+            Self::RotatedNoise => "rotated-noise",
+            Self::Jpeg => "jpeg",
+        }
+    }
 
     /// The corruption the seed gives the `index`-th crop (index mod 5), so a set of crops gets
     /// the five in equal shares.
@@ -92,11 +104,15 @@ impl OodSynthesis {
     }
 }
 
+/// Corrupted copies of `crops` (packed `size` x `size` RGB), crop `i` by `kind_of(i)`, the
+/// random draws seeded by `seed`: the same call gives the same bytes.
+pub fn corrupt_all(crops: &[Vec<u8>], size: i32, seed: u64, kind_of: impl Fn(usize) -> OodKind) -> Result<Vec<Vec<u8>>> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    crops.iter().enumerate().map(|(i, rgb)| OodSynthesis::sample(kind_of(i), &mut rng).apply(rgb, size)).collect()
+}
+
 #[cfg(test)]
 mod tests {
-    use rand::rngs::StdRng;
-    use rand::SeedableRng;
-
     use super::super::astronaut;
     use super::*;
 

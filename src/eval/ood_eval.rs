@@ -1,0 +1,154 @@
+//! `dfscan eval --ood`: how well a ViT with OOD heads tells the crops of a split
+//! (in-distribution) from other images, by its abnormality module and by the two baselines
+//! on the same ViT, MSP and ODIN (`models::ood`), measured as ODIN reports it
+//! ([`OodMetrics`]): per out-of-distribution set, and with all sets pooled.
+use anyhow::{ensure, Result};
+use serde::Serialize;
+
+use super::evaluate::{per_video, LabelledCrops};
+use super::metrics::{roc_auc, OodMetrics};
+use crate::aggregate::{self, Strategy};
+use crate::models::ood::Odin;
+use crate::models::{FaceModel, ModelId, OodRisks};
+use crate::train::dataset::{Split, SplitPlan};
+
+/// Out-of-distribution images under a name (a folder, or a synthetic corruption).
+pub struct OodSet {
+    pub name: String,
+    pub pixels: Vec<Vec<u8>>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct OodEvalConfig {
+    pub odin: Odin,
+    pub batch_size: usize,
+    /// How a video's crops make its P(fake), for the classifier's video-level AUC.
+    pub aggregate: Strategy,
+}
+
+/// One set's figures for each method; None where a class is empty.
+#[derive(Clone, Debug, Serialize)]
+pub struct MethodMetrics {
+    pub abnormality: Option<OodMetrics>,
+    pub msp: Option<OodMetrics>,
+    pub odin: Option<OodMetrics>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct OodSetResult {
+    /// The set's name, or "pooled" for all sets together.
+    pub name: String,
+    pub crops: usize,
+    pub metrics: MethodMetrics,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct OdinSettings {
+    pub temperature: f64,
+    pub epsilon: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct OodReport {
+    pub model: ModelId,
+    pub provenance: String,
+    /// The in-distribution crops: this split of the cache (None: all of it).
+    pub split: Option<Split>,
+    pub split_plan: SplitPlan,
+    pub id_crops: usize,
+    pub id_videos: usize,
+    /// The classifier's own task on the in-distribution crops: AUC of P(fake), per crop and
+    /// per video (crops combined by `aggregate`).
+    pub id_frame_auc: Option<f64>,
+    pub id_video_auc: Option<f64>,
+    pub aggregate: Strategy,
+    pub odin: OdinSettings,
+    /// One entry per set, then "pooled".
+    pub sets: Vec<OodSetResult>,
+}
+
+/// Every risk of each crop, in the order of the crops.
+#[derive(Default)]
+struct Risks {
+    fake_logits: Vec<f32>,
+    abnormality: Vec<f32>,
+    msp: Vec<f32>,
+    odin: Vec<f32>,
+}
+
+impl Risks {
+    fn of(model: &FaceModel, pixels: &[Vec<u8>], cfg: &OodEvalConfig) -> Result<Self> {
+        let mut all = Self::default();
+        for chunk in pixels.chunks(cfg.batch_size.max(1)) {
+            let OodRisks { fake_logits, abnormality, msp, odin } = model.ood_risks(&crate::models::crop_batch(chunk, model.input_size()), &cfg.odin)?;
+            all.fake_logits.extend(fake_logits);
+            all.abnormality.extend(abnormality);
+            all.msp.extend(msp);
+            all.odin.extend(odin);
+        }
+        Ok(all)
+    }
+}
+
+/// Each method's metrics for in-distribution `id` against `ood` (one set or several).
+fn compare<'a>(id: &'a Risks, ood: impl Iterator<Item = &'a Risks> + Clone) -> MethodMetrics {
+    let method = |risks: fn(&Risks) -> &[f32]| {
+        let scores: Vec<f32> = risks(id).iter().chain(ood.clone().flat_map(risks)).copied().collect();
+        let is_ood: Vec<bool> = (0..scores.len()).map(|i| i >= id.fake_logits.len()).collect();
+        OodMetrics::compute(&scores, &is_ood)
+    };
+    MethodMetrics { abnormality: method(|r| &r.abnormality), msp: method(|r| &r.msp), odin: method(|r| &r.odin) }
+}
+
+pub fn evaluate_ood(model: &FaceModel, id: &LabelledCrops, split: Option<Split>, plan: SplitPlan, sets: &[OodSet], cfg: &OodEvalConfig) -> Result<OodReport> {
+    ensure!(!sets.is_empty(), "no out-of-distribution set to compare with (--ood DIR or --ood-synthetic)");
+    let id_risks = Risks::of(model, &id.pixels, cfg)?;
+    let set_risks = sets.iter().map(|set| Risks::of(model, &set.pixels, cfg)).collect::<Result<Vec<_>>>()?;
+    let mut results: Vec<OodSetResult> = sets
+        .iter()
+        .zip(&set_risks)
+        .map(|(set, risks)| OodSetResult { name: set.name.clone(), crops: set.pixels.len(), metrics: compare(&id_risks, std::iter::once(risks)) })
+        .collect();
+    results.push(OodSetResult { name: "pooled".into(), crops: set_risks.iter().map(|r| r.msp.len()).sum(), metrics: compare(&id_risks, set_risks.iter()) });
+    let probs: Vec<f32> = id_risks.fake_logits.iter().map(|&l| aggregate::sigmoid(l)).collect();
+    let (video_probs, video_fake) = per_video(&probs, &id.fake, &id.source_names(), cfg.aggregate);
+    Ok(OodReport {
+        model: model.id.clone(),
+        provenance: model.header.provenance.clone(),
+        split,
+        split_plan: plan,
+        id_crops: id.pixels.len(),
+        id_videos: id.videos(),
+        id_frame_auc: roc_auc(&probs, &id.fake),
+        id_video_auc: roc_auc(&video_probs, &video_fake),
+        aggregate: cfg.aggregate,
+        odin: OdinSettings { temperature: cfg.odin.temperature, epsilon: cfg.odin.epsilon },
+        sets: results,
+    })
+}
+
+impl OodReport {
+    /// The figures as a plain-text table, one row per set and method.
+    pub fn table(&self) -> String {
+        let auc = |a: Option<f64>| a.map_or("n/a".into(), |a| format!("{a:.4}"));
+        let mut out = format!(
+            "in-distribution: {} crops of {} videos ({}); classifier AUC {} per crop, {} per video\n",
+            self.id_crops,
+            self.id_videos,
+            self.split.map_or("all crops".to_string(), |s| format!("{s:?} split").to_lowercase()),
+            auc(self.id_frame_auc),
+            auc(self.id_video_auc),
+        );
+        out += &format!("{:<24} {:>6}  {:<12} {:>7} {:>8} {:>8} {:>8} {:>8}\n", "OOD set", "crops", "method", "AUROC", "AUPR-in", "AUPR-out", "FPR@95", "det.err");
+        for set in &self.sets {
+            let m = &set.metrics;
+            for (method, metrics) in [("abnormality", &m.abnormality), ("MSP", &m.msp), ("ODIN", &m.odin)] {
+                let figures = metrics.map_or("n/a".to_string(), |m| {
+                    format!("{:>7.4} {:>8.4} {:>8.4} {:>8.4} {:>8.4}", m.auroc, m.aupr_in, m.aupr_out, m.fpr_at_95_tpr, m.detection_error)
+                });
+                out += &format!("{:<24} {:>6}  {:<12} {figures}\n", set.name, set.crops, method);
+            }
+        }
+        out
+    }
+}

@@ -97,3 +97,18 @@ fn out_of_distribution_inputs_are_uncertain_not_fake() {
     let out = dfscan(&["scan", "-q", "--no-state", "--frames", "2", "--models", &models, s(&pan)]);
     assert!(json_lines(&out)[0]["ood_risk"].is_number());
 }
+
+/// Seed 001's pair as shipped, by name: MesoInception4 per face, the ResNet-LSTM per track.
+#[test]
+fn the_shipped_frame_and_temporal_models_scan_the_samples_together() {
+    let out = dfscan(&["scan", "-q", "--no-state", "--frames", "8", "--models", "mesoinception4,resnet-lstm", s(&samples())]);
+    let lines = json_lines(&out);
+    let pan = line_for(&lines, "astronaut_pan.mp4");
+    assert_eq!(pan["status"], "ok", "{pan}");
+    let names: Vec<&str> = pan["models"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["mesoinception4", "resnet-lstm"]);
+    assert!(pan["models"].as_array().unwrap().iter().all(|m| m["score"].is_number()), "{pan}");
+    // No ViT among them and none asked for: no risk, and no guess at one.
+    assert!(pan["ood_risk"].is_null(), "{pan}");
+    assert_eq!(line_for(&lines, "no_face.mp4")["status"], "error");
+}

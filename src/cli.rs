@@ -195,6 +195,12 @@ pub struct SplitArgs {
     pub test_fraction: f64,
 }
 
+impl SplitArgs {
+    pub fn plan(self) -> dfscan::train::dataset::SplitPlan {
+        dfscan::train::dataset::SplitPlan { seed: self.split_seed, val_fraction: self.val_fraction, test_fraction: self.test_fraction }
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct TrainArgs {
     #[arg(long, value_enum, default_value_t = Arch::Mesoinception4)]

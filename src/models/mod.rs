@@ -497,7 +497,7 @@ pub fn sequence_windows(frames: usize, length: usize) -> Vec<Range<usize>> {
         return if frames == 0 { Vec::new() } else { vec![0..frames] };
     }
     let mut windows: Vec<Range<usize>> = (0..frames / length).map(|i| i * length..(i + 1) * length).collect();
-    if frames % length != 0 {
+    if !frames.is_multiple_of(length) {
         windows.push(frames - length..frames);
     }
     windows

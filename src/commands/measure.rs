@@ -1,0 +1,93 @@
+//! `dfscan eval` and `dfscan bench`: how well a model separates fakes (and, with `--ood`,
+//! out-of-distribution inputs) on a crop cache, and how fast each stage runs.
+use anyhow::{bail, Result};
+
+use crate::cli::{BenchArgs, EvalArgs};
+use dfscan::models;
+
+pub fn eval(args: EvalArgs) -> Result<()> {
+    use dfscan::eval::evaluate::{self, EvalConfig};
+    use dfscan::eval::plot::{roc_png, RocSeries};
+    let weights = args.model.clone().unwrap_or_else(models::default_weights);
+    let model = models::AnyModel::load(&weights, args.device.resolve()?)?;
+    let set = dfscan::train::dataset::CropSet::open(&args.crops)?;
+    if !args.ood.is_empty() || args.ood_synthetic {
+        let models::AnyModel::Frame(model) = &model else { bail!("eval --ood: {} is a sequence model; the OOD heads belong to a ViT", weights.display()) };
+        return eval_ood(&args, model, &set);
+    }
+    let cfg = EvalConfig {
+        split: args.split,
+        plan: args.split_args.plan(),
+        aggregate: args.aggregate,
+        threshold: args.threshold,
+        perturbations: args.perturb.clone(),
+        batch_size: 64,
+    };
+    let report = evaluate::evaluate(&set, &model, &cfg)?;
+    // One summary line per condition on stdout; the full report (with ROC points) on request.
+    for c in &report.conditions {
+        let line = serde_json::json!({
+            "condition": c.condition, "model": report.model, "split": report.split,
+            "crops": report.crops, "frame_unit": report.frame_unit, "examples": report.examples,
+            "videos": report.videos, "frame": c.frame.metrics, "video": c.video.metrics,
+        });
+        println!("{line}");
+    }
+    if let Some(path) = &args.report {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+    }
+    if let Some(path) = &args.roc {
+        let clean = &report.conditions[0];
+        let series = [("video", &clean.video), ("frame", &clean.frame)]
+            .into_iter()
+            .filter_map(|(name, level)| Some(RocSeries { name: name.to_string(), points: level.roc.clone(), auc: level.metrics.auc? }))
+            .collect::<Vec<_>>();
+        let split = report.split.map_or("all crops".to_string(), |s| format!("{s:?} split").to_lowercase());
+        roc_png(path, &series, &format!("{} on the {split}", report.model.weights))?;
+    }
+    Ok(())
+}
+
+/// `eval --ood`: the split's crops against each OOD set; the table on stdout.
+fn eval_ood(args: &EvalArgs, model: &models::FaceModel, set: &dfscan::train::dataset::CropSet) -> Result<()> {
+    use dfscan::eval::evaluate::{evenly, LabelledCrops};
+    use dfscan::eval::ood_eval::{self, OodEvalConfig, OodSet};
+    use dfscan::train::ood::{corrupt_all, OodKind};
+    let size = model.input_size() as i32;
+    let limit = args.max_crops.unwrap_or(usize::MAX);
+    let id = LabelledCrops::load(set, args.split, &args.split_args.plan(), size)?.evenly(limit);
+    let mut sets = Vec::new();
+    for dir in &args.ood {
+        let pixels = evenly(dfscan::train::dataset::load_images(dir, size)?, limit);
+        let name = dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned());
+        sets.push(OodSet { name, pixels });
+    }
+    if args.ood_synthetic {
+        for (k, kind) in OodKind::ALL.into_iter().enumerate() {
+            // One fixed seed per corruption: reruns see the same corrupted crops.
+            let pixels = corrupt_all(&id.pixels, size, k as u64 + 1, |_| kind)?;
+            sets.push(OodSet { name: format!("synthetic-{}", kind.name()), pixels });
+        }
+    }
+    let cfg = OodEvalConfig { odin: Default::default(), batch_size: 16, aggregate: args.aggregate };
+    let report = ood_eval::evaluate_ood(model, &id, args.split, args.split_args.plan(), &sets, &cfg)?;
+    print!("{}", report.table());
+    if let Some(path) = &args.report {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+    }
+    Ok(())
+}
+
+pub fn bench(args: BenchArgs) -> Result<()> {
+    if let Some(n) = args.threads {
+        tch::set_num_threads(n);
+    }
+    let weights = args.model.clone().unwrap_or_else(models::default_weights);
+    let model = models::AnyModel::load(&weights, args.device.resolve()?)?;
+    let mut detector = dfscan::faces::build_detector(args.detector, &models::models_dir().join("public"), 0.5)?;
+    let name = format!("{:?}", args.detector).to_lowercase();
+    for rate in dfscan::bench::stages(&args.input, detector.as_mut(), &name, &model, args.batch_size.max(1))? {
+        println!("{}", serde_json::to_string(&rate)?);
+    }
+    Ok(())
+}

@@ -1,0 +1,160 @@
+//! `dfscan train` and `dfscan train-ood`: a classifier on a crop cache, then the
+//! out-of-distribution heads on a trained ViT.
+use std::io::IsTerminal;
+
+use anyhow::{bail, Context, Result};
+
+use crate::cli::{AbnormalitySize, TrainArgs, TrainOodArgs, VaeSize};
+use dfscan::models;
+
+pub fn train(args: TrainArgs) -> Result<()> {
+    use dfscan::train::augment::AugmentConfig;
+    use dfscan::train::trainer::{self, TrainConfig, TrainEvent};
+    let set = dfscan::train::dataset::CropSet::open(&args.crops)?;
+    let cfg = TrainConfig {
+        arch: args.arch,
+        epochs: args.epochs,
+        batch_size: args.batch_size.max(1),
+        learning_rate: args.lr,
+        weight_decay: args.weight_decay,
+        patience: args.patience.max(1),
+        seed: args.seed,
+        split: args.split.plan(),
+        sbi_ratio: args.sbi.clamp(0.0, 1.0),
+        augment: match (&args.augment_config, args.no_augment) {
+            (Some(path), _) => serde_json::from_str(&std::fs::read_to_string(path)?).with_context(|| format!("reading {}", path.display()))?,
+            (None, true) => AugmentConfig::none(),
+            (None, false) => AugmentConfig::default(),
+        },
+        device: args.device.resolve()?,
+        output: args.output.clone(),
+        resume: args.resume,
+        max_steps_per_epoch: args.max_steps_per_epoch,
+        command_line: std::env::args().collect::<Vec<_>>().join(" "),
+        pretrained: pretrained_start(args.arch)?,
+        sequence_frames: args.sequence_frames,
+        storage: args.storage,
+    };
+    let bar = progress_bar("epoch {prefix} [{bar:30}] {pos}/{len} {msg}");
+    let mut running_loss = None::<f64>;
+    let mut last_auc = String::new();
+    let history = trainer::train(&set, &cfg, |event| match event {
+        TrainEvent::Start { train_examples, val_examples, example, steps_per_epoch, start_epoch } => {
+            eprintln!("dfscan: training {} on {train_examples} {example}, validating on {val_examples}, from epoch {}", cfg.arch.name(), start_epoch + 1);
+            bar.set_length(steps_per_epoch as u64);
+        }
+        TrainEvent::Pretrained { path, missing } => {
+            eprintln!("dfscan: started from {} (new, untrained: {})", path.display(), missing.join(", "));
+        }
+        TrainEvent::Step { epoch, loss } => {
+            let smoothed = running_loss.map_or(loss, |r| 0.9 * r + 0.1 * loss);
+            running_loss = Some(smoothed);
+            bar.set_prefix(format!("{}", epoch + 1));
+            bar.set_message(format!("loss {smoothed:.4}{last_auc}"));
+            bar.inc(1);
+        }
+        TrainEvent::Epoch(r) => {
+            last_auc = r.val_video_auc.map_or(String::new(), |a| format!(", last val AUC {a:.3}"));
+            bar.suspend(|| eprintln!("{}", serde_json::to_string(r).expect("serialisable")));
+            bar.reset();
+        }
+    })?;
+    bar.finish_and_clear();
+    let best = history.iter().rfind(|r| r.best);
+    eprintln!(
+        "dfscan: best weights in {} (epoch {}, val video AUC {})",
+        cfg.output.display(),
+        best.map_or(0, |r| r.epoch + 1),
+        best.and_then(|r| r.val_video_auc).map_or("n/a".into(), |a| format!("{a:.4}"))
+    );
+    Ok(())
+}
+
+pub fn train_ood(args: TrainOodArgs) -> Result<()> {
+    use dfscan::models::abnormality::AbnormalityConfig;
+    use dfscan::models::vae::VaeConfig;
+    use dfscan::models::vit_ood::OodHeads;
+    use dfscan::train::ood_trainer::{self, OodTrainConfig, OodTrainEvent, StageConfig};
+    let set = dfscan::train::dataset::CropSet::open(&args.crops)?;
+    let stage = |epochs, learning_rate, max_steps_per_epoch| StageConfig { epochs, batch_size: args.batch_size.max(2), learning_rate, max_steps_per_epoch };
+    let cfg = OodTrainConfig {
+        vit: args.model.clone(),
+        heads: OodHeads {
+            vae: match args.vae {
+                VaeSize::Small => VaeConfig::small(),
+                VaeSize::Seed => VaeConfig::seed(),
+            },
+            abnormality: match args.abnormality {
+                AbnormalitySize::Narrow => AbnormalityConfig::deit_tiny_narrow(),
+                AbnormalitySize::Seed => AbnormalityConfig::deit_tiny(),
+            },
+        },
+        vae: stage(args.vae_epochs, args.vae_lr, args.vae_steps),
+        kl_weight: args.kl_weight,
+        abnormality: stage(args.abnormality_epochs, args.abnormality_lr, args.abnormality_steps),
+        split: args.split.plan(),
+        extra_ood: args.ood_crops.clone(),
+        max_train_crops: args.max_train_crops,
+        seed: args.seed,
+        device: args.device.resolve()?,
+        storage: args.storage,
+        output: args.output.clone(),
+        command_line: std::env::args().collect::<Vec<_>>().join(" "),
+    };
+    let bar = progress_bar("{prefix} [{bar:30}] {pos}/{len} {msg}");
+    let report = ood_trainer::train_ood(&set, &cfg, |event| match event {
+        OodTrainEvent::Start { train_crops, val_crops, real_ood } => {
+            eprintln!("dfscan: OOD heads for {} on {train_crops} train crops (+{real_ood} real OOD images), validating on {val_crops}", args.model.display());
+        }
+        OodTrainEvent::Features { what, crops } => bar.suspend(|| eprintln!("dfscan: frozen networks over {crops} {what}")),
+        OodTrainEvent::Stage { name, steps_per_epoch } => {
+            bar.set_prefix(name);
+            bar.set_length(steps_per_epoch as u64);
+            bar.reset();
+        }
+        OodTrainEvent::Step { loss } => {
+            bar.set_message(format!("loss {loss:.4}"));
+            bar.inc(1);
+        }
+        OodTrainEvent::VaeEpoch(r) => {
+            bar.suspend(|| eprintln!("{}", serde_json::json!({ "stage": "vae", "epoch": r })));
+            bar.reset();
+        }
+        OodTrainEvent::AbnormalityEpoch(r) => {
+            bar.suspend(|| eprintln!("{}", serde_json::json!({ "stage": "abnormality", "epoch": r })));
+            bar.reset();
+        }
+    })?;
+    bar.finish_and_clear();
+    let best = report.abnormality.iter().rfind(|r| r.best);
+    eprintln!(
+        "dfscan: wrote {} (abnormality epoch {}, val AUROC {})",
+        cfg.output.display(),
+        best.map_or(0, |r| r.epoch + 1),
+        best.and_then(|r| r.val).map_or("n/a".into(), |m| format!("{:.4}", m.auroc))
+    );
+    Ok(())
+}
+
+/// The pretrained start of `arch`, imported on first use from the file the set-up fetched.
+fn pretrained_start(arch: models::Arch) -> Result<Option<std::path::PathBuf>> {
+    let Some((raw, path)) = models::pretrained_weights(arch) else { return Ok(None) };
+    if !path.is_file() {
+        if !raw.is_file() {
+            bail!("{} needs its ImageNet weights: run scripts/setup.sh", arch.name());
+        }
+        models::import::import(arch, &raw, &path, &models::import::default_python())?;
+        eprintln!("dfscan: imported {} -> {}", raw.display(), path.display());
+    }
+    Ok(Some(path))
+}
+
+/// A progress bar on stderr when it is a terminal, hidden otherwise.
+fn progress_bar(template: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(indicatif::ProgressStyle::with_template(template).expect("valid template"));
+    if !std::io::stderr().is_terminal() {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar
+}

@@ -1,14 +1,67 @@
 //! The shipped ViT's abnormality module (`models/vit.safetensors`, see models/vit.md) in a
-//! scan: the face crops it was trained to flag (the seed's noise corruptions) must get a higher
-//! `ood_risk` than the clean crop they were made from.
-//!
-//! What it does not flag is measured in models/vit.md: blur and JPEG, and cartoon, grayscale or
-//! crushed re-encodes of whole clips, score like clean faces, because the classifier it reads
-//! was trained to be invariant to such changes (its augmentations).
+//! scan: inputs unlike its training data must get a higher `ood_risk` than what they were made
+//! from. Face crops with the seed's noise corruptions (always), and clips generated here from a
+//! real clip of the training corpus: a cartoon, a crushed re-encode and a grayscale copy (when
+//! ../shared holds the corpus).
 mod common;
+
+use std::path::{Path, PathBuf};
 
 use common::*;
 use dfscan::train::ood::{corrupt_all, OodKind};
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The ffmpeg filters and codec settings that make the out-of-distribution copies of a clip.
+const VARIANTS: [(&str, &str, &[&str]); 3] = [
+    (
+        // Smoothed, colours posterised to 4 levels per channel, black edges.
+        "cartoon",
+        "split[a][b];[a]median=radius=3,lutrgb=r='floor(val/64)*64+32':g='floor(val/64)*64+32':b='floor(val/64)*64+32',format=gbrp[p];\
+         [b]edgedetect=low=0.1:high=0.25,negate,format=gbrp[e];[p][e]blend=all_mode=multiply",
+        &["-c:v", "libx264", "-pix_fmt", "yuv420p"],
+    ),
+    // Downscaled 6x and back, H.264 at its worst quantiser.
+    ("crushed", "scale=iw/6:-2,scale=iw*6:-2", &["-c:v", "libx264", "-crf", "51"]),
+    ("grayscale", "format=gray", &["-c:v", "libx264", "-pix_fmt", "yuv420p"]),
+];
+
+/// `original` and its [`VARIANTS`] in `dir`.
+fn with_variants(original: &Path, dir: &Path) -> Vec<PathBuf> {
+    let mut paths = vec![original.to_path_buf()];
+    for (name, filter, codec) in VARIANTS {
+        let path = dir.join(format!("{name}.mp4"));
+        let mut args = vec!["-i", s(original), "-vf", filter];
+        args.extend_from_slice(codec);
+        args.push(s(&path));
+        ffmpeg(&args);
+        paths.push(path);
+    }
+    paths
+}
+
+#[test]
+fn generated_out_of_distribution_clips_rank_above_the_real_clip_they_come_from() {
+    let Some(shared) = shared() else {
+        eprintln!("skipped: ../shared (the training corpus) is not beside this checkout");
+        return;
+    };
+    let original = shared.join("data/deepfacelive_pairs/real_inputs/Ben_Stiller_Owen_Wilson.mp4");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut args = vec!["scan".to_string(), "-q".into(), "--no-state".into(), "--frames".into(), "8".into()];
+    args.extend(with_variants(&original, tmp.path()).iter().map(|p| s(p).to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let lines = json_lines(&dfscan(&args));
+    let risk = |name: &str| line_for(&lines, name)["ood_risk"].as_f64().unwrap_or_else(|| panic!("no ood_risk for {name}: {lines:#?}"));
+    let original_risk = risk("Ben_Stiller_Owen_Wilson.mp4");
+    for (name, _, _) in VARIANTS {
+        let name = format!("{name}.mp4");
+        eprintln!("ood_risk {name}: {:.4} (original {original_risk:.4})", risk(&name));
+        assert!(risk(&name) > original_risk, "{name}: ood_risk {} not above the original's {original_risk}", risk(&name));
+    }
+}
 
 #[test]
 fn noise_corrupted_faces_get_a_higher_risk_than_the_clean_face() {

@@ -256,12 +256,14 @@ fn sequence_model_scores(
     let mut tracks = Vec::new();
     let mut windows_all = Vec::new();
     for (&id, crops) in track_crops {
-        let crops: Vec<Vec<u8>> = if input == size {
-            crops.clone()
+        let resized: Vec<Vec<u8>>;
+        let crops: &[Vec<u8>] = if input == size {
+            crops
         } else {
-            crops.iter().map(|c| faces::crop::resize_square(c, size as i32, input as i32)).collect::<Result<_>>()?
+            resized = crops.iter().map(|c| faces::crop::resize_square(c, size as i32, input as i32)).collect::<Result<_>>()?;
+            &resized
         };
-        let frames = crop_batch(&crops, input);
+        let frames = crop_batch(crops, input);
         let sequences: Vec<tch::Tensor> = sequence_windows(crops.len(), t as usize)
             .into_iter()
             .map(|w| pad_sequence(&frames.narrow(0, w.start as i64, w.len() as i64), t))

@@ -86,9 +86,10 @@ impl JobState {
         let frame_models = set.members.iter().filter(|m| matches!(m, AnyModel::Frame(_))).count();
         let explainer = set.attention_model().filter(|_| cfg.explain.is_some());
         let mut attention = None;
+        let mut batches = Batches::new(&pending, size);
         for (m, member) in set.members.iter().enumerate() {
             let AnyModel::Frame(model) = member else { continue };
-            let mut scores = score_crops(model, &pending, size)?;
+            let mut scores = batches.score(model)?;
             if matches!(set.ood, Some(OodSource::Member(i)) if i == m) {
                 self.file_ood_risks(&pending, &scores);
             }
@@ -114,7 +115,7 @@ impl JobState {
         }
         // A member's risks came with its scores above; a model run only for them runs now.
         if let Some(OodSource::Extra(model)) = &set.ood {
-            let mut scores = score_crops(model, &pending, size)?;
+            let mut scores = batches.score(model)?;
             self.file_ood_risks(&pending, &scores);
             if explainer.is_some_and(|e| std::ptr::eq(e, model)) {
                 attention = scores.attention.take();
@@ -220,16 +221,35 @@ impl JobState {
     }
 }
 
-/// A frame model's scores of `pending` crops (stored at `size`), resized to its input.
-fn score_crops(model: &crate::models::FaceModel, pending: &[Pending], size: i64) -> Result<CropScores> {
-    let input = model.input_size();
-    let resized: Vec<Vec<u8>> = if input == size {
-        Vec::new()
-    } else {
-        pending.iter().map(|p| faces::crop::resize_square(&p.crop, size as i32, input as i32)).collect::<Result<_>>()?
-    };
-    let crops: Vec<&Vec<u8>> = if input == size { pending.iter().map(|p| &p.crop).collect() } else { resized.iter().collect() };
-    model.score(&crop_batch(crops, input))
+/// The pending crops (stored at the set's crop side) as model batches, resized at most once
+/// per input side: models of the same side (EfficientNet and the OOD ViT at 224 beside a
+/// MesoNet at 256) share one resize.
+struct Batches<'a> {
+    pending: &'a [Pending],
+    size: i64,
+    by_side: HashMap<i64, tch::Tensor>,
+}
+
+impl<'a> Batches<'a> {
+    fn new(pending: &'a [Pending], size: i64) -> Self {
+        Self { pending, size, by_side: HashMap::new() }
+    }
+
+    /// A frame model's scores of the crops, at its input side.
+    fn score(&mut self, model: &crate::models::FaceModel) -> Result<CropScores> {
+        let side = model.input_size();
+        if !self.by_side.contains_key(&side) {
+            let batch = if side == self.size {
+                crop_batch(self.pending.iter().map(|p| &p.crop), side)
+            } else {
+                let resized: Vec<Vec<u8>> =
+                    self.pending.iter().map(|p| faces::crop::resize_square(&p.crop, self.size as i32, side as i32)).collect::<Result<_>>()?;
+                crop_batch(&resized, side)
+            };
+            self.by_side.insert(side, batch);
+        }
+        model.score(&self.by_side[&side])
+    }
 }
 
 /// Model `m`'s track and input scores from its face scores.

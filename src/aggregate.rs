@@ -131,6 +131,39 @@ pub fn ensemble_tracks(per_model: &[Vec<TrackScore>], weights: &[f32]) -> Vec<Tr
         .collect()
 }
 
+/// A learned, calibrated ensemble (`dfscan fit-ensemble`, `scan --ensemble`): a logistic
+/// regression on the members' logits, fitted on scores of inputs the members never trained on,
+/// so 0.5 means even odds: P(fake) = sigmoid(bias + sum of weight x logit(member score)).
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct Stacker {
+    /// The members, as `--models` names them (shipped names or paths).
+    pub members: Vec<String>,
+    /// One weight per member, on its logit.
+    pub weights: Vec<f32>,
+    pub bias: f32,
+    /// How and on what it was fitted (command, inputs, folds).
+    pub provenance: String,
+}
+
+impl Stacker {
+    /// The combined P(fake) of one input or track from each member's P(fake); None when a
+    /// member has no score (a stacker never fills in a missing member).
+    pub fn combine(&self, scores: &[Option<f32>]) -> Option<f32> {
+        debug_assert_eq!(scores.len(), self.weights.len());
+        let mut z = self.bias as f64;
+        for (s, w) in scores.iter().zip(&self.weights) {
+            z += *w as f64 * logit(s.as_ref().copied()?) as f64;
+        }
+        Some(sigmoid(z as f32))
+    }
+}
+
+/// log(p / (1 - p)), with p kept a hair inside (0, 1) so a saturated member stays finite.
+pub fn logit(p: f32) -> f32 {
+    let p = p.clamp(1e-6, 1.0 - 1e-6);
+    (p / (1.0 - p)).ln()
+}
+
 pub fn verdict(score: f32, threshold: f32) -> Verdict {
     if score >= threshold {
         Verdict::Fake
@@ -220,6 +253,17 @@ mod tests {
         assert_eq!(tracks[1].models, [0.8, 0.4]);
         assert_eq!(weighted_mean([(2.0, 1.0), (2.0, 0.0)]), Some(0.5));
         assert_eq!(weighted_mean([(0.0, 1.0)]), None);
+    }
+
+    #[test]
+    fn a_stacker_combines_member_logits_and_never_guesses_a_missing_one() {
+        let stacker = Stacker { members: vec!["a".into(), "b".into()], weights: vec![2.0, -1.0], bias: 0.5, provenance: String::new() };
+        let (pa, pb) = (0.8f32, 0.3f32);
+        let want = sigmoid(0.5 + 2.0 * logit(pa) - logit(pb));
+        assert!(close(stacker.combine(&[Some(pa), Some(pb)]).unwrap(), want));
+        assert_eq!(stacker.combine(&[Some(pa), None]), None);
+        assert!(close(logit(sigmoid(1.25)), 1.25));
+        assert!(logit(1.0).is_finite() && logit(0.0).is_finite());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use anyhow::{ensure, Result};
 use serde::Serialize;
 
 use crate::decode::{Frame, Sampler, Sampling, VideoSource};
-use crate::faces::{self, FaceDetector};
+use crate::faces::{self, DetectorKind, FaceDetector};
 use crate::models::AnyModel;
 
 #[derive(Clone, Debug, Serialize)]
@@ -30,7 +30,8 @@ fn rate(stage: &str, items: usize, started: Instant) -> StageRate {
 /// Decodes every frame (and converts each to RGB), then detects, crops and scores them. A
 /// sequence model scores the crops, in frame order, as windows of its T, `batch_size`
 /// sequences per forward pass (a bench of the model, not of face tracking).
-pub fn stages(path: &Path, detector: &mut dyn FaceDetector, detector_name: &str, model: &AnyModel, batch_size: usize) -> Result<Vec<StageRate>> {
+pub fn stages(path: &Path, detector: &mut dyn FaceDetector, detector_kind: DetectorKind, model: &AnyModel, batch_size: usize) -> Result<Vec<StageRate>> {
+    let detector_name = format!("{detector_kind:?}").to_lowercase();
     let mut rates = Vec::new();
     let source = VideoSource::open(path)?;
     let mut sampler = Sampler::new(Sampling::Fps(1e6), None); // every frame
@@ -48,11 +49,13 @@ pub fn stages(path: &Path, detector: &mut dyn FaceDetector, detector_name: &str,
     rates.push(rate(&format!("detect ({detector_name})"), frames.len(), started));
 
     let size = model.input_size() as i32;
+    // The model's own crop contract, as the scan cuts its faces.
+    let spec = model.header().preprocess.crop.unwrap_or(faces::crop::CropSpec { detector: detector_kind, margin: faces::crop::DEFAULT_MARGIN, side: size });
     let started = Instant::now();
     let mut crops = Vec::new();
     for (frame, dets) in frames.iter().zip(&detections) {
         for d in dets {
-            crops.push(faces::square_crop(frame, &d.bbox, 0.3, size)?);
+            crops.push(spec.to_input(&spec.cut(frame, &d.bbox)?, size)?);
         }
     }
     rates.push(rate("crop+resize", crops.len(), started));

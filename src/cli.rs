@@ -7,6 +7,7 @@ use dfscan::faces::DetectorKind;
 use dfscan::models::weights::Storage;
 use dfscan::models::{Arch, DeviceChoice};
 use dfscan::train::augment::Perturbation;
+use dfscan::train::cv::Recipe;
 use dfscan::train::dataset::Split;
 
 #[derive(Parser, Debug)]
@@ -34,6 +35,9 @@ pub enum Command {
     TrainOod(TrainOodArgs),
     /// Measure a model on a crop cache: AUC, AP, EER, accuracy, log loss, ROC plot.
     Eval(EvalArgs),
+    /// Cross-source validation: for each origin of a crop cache, fit on the others and score
+    /// it; one table of video AUC per held-out origin.
+    Cv(CvArgs),
     /// Per-stage throughput (decode, detect, crop, infer) on one input, as JSON lines.
     Bench(BenchArgs),
 }
@@ -88,9 +92,10 @@ pub struct ScanArgs {
     /// Faces below this detector confidence are ignored (res10 only).
     #[arg(long, default_value_t = 0.5)]
     pub min_face_confidence: f32,
-    /// Fraction of the face box added on each side of the square crop.
-    #[arg(long, default_value_t = 0.3)]
-    pub margin: f32,
+    /// Fraction of the face box added on each side of the square crop, for every model.
+    /// Default: each model's own crop contract (recorded at training), else 0.3.
+    #[arg(long)]
+    pub margin: Option<f32>,
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
     #[arg(long, value_enum, default_value_t = Strategy::Confident)]
@@ -252,6 +257,67 @@ pub struct TrainArgs {
     /// Cap the steps per epoch (quick runs).
     #[arg(long)]
     pub max_steps_per_epoch: Option<usize>,
+    /// Keep the ImageNet backbone frozen and fit only the linear head on its cached features,
+    /// from this recipe's data (EfficientNet-Lite only; see `dfscan cv`). The train split
+    /// fits, the validation split is reported.
+    #[arg(long, value_enum, value_name = "RECIPE")]
+    pub probe: Option<Recipe>,
+    #[command(flatten)]
+    pub head: HeadArgs,
+}
+
+/// The linear probe's data and fit (`train --probe`, `cv`).
+#[derive(Args, Debug, Clone, Copy)]
+pub struct HeadArgs {
+    /// Self-blended views featurised per real crop (the blended fakes of the probe recipes).
+    #[arg(long, default_value_t = 2)]
+    pub sbi_views: usize,
+    /// L2 penalty of the probe's logistic regression (on standardised features).
+    #[arg(long, default_value_t = 1e-2)]
+    pub l2: f64,
+    /// Full-batch Adam steps of the probe's fit.
+    #[arg(long, default_value_t = 300)]
+    pub head_steps: usize,
+}
+
+impl HeadArgs {
+    pub fn head(self) -> dfscan::train::probe::HeadConfig {
+        dfscan::train::probe::HeadConfig { l2: self.l2, steps: self.head_steps, ..Default::default() }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct CvArgs {
+    /// Crop cache made by `dfscan extract` from a manifest with an origin column.
+    #[arg(long)]
+    pub crops: PathBuf,
+    /// Backbone of the probes (EfficientNet-Lite, frozen ImageNet weights).
+    #[arg(long, value_enum, default_value_t = Arch::EfficientnetLite0)]
+    pub arch: Arch,
+    /// Probe recipes, one row each.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Recipe::Labelled, Recipe::LabelledSbi, Recipe::SbiOnly])]
+    pub recipes: Vec<Recipe>,
+    #[command(flatten)]
+    pub head: HeadArgs,
+    /// Trained frame models scored as they are, one row each: names of shipped models or paths.
+    #[arg(long, value_delimiter = ',', value_name = "NAME|PATH,...")]
+    pub models: Vec<String>,
+    /// Origins the --models trained on: their cells are marked in-sample.
+    #[arg(long, value_delimiter = ',', value_name = "ORIGIN,...")]
+    pub seen: Vec<String>,
+    /// Hold out only these origins (default: every origin of the cache).
+    #[arg(long, value_delimiter = ',', value_name = "ORIGIN,...")]
+    pub origins: Vec<String>,
+    #[arg(long, value_enum, default_value_t = Strategy::Confident)]
+    pub aggregate: Strategy,
+    /// Seed of the self-blended views.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Write the full report (folds, rows, reliability, every held-out video's scores) as JSON.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
 }
 
 #[derive(Args, Debug)]

@@ -18,6 +18,7 @@ fn main() -> ExitCode {
         Command::Train(args) => commands::train::train(args).map(|()| 0),
         Command::TrainOod(args) => commands::train::train_ood(args).map(|()| 0),
         Command::Eval(args) => commands::measure::eval(args).map(|()| 0),
+        Command::Cv(args) => commands::cv::cv(args).map(|()| 0),
         Command::Bench(args) => commands::measure::bench(args).map(|()| 0),
     };
     match result {

@@ -58,7 +58,7 @@ pub fn content_hash(path: &Path) -> io::Result<String> {
 /// `ood_model`: the BLAKE3 of the model that gives the out-of-distribution risk, if any.
 pub fn settings_key(cfg: &ScanConfig, faces: &str, ood_model: Option<&str>) -> String {
     format!(
-        "sampling={:?} faces={faces} margin={} aggregate={:?} across_tracks={:?} threshold={} per_frame={} ood={} ood_threshold={} schema={}",
+        "sampling={:?} faces={faces} margin={:?} aggregate={:?} across_tracks={:?} threshold={} per_frame={} ood={} ood_threshold={} schema={}",
         cfg.sampling,
         cfg.margin,
         cfg.aggregate,

@@ -85,8 +85,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let weights = args.model.clone().unwrap_or_else(models::default_weights);
     let model = models::AnyModel::load(&weights, args.device.resolve()?)?;
     let mut detector = dfscan::faces::build_detector(args.detector, &models::models_dir().join("public"), 0.5)?;
-    let name = format!("{:?}", args.detector).to_lowercase();
-    for rate in dfscan::bench::stages(&args.input, detector.as_mut(), &name, &model, args.batch_size.max(1))? {
+    for rate in dfscan::bench::stages(&args.input, detector.as_mut(), args.detector, &model, args.batch_size.max(1))? {
         println!("{}", serde_json::to_string(&rate)?);
     }
     Ok(())

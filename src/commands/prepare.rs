@@ -29,7 +29,8 @@ pub fn extract(args: ExtractArgs) -> Result<i32> {
     use dfscan::train::extract::{self, ExtractConfig, ExtractEvent};
     let rows = dfscan::train::dataset::read_manifest(&args.manifest)?;
     let mut detector = dfscan::faces::build_detector(args.detector, &models::models_dir().join("public"), args.min_face_confidence)?;
-    let cfg = ExtractConfig { sampling: Sampling::Frames(args.frames.max(1)), margin: args.margin, size: args.size, faces_per_frame: args.faces_per_frame.max(1) };
+    let crop = dfscan::faces::crop::CropSpec { detector: args.detector, margin: args.margin, side: args.size };
+    let cfg = ExtractConfig { sampling: Sampling::Frames(args.frames.max(1)), crop, faces_per_frame: args.faces_per_frame.max(1) };
     let bar = indicatif::ProgressBar::new(rows.len() as u64);
     if !std::io::stderr().is_terminal() {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());

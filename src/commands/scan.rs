@@ -71,6 +71,7 @@ fn scan_with(args: ScanArgs, inputs: impl Iterator<Item = Input> + Send + 'stati
             None => Sampling::Frames(args.frames),
         },
         margin: args.margin,
+        detector: args.detector,
         aggregate: args.aggregate,
         across_tracks: args.across_tracks,
         threshold: args.threshold,

@@ -8,6 +8,9 @@ use crate::cli::{AbnormalitySize, TrainArgs, TrainOodArgs, VaeSize};
 use dfscan::models;
 
 pub fn train(args: TrainArgs) -> Result<()> {
+    if let Some(recipe) = args.probe {
+        return super::cv::train_probe(&args, recipe);
+    }
     use dfscan::train::augment::AugmentConfig;
     use dfscan::train::trainer::{self, TrainConfig, TrainEvent};
     let set = dfscan::train::dataset::CropSet::open(&args.crops)?;
@@ -137,7 +140,7 @@ pub fn train_ood(args: TrainOodArgs) -> Result<()> {
 }
 
 /// The pretrained start of `arch`, imported on first use from the file the set-up fetched.
-fn pretrained_start(arch: models::Arch) -> Result<Option<std::path::PathBuf>> {
+pub(crate) fn pretrained_start(arch: models::Arch) -> Result<Option<std::path::PathBuf>> {
     let Some((raw, path)) = models::pretrained_weights(arch) else { return Ok(None) };
     if !path.is_file() {
         if !raw.is_file() {
@@ -150,7 +153,7 @@ fn pretrained_start(arch: models::Arch) -> Result<Option<std::path::PathBuf>> {
 }
 
 /// A progress bar on stderr when it is a terminal, hidden otherwise.
-fn progress_bar(template: &str) -> indicatif::ProgressBar {
+pub(crate) fn progress_bar(template: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(indicatif::ProgressStyle::with_template(template).expect("valid template"));
     if !std::io::stderr().is_terminal() {

@@ -273,5 +273,51 @@ impl OodMetrics {
     }
 }
 
+/// One bin of a reliability diagram: predictions in `[lo, hi)` (the last bin includes 1).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct ReliabilityBin {
+    pub lo: f32,
+    pub hi: f32,
+    pub count: usize,
+    /// Mean predicted P(positive) in the bin (None when empty).
+    pub mean_predicted: Option<f64>,
+    /// Share of positives in the bin: a calibrated model's equals `mean_predicted`.
+    pub observed: Option<f64>,
+}
+
+/// The reliability diagram of probabilities `probs` in `bins` equal-width bins over [0, 1].
+pub fn reliability(probs: &[f32], labels: &[bool], bins: usize) -> Vec<ReliabilityBin> {
+    check_inputs(probs, labels);
+    let bins = bins.max(1);
+    let mut sums = vec![(0usize, 0.0f64, 0usize); bins];
+    for (&p, &l) in probs.iter().zip(labels) {
+        let b = ((p.clamp(0.0, 1.0) * bins as f32) as usize).min(bins - 1);
+        sums[b].0 += 1;
+        sums[b].1 += p as f64;
+        sums[b].2 += l as usize;
+    }
+    sums.into_iter()
+        .enumerate()
+        .map(|(b, (count, sum, positives))| ReliabilityBin {
+            lo: b as f32 / bins as f32,
+            hi: (b + 1) as f32 / bins as f32,
+            count,
+            mean_predicted: (count > 0).then(|| sum / count as f64),
+            observed: (count > 0).then(|| positives as f64 / count as f64),
+        })
+        .collect()
+}
+
+/// Expected calibration error: the count-weighted mean gap between predicted and observed.
+pub fn expected_calibration_error(bins: &[ReliabilityBin]) -> Option<f64> {
+    let total: usize = bins.iter().map(|b| b.count).sum();
+    (total > 0).then(|| {
+        bins.iter()
+            .filter_map(|b| Some(b.count as f64 * (b.mean_predicted? - b.observed?).abs()))
+            .sum::<f64>()
+            / total as f64
+    })
+}
+
 #[cfg(test)]
 mod tests;

@@ -5,8 +5,42 @@ use opencv::core::{Mat, Rect, Scalar, Size, Vec3b, BORDER_CONSTANT};
 use opencv::imgproc;
 use opencv::prelude::*;
 
-use super::FaceBox;
+use super::{DetectorKind, FaceBox};
 use crate::decode::Frame;
+
+/// The margin of models that record no crop contract (seed 001's 0.3), and `extract`'s default.
+pub const DEFAULT_MARGIN: f32 = 0.3;
+
+/// The crop contract: how a detected face becomes the pixels a model learned from. `dfscan
+/// extract` records it in a crop cache (`crops.json`), training copies it into the weights
+/// header, and the scan cuts each model's faces by its own contract unless `--margin` says
+/// otherwise. Pixels: [`square_crop`] at `side`, then (if the network's input differs) one
+/// resize to the input with the same interpolation rule, on both the training and scan sides.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CropSpec {
+    /// Which detector found the faces (the scan's `--detector` should match it).
+    pub detector: DetectorKind,
+    /// Fraction of the face box added on each side of the square.
+    pub margin: f32,
+    /// Side in pixels of the square as cut, before any resize to the network's input.
+    pub side: i32,
+}
+
+impl CropSpec {
+    /// The face at `bbox` cut by this contract: the one function scan, extract and bench use.
+    pub fn cut(&self, frame: &Frame, bbox: &FaceBox) -> Result<Vec<u8>> {
+        square_crop(frame, bbox, self.margin, self.side)
+    }
+
+    /// This contract's crop at a network input of side `input`: as cut when the sides agree,
+    /// else resized once, as training reads a cached crop ([`read_rgb_png`]).
+    pub fn to_input(&self, crop: &[u8], input: i32) -> Result<Vec<u8>> {
+        if input == self.side {
+            return Ok(crop.to_vec());
+        }
+        resize_square(crop, self.side, input)
+    }
+}
 
 /// The square crop around `bbox`: side = max(w, h) x (1 + 2 x `margin`), i.e. `margin` of the
 /// box added on each side (0.3 as in seed 001), resized to `size` x `size` RGB.

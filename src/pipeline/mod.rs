@@ -60,8 +60,11 @@ const EVENT_QUEUE: usize = 256;
 #[derive(Clone, Debug)]
 pub struct ScanConfig {
     pub sampling: Sampling,
-    /// Fraction of the face box added on each side of the square crop.
-    pub margin: f32,
+    /// Fraction of the face box added on each side of the square crop, for every model
+    /// (`--margin`); None: each model's own crop contract ([`ModelSet::crop_plan`]).
+    pub margin: Option<f32>,
+    /// The face detector, named in the crop contract of models that record none.
+    pub detector: crate::faces::DetectorKind,
     pub aggregate: Strategy,
     /// How the scores of a video's face tracks make its score.
     pub across_tracks: AcrossTracks,
@@ -158,7 +161,8 @@ enum Msg<T> {
 struct FacesInFrame {
     index: usize,
     pts_s: f64,
-    faces: Vec<(Detection, Vec<u8>)>,
+    /// Each face with its crops, one per contract of the scan's [`crate::models::set::CropPlan`].
+    faces: Vec<(Detection, Vec<Vec<u8>>)>,
 }
 
 /// Runs a scan to completion, calling `on_event` on this thread; `on_event` returns false to
@@ -223,19 +227,20 @@ pub fn run_with(
             }
         })?;
     }
+    let plan = models.crop_plan(cfg.margin, cfg.detector);
     let stages = vec![
         {
             let (events, sampling, shutdown) = (event_tx.clone(), cfg.sampling, shutdown.clone());
             thread::Builder::new().name("decode".into()).spawn(move || decode_stage(job_rx, frame_tx, events, sampling, timeout, shutdown))?
         },
         {
-            let (events, size, margin) = (event_tx.clone(), models.crop_size() as i32, cfg.margin);
-            thread::Builder::new().name("faces".into()).spawn(move || faces_stage(frame_rx, crop_tx, events, face_source, size, margin))?
+            let (events, specs) = (event_tx.clone(), plan.specs.clone());
+            thread::Builder::new().name("faces".into()).spawn(move || faces_stage(frame_rx, crop_tx, events, face_source, specs))?
         },
         // `models_done` closes when this thread ends, however it ends.
         thread::Builder::new().name("models".into()).spawn(move || {
             let _models_done = models_done_tx;
-            models_stage(crop_rx, event_tx, models, cfg)
+            models_stage(crop_rx, event_tx, models, plan, cfg)
         })?,
     ];
     // Hands a note to the caller, then records its row: a row never exists for a line that

@@ -10,15 +10,17 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::faces::track::{Tracker, TrackerConfig};
-use crate::models::set::{ModelSet, OodSource};
+use crate::faces::crop::CropSpec;
+use crate::models::set::{CropPlan, ModelSet, OodSource};
 use crate::models::{crop_batch, pad_sequence, sequence_windows, AnyModel, CropScores, SequenceModel};
 use crate::report::MemberScore;
 
-/// A crop waiting for the frame models, with where its scores go.
+/// A face's crops (one per contract of the [`CropPlan`]) waiting for the frame models, with
+/// where its scores go.
 struct Pending {
     frame_pos: usize,
     face_pos: usize,
-    crop: Vec<u8>,
+    crops: Vec<Vec<u8>>,
 }
 
 /// One input's evidence while its frames arrive.
@@ -28,8 +30,9 @@ pub(super) struct JobState {
     tracker: Tracker,
     frames: Vec<FrameReport>,
     pending: Vec<Pending>,
-    /// Each track's crops in frame order, at the set's crop size, for the sequence models.
-    track_crops: BTreeMap<u32, Vec<Vec<u8>>>,
+    /// Each track's crops in frame order, per crop contract a sequence model reads:
+    /// `(contract, track) -> crops`.
+    track_crops: BTreeMap<(usize, u32), Vec<Vec<u8>>>,
     pub(super) error: Option<String>,
 }
 
@@ -46,13 +49,16 @@ impl JobState {
     }
 
     /// Files a frame's faces: links them to tracks and queues their crops.
-    pub(super) fn add_frame(&mut self, in_frame: FacesInFrame, set: &ModelSet) {
+    pub(super) fn add_frame(&mut self, in_frame: FacesInFrame, set: &ModelSet, plan: &CropPlan) {
         let frame_pos = self.frames.len();
         let detections: Vec<Detection> = in_frame.faces.iter().map(|(det, _)| *det).collect();
         let tracks = self.tracker.update(&detections).ids;
-        let wants_tracks = set.members.iter().any(|m| matches!(m, AnyModel::Sequence(_)));
+        // The contracts the sequence models read, once each (two models may share one).
+        let mut sequence_crops: Vec<usize> = set.members.iter().zip(&plan.members).filter(|(m, _)| matches!(m, AnyModel::Sequence(_))).map(|(_, &k)| k).collect();
+        sequence_crops.sort_unstable();
+        sequence_crops.dedup();
         let mut faces = Vec::with_capacity(in_frame.faces.len());
-        for (face_pos, ((det, crop), track)) in in_frame.faces.into_iter().zip(tracks).enumerate() {
+        for (face_pos, ((det, crops), track)) in in_frame.faces.into_iter().zip(tracks).enumerate() {
             faces.push(FaceReport {
                 bbox: det.bbox,
                 confidence: det.confidence,
@@ -63,10 +69,10 @@ impl JobState {
                 ood_risk: None,
                 explain: None,
             });
-            if wants_tracks {
-                self.track_crops.entry(track).or_default().push(crop.clone());
+            for &k in &sequence_crops {
+                self.track_crops.entry((k, track)).or_default().push(crops[k].clone());
             }
-            self.pending.push(Pending { frame_pos, face_pos, crop });
+            self.pending.push(Pending { frame_pos, face_pos, crops });
         }
         self.frames.push(FrameReport { index: in_frame.index, pts_s: in_frame.pts_s, faces });
     }
@@ -77,24 +83,26 @@ impl JobState {
 
     /// Scores the pending crops with every frame model (and the OOD model) and files the
     /// results with their faces; writes `--explain` overlays.
-    pub(super) fn score_pending(&mut self, set: &ModelSet, cfg: &ScanConfig) -> Result<()> {
+    pub(super) fn score_pending(&mut self, set: &ModelSet, plan: &CropPlan, cfg: &ScanConfig) -> Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
         let pending = std::mem::take(&mut self.pending);
-        let size = set.crop_size();
         let frame_models = set.members.iter().filter(|m| matches!(m, AnyModel::Frame(_))).count();
         let explainer = set.attention_model().filter(|_| cfg.explain.is_some());
         let mut attention = None;
-        let mut batches = Batches::new(&pending, size);
+        // Which crop the explainer reads, to draw its attention over.
+        let mut explained_crop = None;
+        let mut batches = Batches::new(&pending, &plan.specs);
         for (m, member) in set.members.iter().enumerate() {
             let AnyModel::Frame(model) = member else { continue };
-            let mut scores = batches.score(model)?;
+            let mut scores = batches.score(model, plan.members[m])?;
             if matches!(set.ood, Some(OodSource::Member(i)) if i == m) {
                 self.file_ood_risks(&pending, &scores);
             }
             if explainer.is_some_and(|e| std::ptr::eq(e, model)) {
                 attention = scores.attention.take();
+                explained_crop = Some(plan.members[m]);
             }
             for (p, &logit) in pending.iter().zip(&scores.logits) {
                 let face = &mut self.frames[p.frame_pos].faces[p.face_pos];
@@ -114,15 +122,16 @@ impl JobState {
             }
         }
         // A member's risks came with its scores above; a model run only for them runs now.
-        if let Some(OodSource::Extra(model)) = &set.ood {
-            let mut scores = batches.score(model)?;
+        if let (Some(OodSource::Extra(model)), Some(k)) = (&set.ood, plan.ood) {
+            let mut scores = batches.score(model, k)?;
             self.file_ood_risks(&pending, &scores);
             if explainer.is_some_and(|e| std::ptr::eq(e, model)) {
                 attention = scores.attention.take();
+                explained_crop = Some(k);
             }
         }
-        if let (Some(root), Some(model), Some(attention)) = (&cfg.explain, explainer, &attention) {
-            self.explain(root, &pending, size, model.input_size(), attention)?;
+        if let (Some(root), Some(model), Some(attention), Some(k)) = (&cfg.explain, explainer, &attention, explained_crop) {
+            self.explain(root, &pending, k, plan.specs[k].side, model.input_size(), attention)?;
         }
         Ok(())
     }
@@ -133,21 +142,21 @@ impl JobState {
         }
     }
 
-    fn explain(&mut self, root: &std::path::Path, pending: &[Pending], size: i64, map_size: i64, attention: &tch::Tensor) -> Result<()> {
+    fn explain(&mut self, root: &std::path::Path, pending: &[Pending], crop: usize, size: i32, map_size: i64, attention: &tch::Tensor) -> Result<()> {
         let dir = crate::explain::input_dir(root, &self.start.path);
         for (i, p) in pending.iter().enumerate() {
             let frame = &mut self.frames[p.frame_pos];
             let face = &mut frame.faces[p.face_pos];
             let name = crate::explain::face_file(frame.index, face.track, p.face_pos);
             let map = Vec::<f32>::try_from(attention.get(i as i64).flatten(0, -1))?;
-            crate::explain::write_overlay(&dir.join(&name), &p.crop, size as i32, &map, map_size as i32)?;
+            crate::explain::write_overlay(&dir.join(&name), &p.crops[crop], size, &map, map_size as i32)?;
             face.explain = Some(name);
         }
         Ok(())
     }
 
     /// The input's line. `error` is the first failure upstream or here, if any.
-    pub(super) fn finish(self, error: Option<String>, set: &ModelSet, cfg: &ScanConfig) -> VideoReport {
+    pub(super) fn finish(self, error: Option<String>, set: &ModelSet, plan: &CropPlan, cfg: &ScanConfig) -> VideoReport {
         let faces: Vec<&FaceReport> = self.frames.iter().flat_map(|f| &f.faces).collect();
         let frames_with_faces = self.frames.iter().filter(|f| !f.faces.is_empty()).count();
         let mut error = error.or_else(|| faces.is_empty().then(|| format!("no face found in {} sampled frames", self.frames.len())));
@@ -157,7 +166,11 @@ impl JobState {
             for (m, member) in set.members.iter().enumerate() {
                 let scored = match member {
                     AnyModel::Frame(_) => Ok(frame_model_scores(&faces, m, self.frames.len(), cfg)),
-                    AnyModel::Sequence(model) => guarded(|| sequence_model_scores(model, &self.track_crops, set.crop_size(), self.frames.len(), cfg)),
+                    AnyModel::Sequence(model) => {
+                        let k = plan.members[m];
+                        let tracks = self.track_crops.range((k, 0)..=(k, u32::MAX)).map(|((_, id), crops)| (*id, crops));
+                        guarded(|| sequence_model_scores(model, tracks, &plan.specs[k], self.frames.len(), cfg))
+                    }
                 };
                 match scored {
                     // A broken model is an error, not a verdict: NaN compares as "real".
@@ -221,34 +234,33 @@ impl JobState {
     }
 }
 
-/// The pending crops (stored at the set's crop side) as model batches, resized at most once
-/// per input side: models of the same side (EfficientNet and the OOD ViT at 224 beside a
-/// MesoNet at 256) share one resize.
+/// The pending crops as model batches, built at most once per (crop contract, input side):
+/// models that read the same crop at the same side (EfficientNet and the OOD ViT at 224)
+/// share one batch.
 struct Batches<'a> {
     pending: &'a [Pending],
-    size: i64,
-    by_side: HashMap<i64, tch::Tensor>,
+    specs: &'a [CropSpec],
+    built: HashMap<(usize, i64), tch::Tensor>,
 }
 
 impl<'a> Batches<'a> {
-    fn new(pending: &'a [Pending], size: i64) -> Self {
-        Self { pending, size, by_side: HashMap::new() }
+    fn new(pending: &'a [Pending], specs: &'a [CropSpec]) -> Self {
+        Self { pending, specs, built: HashMap::new() }
     }
 
-    /// A frame model's scores of the crops, at its input side.
-    fn score(&mut self, model: &crate::models::FaceModel) -> Result<CropScores> {
+    /// A frame model's scores of the crops of contract `k`, at its input side.
+    fn score(&mut self, model: &crate::models::FaceModel, k: usize) -> Result<CropScores> {
         let side = model.input_size();
-        if !self.by_side.contains_key(&side) {
-            let batch = if side == self.size {
-                crop_batch(self.pending.iter().map(|p| &p.crop), side)
+        if !self.built.contains_key(&(k, side)) {
+            let batch = if side == self.specs[k].side as i64 {
+                crop_batch(self.pending.iter().map(|p| &p.crops[k]), side)
             } else {
-                let resized: Vec<Vec<u8>> =
-                    self.pending.iter().map(|p| faces::crop::resize_square(&p.crop, self.size as i32, side as i32)).collect::<Result<_>>()?;
+                let resized: Vec<Vec<u8>> = self.pending.iter().map(|p| self.specs[k].to_input(&p.crops[k], side as i32)).collect::<Result<_>>()?;
                 crop_batch(&resized, side)
             };
-            self.by_side.insert(side, batch);
+            self.built.insert((k, side), batch);
         }
-        model.score(&self.by_side[&side])
+        model.score(&self.built[&(k, side)])
     }
 }
 
@@ -264,10 +276,10 @@ fn frame_model_scores(faces: &[&FaceReport], m: usize, frames_sampled: usize, cf
 /// A sequence model's track scores (the mean P(fake) of each track's windows of T crops, see
 /// `models::SequenceModel`) and input score (`--across-tracks` over tracks, or all windows
 /// pooled).
-fn sequence_model_scores(
+fn sequence_model_scores<'a>(
     model: &SequenceModel,
-    track_crops: &BTreeMap<u32, Vec<Vec<u8>>>,
-    size: i64,
+    track_crops: impl Iterator<Item = (u32, &'a Vec<Vec<u8>>)>,
+    spec: &CropSpec,
     frames_sampled: usize,
     cfg: &ScanConfig,
 ) -> Result<(Vec<aggregate::TrackScore>, Option<f32>)> {
@@ -275,12 +287,12 @@ fn sequence_model_scores(
     let per_batch = (cfg.batch_size as i64 / t).max(1) as usize;
     let mut tracks = Vec::new();
     let mut windows_all = Vec::new();
-    for (&id, crops) in track_crops {
+    for (id, crops) in track_crops {
         let resized: Vec<Vec<u8>>;
-        let crops: &[Vec<u8>] = if input == size {
+        let crops: &[Vec<u8>] = if input == spec.side as i64 {
             crops
         } else {
-            resized = crops.iter().map(|c| faces::crop::resize_square(c, size as i32, input as i32)).collect::<Result<_>>()?;
+            resized = crops.iter().map(|c| spec.to_input(c, input as i32)).collect::<Result<_>>()?;
             &resized
         };
         let frames = crop_batch(crops, input);

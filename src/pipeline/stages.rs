@@ -2,6 +2,8 @@
 //! its input queue and its output queue and knows no sibling.
 use super::*;
 use super::scoring::JobState;
+use crate::faces::crop::CropSpec;
+use crate::models::set::CropPlan;
 
 pub(super) fn decode_stage(
     jobs: Receiver<Job>,
@@ -72,8 +74,7 @@ pub(super) fn faces_stage(
     out: Sender<Msg<FacesInFrame>>,
     events: Sender<Note>,
     mut source: FaceSource,
-    crop_size: i32,
-    margin: f32,
+    specs: Vec<CropSpec>,
 ) {
     // The first failure of each job; its later frames are skipped.
     let mut failed: HashMap<usize, String> = HashMap::new();
@@ -93,7 +94,7 @@ pub(super) fn faces_stage(
                     continue;
                 }
                 let _ = events.try_send(Event::FrameDone { id }.into());
-                match guarded(|| faces_in_frame(&mut source, &frame, crop_size, margin)) {
+                match guarded(|| faces_in_frame(&mut source, &frame, &specs)) {
                     Ok(faces) => Msg::Item(id, faces),
                     Err(e) => {
                         failed.insert(id, format!("face detection failed on frame {}: {e:#}", frame.index));
@@ -112,22 +113,24 @@ pub(super) fn faces_stage(
     }
 }
 
-fn faces_in_frame(source: &mut FaceSource, frame: &Frame, crop_size: i32, margin: f32) -> Result<FacesInFrame> {
+/// A frame's faces, each cut once per crop contract of the scan's models (`specs`).
+fn faces_in_frame(source: &mut FaceSource, frame: &Frame, specs: &[CropSpec]) -> Result<FacesInFrame> {
     let faces = match source {
         FaceSource::WholeFrame => {
             let bbox = faces::FaceBox { x: 0.0, y: 0.0, w: frame.width as f32, h: frame.height as f32 };
-            vec![(Detection { bbox, confidence: 1.0 }, faces::whole_frame(frame, crop_size)?)]
+            let crops = specs.iter().map(|s| faces::whole_frame(frame, s.side)).collect::<Result<_>>()?;
+            vec![(Detection { bbox, confidence: 1.0 }, crops)]
         }
         FaceSource::Detector(detector) => detector
             .detect(frame)?
             .into_iter()
-            .map(|d| Ok((d, faces::square_crop(frame, &d.bbox, margin, crop_size)?)))
+            .map(|d| Ok((d, specs.iter().map(|s| s.cut(frame, &d.bbox)).collect::<Result<_>>()?)))
             .collect::<Result<_>>()?,
     };
     Ok(FacesInFrame { index: frame.index, pts_s: frame.pts_s, faces })
 }
 
-pub(super) fn models_stage(crops: Receiver<Msg<FacesInFrame>>, events: Sender<Note>, set: ModelSet, cfg: ScanConfig) {
+pub(super) fn models_stage(crops: Receiver<Msg<FacesInFrame>>, events: Sender<Note>, set: ModelSet, plan: CropPlan, cfg: ScanConfig) {
     let mut jobs: HashMap<usize, JobState> = HashMap::new();
     for msg in crops.iter() {
         match msg {
@@ -136,9 +139,9 @@ pub(super) fn models_stage(crops: Receiver<Msg<FacesInFrame>>, events: Sender<No
             }
             Msg::Item(id, in_frame) => {
                 let Some(job) = jobs.get_mut(&id) else { continue };
-                job.add_frame(in_frame, &set);
+                job.add_frame(in_frame, &set, &plan);
                 if job.pending() >= cfg.batch_size && job.error.is_none() {
-                    if let Err(e) = guarded(|| job.score_pending(&set, &cfg)) {
+                    if let Err(e) = guarded(|| job.score_pending(&set, &plan, &cfg)) {
                         job.error = Some(format!("{e:#}"));
                     }
                 }
@@ -147,14 +150,14 @@ pub(super) fn models_stage(crops: Receiver<Msg<FacesInFrame>>, events: Sender<No
                 let Some(mut job) = jobs.remove(&id) else { continue };
                 let mut error = upstream_error.or(job.error.take());
                 if error.is_none() {
-                    if let Err(e) = guarded(|| job.score_pending(&set, &cfg)) {
+                    if let Err(e) = guarded(|| job.score_pending(&set, &plan, &cfg)) {
                         error = Some(format!("{e:#}"));
                     }
                 }
                 // An abandoned input (timeout, interrupt) gets no row, so it is tried again.
                 let abandoned = error.is_some() && job.start.stop.reason().is_some();
                 let row = if abandoned { None } else { job.start.key.take() };
-                let report = job.finish(error, &set, &cfg);
+                let report = job.finish(error, &set, &plan, &cfg);
                 if events.send(Note { event: Event::Finished { id, report: Box::new(report) }, row }).is_err() {
                     return;
                 }

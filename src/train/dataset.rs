@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::faces::crop::CropSpec;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Label {
@@ -41,6 +43,10 @@ pub struct ManifestRow {
     pub group: String,
     #[serde(default = "default_faces")]
     pub faces: FacesMode,
+    /// Where the input comes from (a dataset or corpus family, e.g. "deepfacelive"): the unit
+    /// that cross-source validation (`dfscan cv`) holds out. Empty when the manifest has none.
+    #[serde(default)]
+    pub origin: String,
 }
 
 fn default_faces() -> FacesMode {
@@ -75,7 +81,7 @@ fn manifest_from_folders(dir: &Path) -> Result<Vec<ManifestRow>> {
     for (sub, label) in [("real", Label::Real), ("fake", Label::Fake)] {
         for input in crate::inputs::expand(vec![dir.join(sub)]).filter(|i| i.problem.is_none()) {
             let group = input.path.to_string_lossy().into_owned();
-            rows.push(ManifestRow { path: input.path, label, group, faces: FacesMode::Detect });
+            rows.push(ManifestRow { path: input.path, label, group, faces: FacesMode::Detect, origin: String::new() });
         }
     }
     if rows.is_empty() {
@@ -96,14 +102,21 @@ pub struct CropRecord {
     pub frame: usize,
     pub pts_s: f64,
     pub confidence: f32,
+    /// The input's origin (see [`ManifestRow::origin`]); empty in caches made before it existed.
+    #[serde(default)]
+    pub origin: String,
 }
 
 pub const INDEX_FILE: &str = "index.csv";
+/// The crop contract of a cache ([`CropSpec`]), written by `dfscan extract` beside the index.
+pub const SPEC_FILE: &str = "crops.json";
 
-/// A crop cache folder: `index.csv` and the PNGs it names.
+/// A crop cache folder: `index.csv`, the PNGs it names, and how they were cut (`crops.json`).
 pub struct CropSet {
     pub dir: PathBuf,
     pub records: Vec<CropRecord>,
+    /// None for a cache made before the contract was recorded.
+    pub spec: Option<CropSpec>,
 }
 
 impl CropSet {
@@ -112,7 +125,19 @@ impl CropSet {
         let mut reader = csv::Reader::from_path(&index).with_context(|| format!("reading {} (run `dfscan extract` first)", index.display()))?;
         let records = reader.deserialize().collect::<Result<Vec<CropRecord>, _>>().with_context(|| format!("parsing {}", index.display()))?;
         ensure!(!records.is_empty(), "{} holds no crops", index.display());
-        Ok(Self { dir: dir.to_path_buf(), records })
+        let spec_path = dir.join(SPEC_FILE);
+        let spec = match std::fs::read_to_string(&spec_path) {
+            Ok(json) => Some(serde_json::from_str(&json).with_context(|| format!("parsing {}", spec_path.display()))?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e).with_context(|| format!("reading {}", spec_path.display())),
+        };
+        Ok(Self { dir: dir.to_path_buf(), records, spec })
+    }
+
+    /// The distinct origins of the records, sorted.
+    pub fn origins(&self) -> Vec<String> {
+        let set: std::collections::BTreeSet<&str> = self.records.iter().map(|r| r.origin.as_str()).collect();
+        set.into_iter().map(str::to_owned).collect()
     }
 
     /// Indices of the records in `split`.
@@ -236,10 +261,11 @@ mod tests {
             frame,
             pts_s: 0.0,
             confidence: 1.0,
+            origin: String::new(),
         };
         // Source "a" has 5 crops listed out of order, "b" one, interleaved with "a".
         let records = vec![record("a", 3), record("b", 0), record("a", 1), record("a", 5), record("a", 2), record("a", 4)];
-        let set = CropSet { dir: PathBuf::new(), records };
+        let set = CropSet { dir: PathBuf::new(), records, spec: None };
         let idx: Vec<usize> = (0..6).collect();
         assert_eq!(set.examples(&idx, None), [[0], [1], [2], [3], [4], [5]]);
         // Frames 1..5 of "a" in windows of 3, the last overlapping; "b" alone, to be padded.

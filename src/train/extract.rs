@@ -6,16 +6,16 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use super::dataset::{CropRecord, FacesMode, ManifestRow, INDEX_FILE};
+use super::dataset::{CropRecord, FacesMode, ManifestRow, INDEX_FILE, SPEC_FILE};
 use crate::decode::{Sampler, Sampling, VideoSource};
+use crate::faces::crop::CropSpec;
 use crate::faces::{self, FaceDetector};
 
 #[derive(Clone, Debug)]
 pub struct ExtractConfig {
     pub sampling: Sampling,
-    pub margin: f32,
-    /// Side of the stored crops.
-    pub size: i32,
+    /// How faces are cut; recorded in the cache as `crops.json`.
+    pub crop: CropSpec,
     /// Faces kept per frame, most confident first. 1 by default: a fake video can show real
     /// people beside the swapped face, and the extra faces would be labelled wrongly.
     pub faces_per_frame: usize,
@@ -44,6 +44,15 @@ pub fn extract(
     mut on_event: impl FnMut(ExtractEvent),
 ) -> Result<ExtractSummary> {
     std::fs::create_dir_all(out_dir.join("crops"))?;
+    // One cache, one contract: resuming with other crop settings would mix two kinds of pixels.
+    let spec_path = out_dir.join(SPEC_FILE);
+    match std::fs::read_to_string(&spec_path) {
+        Ok(json) => {
+            let spec: CropSpec = serde_json::from_str(&json).with_context(|| format!("parsing {}", spec_path.display()))?;
+            anyhow::ensure!(spec == cfg.crop, "{} was cut with {spec:?}; this run asks for {:?}: use another folder", out_dir.display(), cfg.crop);
+        }
+        Err(_) => std::fs::write(&spec_path, serde_json::to_string_pretty(&cfg.crop)?)?,
+    }
     let index_path = out_dir.join(INDEX_FILE);
     let done: std::collections::HashSet<String> = if index_path.is_file() {
         csv::Reader::from_path(&index_path)?.deserialize::<CropRecord>().filter_map(Result::ok).map(|r| r.source).collect()
@@ -65,7 +74,7 @@ pub fn extract(
             Ok(crops) => {
                 for (k, (frame, pts_s, confidence, rgb)) in crops.iter().enumerate() {
                     let file = format!("crops/{n:05}_{k:03}.png");
-                    faces::crop::write_rgb_png(&out_dir.join(&file), rgb, cfg.size)?;
+                    faces::crop::write_rgb_png(&out_dir.join(&file), rgb, cfg.crop.side)?;
                     index.serialize(CropRecord {
                         file,
                         label: row.label,
@@ -74,6 +83,7 @@ pub fn extract(
                         frame: *frame,
                         pts_s: *pts_s,
                         confidence: *confidence,
+                        origin: row.origin.clone(),
                     })?;
                 }
                 // Rows of one input are flushed together, so an interrupted run resumes cleanly.
@@ -101,10 +111,10 @@ fn crops_of(row: &ManifestRow, detector: &mut dyn FaceDetector, cfg: &ExtractCon
     source.sample(&mut sampler, |frame| {
         let result: Result<()> = (|| {
             match row.faces {
-                FacesMode::Whole => crops.push((frame.index, frame.pts_s, 1.0, faces::whole_frame(&frame, cfg.size)?)),
+                FacesMode::Whole => crops.push((frame.index, frame.pts_s, 1.0, faces::whole_frame(&frame, cfg.crop.side)?)),
                 FacesMode::Detect => {
                     for det in detector.detect(&frame)?.into_iter().take(cfg.faces_per_frame) {
-                        crops.push((frame.index, frame.pts_s, det.confidence, faces::square_crop(&frame, &det.bbox, cfg.margin, cfg.size)?));
+                        crops.push((frame.index, frame.pts_s, det.confidence, cfg.crop.cut(&frame, &det.bbox)?));
                     }
                 }
             }

@@ -9,11 +9,13 @@
 //! deterministically, so one plan perturbs every frame of a face track the same way. `pixels`
 //! holds the OpenCV operations they compose.
 pub mod augment;
+pub mod cv;
 pub mod dataset;
 pub mod extract;
 pub mod ood;
 pub mod ood_trainer;
 mod pixels;
+pub mod probe;
 pub mod sbi;
 pub mod trainer;
 

@@ -199,3 +199,23 @@ fn ood_metrics_by_hand() {
 fn mismatched_lengths_panic() {
     roc_auc(&[0.1, 0.2], &[T]);
 }
+
+#[test]
+fn reliability_bins_count_predictions_and_positives() {
+    let probs = [0.05, 0.15, 0.12, 0.95, 1.0, 0.5];
+    let labels = [F, T, F, T, T, F];
+    let bins = reliability(&probs, &labels, 10);
+    assert_eq!(bins.len(), 10);
+    assert_eq!(bins[0].count, 1);
+    assert_eq!((bins[1].count, bins[1].observed), (2, Some(0.5)));
+    assert!(close(bins[1].mean_predicted.unwrap(), (0.15f32 as f64 + 0.12f32 as f64) / 2.0));
+    // 1.0 falls in the last bin, with 0.95.
+    assert_eq!((bins[9].count, bins[9].observed), (2, Some(1.0)));
+    assert_eq!(bins[5].count, 1);
+    assert_eq!(bins[3].mean_predicted, None);
+    // A perfectly calibrated set has no error; a confident wrong one has a large one.
+    let calibrated = reliability(&[0.0, 1.0], &[F, T], 10);
+    assert!(close(expected_calibration_error(&calibrated).unwrap(), 0.0));
+    let wrong = reliability(&[1.0, 0.0], &[F, T], 10);
+    assert!(close(expected_calibration_error(&wrong).unwrap(), 1.0));
+}

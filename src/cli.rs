@@ -29,6 +29,8 @@ pub enum Command {
     Import(ImportArgs),
     /// Cut labelled inputs into a face-crop cache for training and evaluation.
     Extract(ExtractArgs),
+    /// Make a synthetic fake from a real still: its face self-blended (SBI), as PNG.
+    SelfBlend(SelfBlendArgs),
     /// Train a face classifier on a crop cache.
     Train(TrainArgs),
     /// Add out-of-distribution heads (attention VAE, abnormality module) to a trained ViT.
@@ -38,6 +40,9 @@ pub enum Command {
     /// Cross-source validation: for each origin of a crop cache, fit on the others and score
     /// it; one table of video AUC per held-out origin.
     Cv(CvArgs),
+    /// Fit a calibrated stacker (logistic regression on the members' logits) on the held-out
+    /// scores of a `dfscan cv --report`, for `scan --ensemble`.
+    FitEnsemble(FitEnsembleArgs),
     /// Per-stage throughput (decode, detect, crop, infer) on one input, as JSON lines.
     Bench(BenchArgs),
 }
@@ -67,6 +72,10 @@ pub struct ScanArgs {
     /// Ensemble weights, one per model of --models (default: equal).
     #[arg(long, value_delimiter = ',', requires = "models")]
     pub model_weights: Vec<f32>,
+    /// A learned, calibrated ensemble made by `dfscan fit-ensemble`: its members are the
+    /// models, combined by its weights instead of a mean.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["model", "models"])]
+    pub ensemble: Option<PathBuf>,
     /// The model whose abnormality module gives `ood_risk` (made by `dfscan train-ood`), or
     /// `none`. Default: a model of the set that has one; with neither --model nor --models,
     /// models/vit.safetensors.
@@ -160,6 +169,20 @@ pub struct ImportArgs {
     /// Python with torch and h5py, used to read pickles and HDF5 (default: the set-up's .venv).
     #[arg(long)]
     pub python: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct SelfBlendArgs {
+    /// A still image (or the first frame of a video) with a face.
+    pub input: PathBuf,
+    /// The PNG to write.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Seed of the blend's random choices (colour, frequency, warp, mask).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[arg(long, value_enum, default_value_t = DetectorKind::Res10)]
+    pub detector: DetectorKind,
 }
 
 #[derive(Args, Debug)]
@@ -257,6 +280,13 @@ pub struct TrainArgs {
     /// Cap the steps per epoch (quick runs).
     #[arg(long)]
     pub max_steps_per_epoch: Option<usize>,
+    /// Use only crops of these origins (the manifest's origin column), in training and validation.
+    #[arg(long, value_delimiter = ',', value_name = "ORIGIN,...")]
+    pub origins: Vec<String>,
+    /// Train on the real crops alone; with `--sbi 1.0` every fake seen is self-blended (the SBI
+    /// paper's setting). Validation keeps both labels.
+    #[arg(long)]
+    pub reals_only: bool,
     /// Keep the ImageNet backbone frozen and fit only the linear head on its cached features,
     /// from this recipe's data (EfficientNet-Lite only; see `dfscan cv`). The train split
     /// fits, the validation split is reported.
@@ -278,12 +308,32 @@ pub struct HeadArgs {
     /// Full-batch Adam steps of the probe's fit.
     #[arg(long, default_value_t = 300)]
     pub head_steps: usize,
+    /// The probe also reads the spatial mean and std of the last block of stages 2-6, not only
+    /// the pooled head features (multi-level probe).
+    #[arg(long)]
+    pub taps: bool,
 }
 
 impl HeadArgs {
     pub fn head(self) -> dfscan::train::probe::HeadConfig {
         dfscan::train::probe::HeadConfig { l2: self.l2, steps: self.head_steps, ..Default::default() }
     }
+}
+
+#[derive(Args, Debug)]
+pub struct FitEnsembleArgs {
+    /// The JSON report of `dfscan cv --report`.
+    #[arg(long)]
+    pub report: PathBuf,
+    /// A member: the row of the cv table (from 0) whose held-out scores stand for it, and the
+    /// model the scan will run for it (a shipped name or a path). Repeat per member.
+    #[arg(long = "member", required = true, value_name = "ROW=NAME")]
+    pub members: Vec<String>,
+    /// L2 penalty on the members' weights.
+    #[arg(long, default_value_t = 1e-3)]
+    pub l2: f64,
+    #[arg(short, long)]
+    pub output: PathBuf,
 }
 
 #[derive(Args, Debug)]

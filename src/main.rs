@@ -15,10 +15,12 @@ fn main() -> ExitCode {
         Command::Watch(args) => commands::scan::watch(args),
         Command::Import(args) => commands::prepare::import(args).map(|()| 0),
         Command::Extract(args) => commands::prepare::extract(args),
+        Command::SelfBlend(args) => commands::prepare::self_blend(args).map(|()| 0),
         Command::Train(args) => commands::train::train(args).map(|()| 0),
         Command::TrainOod(args) => commands::train::train_ood(args).map(|()| 0),
         Command::Eval(args) => commands::measure::eval(args).map(|()| 0),
         Command::Cv(args) => commands::cv::cv(args).map(|()| 0),
+        Command::FitEnsemble(args) => commands::cv::fit_ensemble(args).map(|()| 0),
         Command::Bench(args) => commands::measure::bench(args).map(|()| 0),
     };
     match result {

@@ -4,16 +4,20 @@ use anyhow::{bail, Result};
 use tch::Device;
 
 use super::train::{pretrained_start, progress_bar};
-use crate::cli::{CvArgs, TrainArgs};
+use crate::cli::{CvArgs, FitEnsembleArgs, TrainArgs};
 use dfscan::models::{self, Arch, NetworkConfig};
 use dfscan::train::cv::{self, CvConfig, FixedModel, Recipe};
 use dfscan::train::dataset::{CropSet, Split};
 use dfscan::train::probe::{self, Backbone, FeatureConfig, FeatureTable};
 
-/// The frozen backbone of `arch` with its ImageNet weights (imported on first use).
-fn backbone(arch: Arch) -> Result<Backbone> {
+/// The frozen backbone of `arch` with its ImageNet weights (imported on first use), tapped
+/// at each stage's end when `taps`.
+fn backbone(arch: Arch, taps: bool) -> Result<Backbone> {
     let (network, preprocess) = models::training_spec(arch);
-    let NetworkConfig::EfficientNet(config) = network else { bail!("a probe's backbone is an EfficientNet-Lite, not {}", arch.name()) };
+    let NetworkConfig::EfficientNet(mut config) = network else { bail!("a probe's backbone is an EfficientNet-Lite, not {}", arch.name()) };
+    if taps {
+        config.taps = config.stage_ends();
+    }
     let Some(weights) = pretrained_start(arch)? else { bail!("{} has no ImageNet weights", arch.name()) };
     Ok(Backbone { config, preprocess, weights })
 }
@@ -33,7 +37,7 @@ fn features(set: &CropSet, backbone: &Backbone, sbi_views: usize, seed: u64, dev
 pub fn cv(args: CvArgs) -> Result<()> {
     let device = args.device.resolve()?;
     let set = CropSet::open(&args.crops)?;
-    let backbone = backbone(args.arch)?;
+    let backbone = backbone(args.arch, args.head.taps)?;
     let table = features(&set, &backbone, args.head.sbi_views, args.seed, device)?;
     let mut fixed = Vec::new();
     for name in &args.models {
@@ -43,7 +47,7 @@ pub fn cv(args: CvArgs) -> Result<()> {
         fixed.push(FixedModel { name: format!("{} ({})", model.id.weights, model.id.name), crop_probs, seen: args.seen.clone() });
     }
     let cfg = CvConfig { recipes: args.recipes.clone(), head: args.head.head(), aggregate: args.aggregate, origins: args.origins.clone() };
-    let report = cv::cross_validate(&set, &table, backbone.name(), &fixed, &cfg)?;
+    let report = cv::cross_validate(&set, &table, &backbone.name(), &fixed, &cfg)?;
     print!("{}", report.table());
     if let Some(path) = &args.report {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
@@ -56,7 +60,7 @@ pub fn cv(args: CvArgs) -> Result<()> {
 pub fn train_probe(args: &TrainArgs, recipe: Recipe) -> Result<()> {
     let device = args.device.resolve()?;
     let set = CropSet::open(&args.crops)?;
-    let backbone = backbone(args.arch)?;
+    let backbone = backbone(args.arch, args.head.taps)?;
     let table = features(&set, &backbone, args.head.sbi_views, args.seed, device)?;
     let plan = args.split.plan();
     let records = &set.records;
@@ -76,4 +80,55 @@ pub fn train_probe(args: &TrainArgs, recipe: Recipe) -> Result<()> {
     probe::save_model(&backbone, &head, set.spec, provenance, &args.output, args.storage)?;
     eprintln!("dfscan: wrote {}", args.output.display());
     Ok(())
+}
+
+/// `dfscan fit-ensemble`: a stacker on a cv report's held-out scores.
+pub fn fit_ensemble(args: FitEnsembleArgs) -> Result<()> {
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&args.report)?)?;
+    let rows = report["rows"].as_array().map_or(0, Vec::len);
+    let mut picks = Vec::new();
+    for member in &args.members {
+        let Some((row, name)) = member.split_once('=') else { bail!("--member {member}: expected ROW=NAME") };
+        let row: usize = row.parse().map_err(|_| anyhow::anyhow!("--member {member}: ROW is a row number of the cv table"))?;
+        if row >= rows {
+            bail!("--member {member}: the report has rows 0..{rows}");
+        }
+        eprintln!("dfscan: {name} <- held-out scores of row {row}, {}", report["rows"][row]["name"]);
+        picks.push((row, name.to_string()));
+    }
+    let held_out = report["out_of_fold"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let fake: Vec<bool> = held_out.iter().map(|o| o["fake"].as_bool().unwrap_or(false)).collect();
+    let scores: Vec<Vec<f32>> = held_out
+        .iter()
+        .map(|o| picks.iter().map(|(row, _)| o["scores"][*row].as_f64().map(|s| s as f32)).collect::<Option<Vec<f32>>>())
+        .collect::<Option<_>>()
+        .ok_or_else(|| anyhow::anyhow!("{}: a held-out input lacks a score", args.report.display()))?;
+    let provenance = format!("{} ({} held-out inputs of {} folds)", std::env::args().collect::<Vec<_>>().join(" "), scores.len(), report["folds"].as_array().map_or(0, Vec::len));
+    let head = dfscan::train::probe::HeadConfig { l2: args.l2, steps: 500, ..Default::default() };
+    let stacker = probe::fit_stacker(picks.into_iter().map(|(_, n)| n).collect(), &scores, &fake, &head, provenance)?;
+    // How calibrated it is on the scores it was fitted on (three or so parameters: little room to overfit).
+    let stacked: Vec<f32> = scores.iter().map(|s| stacker.combine(&s.iter().map(|&p| Some(p)).collect::<Vec<_>>()).unwrap_or(f32::NAN)).collect();
+    let bins = dfscan::eval::metrics::reliability(&stacked, &fake, 10);
+    eprintln!(
+        "dfscan: weights {:?}, bias {:.4}; pooled AUC {}, log loss {}, expected calibration error {}",
+        stacker.weights,
+        stacker.bias,
+        dfscan::eval::metrics::roc_auc(&stacked, &fake).map_or("n/a".into(), |a| format!("{a:.4}")),
+        dfscan::eval::metrics::log_loss(&stacked, &fake).map_or("n/a".into(), |a| format!("{a:.4}")),
+        dfscan::eval::metrics::expected_calibration_error(&bins).map_or("n/a".into(), |a| format!("{a:.4}")),
+    );
+    print!("{}", reliability_table(&bins));
+    std::fs::write(&args.output, serde_json::to_string_pretty(&stacker)?)?;
+    eprintln!("dfscan: wrote {}", args.output.display());
+    Ok(())
+}
+
+/// A reliability diagram as text: per bin, predictions, mean predicted and observed P(fake).
+pub fn reliability_table(bins: &[dfscan::eval::metrics::ReliabilityBin]) -> String {
+    let mut out = String::from("P(fake) bin | inputs | mean predicted | observed fake share\n");
+    for b in bins.iter().filter(|b| b.count > 0) {
+        let cell = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.3}"));
+        out += &format!("{:.1}-{:.1}     | {:>6} | {:>14} | {:>19}\n", b.lo, b.hi, b.count, cell(b.mean_predicted), cell(b.observed));
+    }
+    out
 }

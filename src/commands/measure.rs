@@ -33,6 +33,8 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         });
         println!("{line}");
     }
+    // The clean condition's video-level reliability: is the score calibrated?
+    eprint!("{}", super::cv::reliability_table(&report.conditions[0].video.reliability));
     if let Some(path) = &args.report {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
     }

@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 
 use anyhow::{Context, Result};
 
-use crate::cli::{ExtractArgs, ImportArgs};
+use crate::cli::{ExtractArgs, ImportArgs, SelfBlendArgs};
 use dfscan::decode::Sampling;
 use dfscan::models;
 
@@ -51,4 +51,45 @@ pub fn extract(args: ExtractArgs) -> Result<i32> {
         summary.failed.len()
     );
     Ok(if summary.failed.is_empty() { 0 } else { 2 })
+}
+
+/// `dfscan self-blend`: the still `args.input` with its most confident face self-blended (a
+/// synthetic fake made from a real face, `train::sbi`), written as PNG. How `samples/` gets a
+/// fake made by the project's own means (scripts/make_samples.sh).
+pub fn self_blend(args: SelfBlendArgs) -> Result<()> {
+    use opencv::core::{Mat, Rect, Vec3b};
+    use rand::SeedableRng;
+    let source = dfscan::decode::VideoSource::open(&args.input)?;
+    let mut frame = None;
+    let mut sampler = dfscan::decode::Sampler::new(Sampling::Frames(1), source.info.duration_s);
+    source.sample(&mut sampler, |f| {
+        frame = Some(f);
+        Ok(false)
+    })?;
+    let frame = frame.with_context(|| format!("{}: no frame decoded", args.input.display()))?;
+    let mut detector = dfscan::faces::build_detector(args.detector, &models::models_dir().join("public"), 0.5)?;
+    let face = detector.detect(&frame)?.into_iter().next().with_context(|| format!("{}: no face found", args.input.display()))?;
+    // The face's square at its own resolution, so nothing outside the blend is resampled.
+    let b = face.bbox;
+    let side = (b.w.max(b.h) * (1.0 + 2.0 * dfscan::faces::crop::DEFAULT_MARGIN)).round() as i32;
+    let crop = dfscan::faces::square_crop(&frame, &b, dfscan::faces::crop::DEFAULT_MARGIN, side)?;
+    let plan = dfscan::train::sbi::SbiPlan::sample(&mut rand::rngs::StdRng::seed_from_u64(args.seed));
+    let (blended, _) = plan.apply(&crop, side)?;
+    // Paste the square back where it lies inside the frame.
+    let (fw, fh) = (frame.width as i32, frame.height as i32);
+    let x0 = (b.x + b.w / 2.0 - side as f32 / 2.0).round() as i32;
+    let y0 = (b.y + b.h / 2.0 - side as f32 / 2.0).round() as i32;
+    let inside = Rect::new(x0, y0, side, side) & Rect::new(0, 0, fw, fh);
+    let mut rgb = frame.rgb.clone();
+    for y in inside.y..inside.y + inside.height {
+        let (src, dst) = ((((y - y0) * side + inside.x - x0) * 3) as usize, ((y * fw + inside.x) * 3) as usize);
+        let n = inside.width as usize * 3;
+        rgb[dst..dst + n].copy_from_slice(&blended[src..src + n]);
+    }
+    let image = Mat::new_rows_cols_with_bytes::<Vec3b>(fh, fw, &rgb)?;
+    let mut bgr = Mat::default();
+    opencv::imgproc::cvt_color_def(&image, &mut bgr, opencv::imgproc::COLOR_RGB2BGR)?;
+    anyhow::ensure!(opencv::imgcodecs::imwrite_def(&args.output, &bgr)?, "could not write {}", args.output.display());
+    eprintln!("dfscan: wrote {} (face {:?} self-blended, seed {})", args.output.display(), [b.x, b.y, b.w, b.h], args.seed);
+    Ok(())
 }

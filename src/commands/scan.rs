@@ -113,10 +113,18 @@ fn scan_with(args: ScanArgs, inputs: impl Iterator<Item = Input> + Send + 'stati
 /// (`--ood-model`, else a member with an abnormality module, else for the default scan the
 /// shipped ViT).
 fn load_models(args: &ScanArgs) -> Result<ModelSet> {
-    let paths: Vec<PathBuf> = match (&args.model, args.models.is_empty()) {
-        (Some(path), _) => vec![path.clone()],
-        (None, false) => args.models.iter().map(|m| models::set::resolve(m)).collect(),
-        (None, true) => vec![models::default_weights()],
+    let stacker: Option<dfscan::aggregate::Stacker> = match &args.ensemble {
+        Some(file) => Some(
+            serde_json::from_str(&std::fs::read_to_string(file).with_context(|| format!("reading --ensemble {}", file.display()))?)
+                .with_context(|| format!("{} is not a stacker made by `dfscan fit-ensemble`", file.display()))?,
+        ),
+        None => None,
+    };
+    let paths: Vec<PathBuf> = match (&args.model, args.models.is_empty(), &stacker) {
+        (_, _, Some(stacker)) => stacker.members.iter().map(|m| models::set::resolve(m)).collect(),
+        (Some(path), _, None) => vec![path.clone()],
+        (None, false, None) => args.models.iter().map(|m| models::set::resolve(m)).collect(),
+        (None, true, None) => vec![models::default_weights()],
     };
     for path in &paths {
         if !path.is_file() {
@@ -126,7 +134,7 @@ fn load_models(args: &ScanArgs) -> Result<ModelSet> {
             );
         }
     }
-    let default_scan = args.model.is_none() && args.models.is_empty();
+    let default_scan = args.model.is_none() && args.models.is_empty() && args.ensemble.is_none();
     let shipped_vit = models::set::resolve("vit");
     let ood = match args.ood_model.as_deref() {
         Some("none") => OodChoice::Off,
@@ -142,7 +150,9 @@ fn load_models(args: &ScanArgs) -> Result<ModelSet> {
         bail!("--model-weights has {} values for {} models", args.model_weights.len(), paths.len());
     }
     let weights = (!args.model_weights.is_empty()).then_some(args.model_weights.as_slice());
-    ModelSet::load(&paths, weights, ood, args.device.resolve()?)
+    let mut set = ModelSet::load(&paths, weights, ood, args.device.resolve()?)?;
+    set.stacker = stacker;
+    Ok(set)
 }
 
 /// The state database, unless `--no-state`. The default one is best effort for a scan, which

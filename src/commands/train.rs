@@ -37,6 +37,9 @@ pub fn train(args: TrainArgs) -> Result<()> {
         pretrained: pretrained_start(args.arch)?,
         sequence_frames: args.sequence_frames,
         storage: args.storage,
+        crop: set.spec,
+        origins: args.origins.clone(),
+        reals_only: args.reals_only,
     };
     let bar = progress_bar("epoch {prefix} [{bar:30}] {pos}/{len} {msg}");
     let mut running_loss = None::<f64>;

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use anyhow::{ensure, Result};
 use serde::Serialize;
 
-use super::metrics::{roc_curve, BinaryMetrics, RocPoint};
+use super::metrics::{reliability, roc_curve, BinaryMetrics, ReliabilityBin, RocPoint};
 use crate::aggregate::{self, Strategy};
 use crate::models::{AnyModel, ModelId};
 use crate::train::augment::Perturbation;
@@ -34,6 +34,8 @@ pub struct LevelResult {
     pub metrics: BinaryMetrics,
     /// ROC points; empty when one class is missing.
     pub roc: Vec<RocPoint>,
+    /// Reliability diagram (10 bins): is P(fake) = 0.7 fake 70% of the time?
+    pub reliability: Vec<ReliabilityBin>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -175,6 +177,7 @@ fn condition(name: &str, model: &AnyModel, pixels: &[Vec<u8>], examples: &Exampl
     let level = |scores: &[f32], labels: &[bool]| LevelResult {
         metrics: BinaryMetrics::compute(scores, labels, cfg.threshold),
         roc: roc_curve(scores, labels).unwrap_or_default(),
+        reliability: reliability(scores, labels, 10),
     };
     Ok(Condition { condition: name.to_string(), frame: level(&scores, labels), video: level(&video_scores, &video_labels) })
 }

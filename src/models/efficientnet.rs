@@ -46,11 +46,50 @@ pub struct EfficientNetConfig {
     /// training, block i's with `drop_connect * i / blocks` (TF: survival_prob 0.8).
     pub drop_connect: f64,
     pub bn_eps: f64,
+    /// Blocks whose outputs also feed `_fc`, each as its per-channel spatial mean and standard
+    /// deviation, before the pooled head features. Empty (the default): the plain network.
+    /// The last block's features describe objects; blending seams, resampling and colour
+    /// mismatch live in earlier ones, which a linear probe on the head alone cannot see.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub taps: Vec<usize>,
 }
 
 impl EfficientNetConfig {
     pub fn lite0() -> Self {
-        Self { width: 1.0, depth: 1.0, resolution: INPUT_SIZE, dropout: 0.2, drop_connect: 0.2, bn_eps: 1e-3 }
+        Self { width: 1.0, depth: 1.0, resolution: INPUT_SIZE, dropout: 0.2, drop_connect: 0.2, bn_eps: 1e-3, taps: Vec::new() }
+    }
+
+    /// The last block of each stage from the second to the sixth (Lite0: blocks 2, 4, 7, 10, 14).
+    pub fn stage_ends(&self) -> Vec<usize> {
+        let mut ends = Vec::new();
+        let mut last = 0;
+        for (i, stage) in STAGES.iter().enumerate() {
+            last += stage_repeats(self, i, stage) as usize;
+            if (1..STAGES.len() - 1).contains(&i) {
+                ends.push(last - 1);
+            }
+        }
+        ends
+    }
+
+    /// Output channels of every block, in order.
+    fn block_channels(&self) -> Vec<i64> {
+        STAGES.iter().enumerate().flat_map(|(i, s)| std::iter::repeat_n(round_filters(s.c_out, self.width), stage_repeats(self, i, s) as usize)).collect()
+    }
+
+    /// Width of the features `_fc` reads: the head's 1280, plus mean and std of each tap.
+    pub fn feature_width(&self) -> i64 {
+        let channels = self.block_channels();
+        FEATURES + self.taps.iter().map(|&t| 2 * channels[t]).sum::<i64>()
+    }
+}
+
+/// Blocks in stage `i`: Lite does not deepen the first and last stages (fix_head_stem).
+fn stage_repeats(cfg: &EfficientNetConfig, i: usize, s: &Stage) -> i64 {
+    if i == 0 || i == STAGES.len() - 1 {
+        s.repeats
+    } else {
+        (s.repeats as f64 * cfg.depth).ceil() as i64
     }
 }
 
@@ -194,19 +233,13 @@ pub struct Backbone {
     blocks: Vec<MbConv>,
     conv_head: SameConv,
     bn1: nn::BatchNorm,
+    taps: Vec<usize>,
 }
 
 impl Backbone {
     pub fn new(p: &nn::Path, cfg: &EfficientNetConfig) -> Self {
         let eps = cfg.bn_eps;
-        // Lite: the first and last stages are not deepened (fix_head_stem).
-        let repeats = |i: usize, s: &Stage| {
-            if i == 0 || i == STAGES.len() - 1 {
-                s.repeats
-            } else {
-                (s.repeats as f64 * cfg.depth).ceil() as i64
-            }
-        };
+        let repeats = |i: usize, s: &Stage| stage_repeats(cfg, i, s);
         let total: i64 = STAGES.iter().enumerate().map(|(i, s)| repeats(i, s)).sum();
         let blocks_path = p / "_blocks";
         let mut blocks = Vec::with_capacity(total as usize);
@@ -227,6 +260,7 @@ impl Backbone {
             blocks,
             conv_head: SameConv::new(p / "_conv_head", c_in, FEATURES, 1, 1, 1),
             bn1: batch_norm(p / "_bn1", FEATURES, eps),
+            taps: cfg.taps.clone(),
         }
     }
 }
@@ -240,14 +274,23 @@ impl ModuleT for Backbone {
             _ => xs.shallow_clone(),
         };
         let mut x = relu6(&self.conv_stem.forward(&xs).apply_t(&self.bn0, train));
-        for block in &self.blocks {
+        let mut features = Vec::with_capacity(2 * self.taps.len() + 1);
+        for (i, block) in self.blocks.iter().enumerate() {
             x = block.forward_t(&x, train);
+            if self.taps.contains(&i) {
+                features.push(x.mean_dim(&[2i64, 3][..], false, Kind::Float));
+                features.push(x.std_dim(&[2i64, 3][..], false, false));
+            }
         }
-        relu6(&self.conv_head.forward(&x).apply_t(&self.bn1, train)).mean_dim(&[2i64, 3][..], false, Kind::Float)
+        features.push(relu6(&self.conv_head.forward(&x).apply_t(&self.bn1, train)).mean_dim(&[2i64, 3][..], false, Kind::Float));
+        if features.len() == 1 {
+            return features.pop().expect("one");
+        }
+        Tensor::cat(&features, 1)
     }
 }
 
-/// Dropout then `_fc`: `[N, 1280]` features to `[N]` logits of "fake".
+/// Dropout then `_fc`: `[N, 1280]` features (more with taps) to `[N]` logits of "fake".
 #[derive(Debug)]
 pub struct Head {
     fc: nn::Linear,
@@ -256,7 +299,7 @@ pub struct Head {
 
 impl Head {
     pub fn new(p: &nn::Path, cfg: &EfficientNetConfig) -> Self {
-        Self { fc: nn::linear(p / "_fc", FEATURES, 1, Default::default()), dropout: cfg.dropout }
+        Self { fc: nn::linear(p / "_fc", cfg.feature_width(), 1, Default::default()), dropout: cfg.dropout }
     }
 }
 
@@ -319,6 +362,24 @@ mod tests {
         assert_eq!(tch::no_grad(|| net.forward_t(&xs, false)).size(), [2]);
         assert_eq!(net.forward_t(&xs, true).size(), [2]);
         assert_eq!(tch::no_grad(|| net.backbone.forward_t(&xs, false)).size(), [2, FEATURES]);
+    }
+
+    #[test]
+    fn taps_widen_the_features_by_mean_and_std_of_each_tapped_block() {
+        let cfg = EfficientNetConfig { taps: EfficientNetConfig::lite0().stage_ends(), ..EfficientNetConfig::lite0() };
+        assert_eq!(cfg.taps, [2, 4, 7, 10, 14]);
+        // Channels 24, 40, 80, 112, 192, twice each.
+        assert_eq!(cfg.feature_width(), FEATURES + 2 * (24 + 40 + 80 + 112 + 192));
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = EfficientNetLite::new(&vs.root(), &cfg);
+        let xs = Tensor::randn([2, 3, 96, 96], (Kind::Float, Device::Cpu));
+        let features = tch::no_grad(|| net.backbone.forward_t(&xs, false));
+        assert_eq!(features.size(), [2, cfg.feature_width()]);
+        // The plain network's features are the last 1280 of the tapped one's (same weights).
+        let plain = Backbone { taps: Vec::new(), ..net.backbone };
+        let last = features.narrow(1, cfg.feature_width() - FEATURES, FEATURES);
+        assert!(tch::no_grad(|| plain.forward_t(&xs, false)).allclose(&last, 1e-5, 1e-6, false));
+        assert_eq!(tch::no_grad(|| net.head.forward_t(&features, false)).size(), [2]);
     }
 
     #[test]

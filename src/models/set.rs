@@ -47,6 +47,9 @@ pub struct ModelSet {
     /// Normalised ensemble weights, one per member.
     pub weights: Vec<f32>,
     pub ood: Option<OodSource>,
+    /// A learned, calibrated combination of the members (`scan --ensemble`), in place of the
+    /// weighted mean.
+    pub stacker: Option<crate::aggregate::Stacker>,
 }
 
 /// See [`ModelSet::crop_plan`].
@@ -112,7 +115,7 @@ impl ModelSet {
                 Some(OodSource::Extra(model))
             }
         };
-        Ok(Self { members, weights, ood })
+        Ok(Self { members, weights, ood, stacker: None })
     }
 
     /// The crops a scan cuts of each face, one per distinct contract, and which one each model
@@ -164,13 +167,18 @@ impl ModelSet {
     /// key): the single member's own, or for an ensemble the members' names and files joined
     /// by "+" with a hash over their hashes and weights. The OOD model has its own field.
     pub fn id(&self) -> ModelId {
-        if self.members.len() == 1 {
+        if self.members.len() == 1 && self.stacker.is_none() {
             return self.members[0].id().clone();
         }
         let ids: Vec<&ModelId> = self.members.iter().map(AnyModel::id).collect();
         let mut hasher = blake3::Hasher::new();
         for (id, weight) in ids.iter().zip(&self.weights) {
             hasher.update(id.blake3.as_bytes()).update(&weight.to_le_bytes());
+        }
+        if let Some(stacker) = &self.stacker {
+            for w in stacker.weights.iter().chain([&stacker.bias]) {
+                hasher.update(&w.to_le_bytes());
+            }
         }
         let join = |f: fn(&ModelId) -> &str| ids.iter().map(|id| f(id)).collect::<Vec<_>>().join("+");
         ModelId { name: join(|id| &id.name), weights: join(|id| &id.weights), blake3: hasher.finalize().to_hex()[..16].to_string() }

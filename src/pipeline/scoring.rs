@@ -116,7 +116,8 @@ impl JobState {
         for p in &pending {
             let face = &mut self.frames[p.frame_pos].faces[p.face_pos];
             let pairs = face.models.iter().zip(&set.weights).filter_map(|(s, &w)| s.map(|s| (w, s)));
-            face.score = aggregate::weighted_mean(pairs);
+            // A stacker scores a face when every member scored it (frame models only).
+            face.score = set.stacker.as_ref().and_then(|st| st.combine(&face.models)).or_else(|| aggregate::weighted_mean(pairs));
             if frame_models > 1 {
                 face.logit = face.score.map(|s| (s / (1.0 - s)).ln());
             }
@@ -188,8 +189,15 @@ impl JobState {
         }
         let ok = error.is_none();
         let model_tracks: Vec<Vec<aggregate::TrackScore>> = per_model.iter().map(|(tracks, _)| tracks.clone()).collect();
-        let tracks = if ok { aggregate::ensemble_tracks(&model_tracks, &set.weights) } else { Vec::new() };
-        let score = if ok { aggregate::weighted_mean(set.weights.iter().zip(&per_model).filter_map(|(&w, (_, s))| s.map(|s| (w, s)))) } else { None };
+        let mut tracks = if ok { aggregate::ensemble_tracks(&model_tracks, &set.weights) } else { Vec::new() };
+        let mut score = if ok { aggregate::weighted_mean(set.weights.iter().zip(&per_model).filter_map(|(&w, (_, s))| s.map(|s| (w, s)))) } else { None };
+        if let (true, Some(stacker)) = (ok, &set.stacker) {
+            for track in &mut tracks {
+                let models: Vec<Option<f32>> = track.models.iter().map(|&s| Some(s)).collect();
+                track.score = stacker.combine(&models).unwrap_or(f32::NAN);
+            }
+            score = stacker.combine(&per_model.iter().map(|(_, s)| *s).collect::<Vec<_>>());
+        }
         let risks: Vec<f32> = faces.iter().filter_map(|f| f.ood_risk).collect();
         let ood_risk = (ok && !risks.is_empty()).then(|| risks.iter().sum::<f32>() / risks.len() as f32);
         let (verdict, verdict_reason) = match (score, ood_risk) {

@@ -235,12 +235,12 @@ impl CvReport {
         for f in &self.folds {
             out += &format!(" {:>13} |", f.origin);
         }
-        out += "  mean | pooled\n";
+        out += "  mean | pooled |   ECE\n";
         out += &format!("{:width$} |", "(real/fake videos)");
         for f in &self.folds {
             out += &format!(" {:>13} |", format!("{}/{}", f.real_videos, f.fake_videos));
         }
-        out += "       |\n";
+        out += "       |        |\n";
         let cell = |a: Option<f64>| a.map_or("-".to_string(), |a| format!("{a:.3}"));
         for row in &self.rows {
             out += &format!("{:width$} |", row.name);
@@ -248,8 +248,10 @@ impl CvReport {
                 let mark = if row.seen.contains(&f.origin) { "*" } else { " " };
                 out += &format!(" {:>12}{mark} |", cell(*auc));
             }
-            out += &format!(" {:>5} | {:>5}\n", cell(row.mean_auc), cell(row.pooled_auc));
+            let ece = crate::eval::metrics::expected_calibration_error(&row.reliability);
+            out += &format!(" {:>5} | {:>6} | {:>5}\n", cell(row.mean_auc), cell(row.pooled_auc), cell(ece));
         }
+        out += "pooled: AUC of all held-out videos together; ECE: expected calibration error of those scores (10 bins)\n";
         if self.rows.iter().any(|r| !r.seen.is_empty()) {
             out += "* in-sample: the model trained on this origin, so the cell is not a cross-source figure\n";
         }

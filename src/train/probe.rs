@@ -38,9 +38,11 @@ pub struct Backbone {
 }
 
 impl Backbone {
-    /// Short name for tables and cache files, e.g. "efficientnet-lite0".
-    pub fn name(&self) -> &'static str {
-        NetworkConfig::EfficientNet(self.config.clone()).arch_name()
+    /// Short name for tables and cache files, e.g. "efficientnet-lite0", "+taps" when the
+    /// probe also reads earlier blocks.
+    pub fn name(&self) -> String {
+        let arch = NetworkConfig::EfficientNet(self.config.clone()).arch_name();
+        if self.config.taps.is_empty() { arch.to_string() } else { format!("{arch}+taps") }
     }
 
     fn load(&self, device: Device) -> Result<(nn::VarStore, EfficientNetLite)> {
@@ -98,6 +100,7 @@ fn cache_path(set: &CropSet, backbone: &Backbone, cfg: &FeatureConfig) -> Result
     hasher.update(&std::fs::read(set.dir.join(super::dataset::INDEX_FILE))?);
     hasher.update(serde_json::to_string(cfg)?.as_bytes());
     hasher.update(&backbone.preprocess.input_size.to_le_bytes());
+    hasher.update(serde_json::to_string(&backbone.config)?.as_bytes());
     let tag = &hasher.finalize().to_hex()[..12];
     Ok(set.dir.join("features").join(format!("{}-{tag}.safetensors", backbone.name())))
 }

@@ -28,7 +28,7 @@ use super::augment::{AugmentConfig, AugmentPlan};
 use super::dataset::{CropSet, Split, SplitPlan};
 use super::sbi::SbiPlan;
 use crate::eval::metrics::roc_auc;
-use crate::models::weights::{self, Header, Storage};
+use crate::models::weights::{self, Header, Preprocess, Storage};
 use crate::models::{self, Arch, NetworkConfig};
 
 #[derive(Clone, Debug)]
@@ -60,6 +60,13 @@ pub struct TrainConfig {
     pub sequence_frames: Option<usize>,
     /// Precision of the best weights (`<output>`); the resume checkpoint stays f32.
     pub storage: Storage,
+    /// The crop contract of the cache (recorded in the weights, so the scan cuts alike).
+    pub crop: Option<crate::faces::crop::CropSpec>,
+    /// Use only crops of these origins, in training and validation (empty: all).
+    pub origins: Vec<String>,
+    /// Train on the real crops alone (with `sbi_ratio` 1, the SBI paper's setting: every fake
+    /// seen is self-blended); validation keeps both labels.
+    pub reals_only: bool,
 }
 
 /// T when `--sequence-frames` is not given: `dfscan extract` keeps 16 frames per video, so
@@ -165,8 +172,11 @@ pub fn train(set: &CropSet, cfg: &TrainConfig, mut on_event: impl FnMut(TrainEve
     let frames = sequence_frames(&network);
     let size = preprocess.input_size as i32;
     let per_example = frames.map(|t| t as usize);
-    let train_set = Examples::load(set, &set.split(Split::Train, &cfg.split), size, per_example)?;
-    let val_set = Examples::load(set, &set.split(Split::Val, &cfg.split), size, per_example)?;
+    let wanted = |i: &usize| cfg.origins.is_empty() || cfg.origins.contains(&set.records[*i].origin);
+    let train_idx: Vec<usize> = set.split(Split::Train, &cfg.split).into_iter().filter(wanted).filter(|&i| !cfg.reals_only || !set.records[i].label.is_fake()).collect();
+    let val_idx: Vec<usize> = set.split(Split::Val, &cfg.split).into_iter().filter(wanted).collect();
+    let train_set = Examples::load(set, &train_idx, size, per_example)?;
+    let val_set = Examples::load(set, &val_idx, size, per_example)?;
     ensure!(train_set.len() > 0, "the train split is empty");
     let mut vs = nn::VarStore::new(cfg.device);
     let net = models::build_network(&vs.root(), &network);
@@ -329,7 +339,7 @@ fn save(vs: &nn::VarStore, path: &Path, network: NetworkConfig, preprocess: mode
     let header = Header {
         format: weights::FORMAT_VERSION,
         network,
-        preprocess,
+        preprocess: Preprocess { crop: cfg.crop, ..preprocess },
         provenance: format!(
             "{} (epoch {}, val video AUC {}, val frame AUC {})",
             cfg.command_line,
@@ -366,6 +376,9 @@ mod tests {
             pretrained: None,
             sequence_frames: None,
             storage: Storage::F32,
+            crop: None,
+            origins: Vec::new(),
+            reals_only: false,
         }
     }
 

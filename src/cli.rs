@@ -201,7 +201,7 @@ pub struct ExtractArgs {
     pub min_face_confidence: f32,
     #[arg(long, default_value_t = 0.3)]
     pub margin: f32,
-    /// Side of the stored crops (the largest model input).
+    /// Side of the stored crops (the largest model input; efficientnet-lite2 reads 260).
     #[arg(long, default_value_t = 256)]
     pub size: i32,
     /// Faces kept per frame, most confident first.

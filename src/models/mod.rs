@@ -43,6 +43,11 @@ pub enum Arch {
     #[value(name = "efficientnet-lite0")]
     #[serde(rename = "efficientnet-lite0")]
     EfficientnetLite0,
+    /// EfficientNet-Lite2 (width 1.1, depth 1.2, 260x260) with a one-logit head, from ImageNet
+    /// weights. Crops cached below 260 (`extract --size` defaults to 256) are upscaled.
+    #[value(name = "efficientnet-lite2")]
+    #[serde(rename = "efficientnet-lite2")]
+    EfficientnetLite2,
     /// DeiT-tiny distilled (two classes), from scratch or timm's ImageNet weights.
     #[value(name = "deit-tiny")]
     #[serde(rename = "deit-tiny")]
@@ -60,6 +65,7 @@ impl Arch {
             Arch::Meso4 => "meso4",
             Arch::Mesoinception4 => "mesoinception4",
             Arch::EfficientnetLite0 => "efficientnet-lite0",
+            Arch::EfficientnetLite2 => "efficientnet-lite2",
             Arch::DeitTiny => "deit-tiny",
             Arch::ResnetLstm => "resnet-lstm",
         }
@@ -155,13 +161,17 @@ pub fn training_spec(arch: Arch) -> (NetworkConfig, Preprocess) {
         Arch::Meso4 => (NetworkConfig::Meso(meso::MesoConfig::meso4_torch()), Preprocess::meso_torch()),
         Arch::Mesoinception4 => (NetworkConfig::Meso(meso::MesoConfig::mesoinception4_torch()), Preprocess::meso_torch()),
         // The preprocessing its ImageNet backbone was trained with (init_from_pretrained).
-        Arch::EfficientnetLite0 => {
-            (NetworkConfig::EfficientNet(efficientnet::EfficientNetConfig::lite0()), Preprocess::efficientnet_lite())
-        }
+        Arch::EfficientnetLite0 => efficientnet_spec(efficientnet::EfficientNetConfig::lite0()),
+        Arch::EfficientnetLite2 => efficientnet_spec(efficientnet::EfficientNetConfig::lite2()),
         Arch::DeitTiny => (NetworkConfig::Vit(vit::VitConfig::deit_tiny_distilled()), Preprocess::deit()),
         // MobileNetV2, the backbone whose ImageNet weights the set-up can fetch.
         Arch::ResnetLstm => (NetworkConfig::ResnetLstm(resnet_lstm::ResnetLstmConfig::mobilenetv2()), Preprocess::imagenet()),
     }
+}
+
+fn efficientnet_spec(cfg: efficientnet::EfficientNetConfig) -> (NetworkConfig, Preprocess) {
+    let preprocess = Preprocess::efficientnet_lite(&cfg);
+    (NetworkConfig::EfficientNet(cfg), preprocess)
 }
 
 /// The public pretrained start of `arch`, if it has one: (the file scripts/setup.sh fetches,
@@ -174,6 +184,10 @@ pub fn pretrained_weights(arch: Arch) -> Option<(PathBuf, PathBuf)> {
         Arch::EfficientnetLite0 => Some((
             models_dir().join("public/efficientnet-lite0-57934424.safetensors"),
             models_dir().join("public/efficientnet-lite0-imagenet.safetensors"),
+        )),
+        Arch::EfficientnetLite2 => Some((
+            models_dir().join("public/efficientnet-lite2-9656183e.safetensors"),
+            models_dir().join("public/efficientnet-lite2-imagenet.safetensors"),
         )),
         Arch::ResnetLstm => imagenet_backbone(backbone::Backbone::Mobilenetv2),
     }

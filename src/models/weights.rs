@@ -49,10 +49,11 @@ impl Preprocess {
     pub fn meso_keras() -> Self {
         Self { input_size: 256, mean: [0.0; 3], std: [1.0; 3], output: OutputClass::Real, crop: None }
     }
-    /// EfficientNet-Lite at its ImageNet resolution and normalisation (see `efficientnet`), P(fake).
-    pub fn efficientnet_lite() -> Self {
+    /// EfficientNet-Lite at the ImageNet resolution of `cfg` (Lite0 224, Lite2 260) and the
+    /// normalisation all Lite models share (see `efficientnet`), P(fake).
+    pub fn efficientnet_lite(cfg: &EfficientNetConfig) -> Self {
         Self {
-            input_size: efficientnet::INPUT_SIZE,
+            input_size: cfg.resolution,
             mean: efficientnet::MEAN_RGB,
             std: efficientnet::STD_RGB,
             output: OutputClass::Fake,
@@ -96,7 +97,8 @@ impl NetworkConfig {
                 super::meso::MesoArch::Meso4 => "meso4",
                 super::meso::MesoArch::MesoInception4 => "mesoinception4",
             },
-            NetworkConfig::EfficientNet(cfg) if cfg.width == 1.0 && cfg.depth == 1.0 => "efficientnet-lite0",
+            NetworkConfig::EfficientNet(cfg) if cfg.same_network(&EfficientNetConfig::lite0()) => "efficientnet-lite0",
+            NetworkConfig::EfficientNet(cfg) if cfg.same_network(&EfficientNetConfig::lite2()) => "efficientnet-lite2",
             NetworkConfig::EfficientNet(_) => "efficientnet-lite",
             // Training-only settings (stochastic depth) do not change the architecture.
             NetworkConfig::Vit(cfg) if (VitConfig { drop_path: 0.0, ..cfg.clone() }) == VitConfig::deit_tiny_distilled() => "deit-tiny",

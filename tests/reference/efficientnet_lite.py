@@ -1,11 +1,14 @@
-"""EfficientNet-Lite0 in plain PyTorch, written apart from src/models/efficientnet.rs so that the
-two can check each other (tests/efficientnet.rs runs this). It follows the TF reference
+"""EfficientNet-Lite0 and -Lite2 in plain PyTorch, written apart from src/models/efficientnet.rs
+so that the two can check each other (tests/efficientnet.rs runs this). It follows the TF reference
 (tensorflow/tpu models/official/efficientnet/lite) as ported by ml-illustrated's
 EfficientNet-Lite-PyTorch: TF "SAME" padding (extra row/column at the bottom/right when the
 total is odd), BatchNorm eps 1e-3, ReLU6, no squeeze-excitation, residual on stride-1 blocks
-with equal in/out channels.
+with equal in/out channels. Lite2 scales the blocks as efficientnet_lite_builder.py does:
+round_filters (multiple of 8, never 10% down) on the channels, ceil on the repeats, except
+that the stem (32), the head (1280) and the first and last stage's repeats stay fixed.
 
-usage: python3 efficientnet_lite0.py WEIGHTS INPUT OUTPUT
+usage: python3 efficientnet_lite.py VARIANT WEIGHTS INPUT OUTPUT
+  VARIANT  lite0 or lite2
   WEIGHTS  the lukemelas-layout state_dict (.pth, or .safetensors under the same names)
   INPUT    safetensors of [N, 3, H, W] float32 batches, already normalised, any names
   OUTPUT   for each batch NAME: "NAME.features" [N, 1280] (pooled, before _fc) and
@@ -22,6 +25,14 @@ from torch import nn
 # (repeats, kernel, stride, expand ratio, in, out), from efficientnet_lite_builder.py.
 STAGES = [(1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
           (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320)]
+# efficientnet_lite_params: (width, depth); resolution and dropout do not change the weights.
+VARIANTS = {"lite0": (1.0, 1.0), "lite2": (1.1, 1.2)}
+
+
+def round_filters(c, width):
+    c *= width
+    rounded = max(8, int(c + 4) // 8 * 8)
+    return rounded + 8 if rounded < 0.9 * c else rounded
 
 
 class SameConv(nn.Conv2d):
@@ -57,16 +68,20 @@ class MBConv(nn.Module):
         return y + x if self.skip else y
 
 
-class Lite0(nn.Module):
-    def __init__(self):
+class Lite(nn.Module):
+    def __init__(self, width, depth):
         super().__init__()
         self._conv_stem, self._bn0 = SameConv(3, 32, 3, 2), bn(32)
         blocks = []
-        for repeats, k, stride, expand, c_in, c_out in STAGES:
+        for s, (repeats, k, stride, expand, c_in, c_out) in enumerate(STAGES):
+            c_in = 32 if s == 0 else round_filters(c_in, width)
+            c_out = round_filters(c_out, width)
+            if 0 < s < len(STAGES) - 1:
+                repeats = int(math.ceil(depth * repeats))
             for i in range(repeats):
                 blocks.append(MBConv(k, stride if i == 0 else 1, expand, c_in if i == 0 else c_out, c_out))
         self._blocks = nn.ModuleList(blocks)
-        self._conv_head, self._bn1 = SameConv(320, 1280, 1), bn(1280)
+        self._conv_head, self._bn1 = SameConv(c_out, 1280, 1), bn(1280)
         self._fc = nn.Linear(1280, 1000)
 
     def features(self, x):
@@ -77,13 +92,13 @@ class Lite0(nn.Module):
 
 
 def main():
-    weights, inp, out = sys.argv[1:]
+    variant, weights, inp, out = sys.argv[1:]
     if weights.endswith(".safetensors"):
         state = load_file(weights)
         state = {k: v.long() if k.endswith("num_batches_tracked") else v for k, v in state.items()}
     else:
         state = torch.load(weights, map_location="cpu", weights_only=True)
-    net = Lite0()
+    net = Lite(*VARIANTS[variant])
     net.load_state_dict(state, strict=True)
     net.eval()
     results = {}

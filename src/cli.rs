@@ -236,7 +236,8 @@ pub struct TrainArgs {
     /// Crop cache made by `dfscan extract`.
     #[arg(long)]
     pub crops: PathBuf,
-    /// Best weights go here; `<output>.last.safetensors` and `<output>.train-state.json` beside it.
+    /// Best weights go here; `<output>.last.safetensors`, `<output>.train-state.json` and
+    /// `<output>.log.jsonl` beside it.
     #[arg(short, long)]
     pub output: PathBuf,
     #[arg(long, default_value_t = 30)]
@@ -274,12 +275,28 @@ pub struct TrainArgs {
     pub split: SplitArgs,
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
-    /// Continue after the last finished epoch of a previous run with the same --output.
+    /// Continue a previous run with the same --output at the step of its last checkpoint
+    /// (same --seed, --batch-size, --max-steps-per-epoch and crop cache needed).
     #[arg(long)]
     pub resume: bool,
     /// Cap the steps per epoch (quick runs).
     #[arg(long)]
     pub max_steps_per_epoch: Option<usize>,
+    /// Optimizer steps between checkpoints: validate, keep better weights, save the last
+    /// weights and state for --resume, log a line to `<output>.log.jsonl` (0: epoch ends only).
+    #[arg(long, value_name = "STEPS", default_value_t = 200)]
+    pub checkpoint_every: usize,
+    /// Skip validation at mid-epoch checkpoints (epoch ends still validate); for a large
+    /// validation split.
+    #[arg(long)]
+    pub no_checkpoint_validation: bool,
+    /// End this sitting after this many steps, with a checkpoint; --resume goes on.
+    #[arg(long, value_name = "STEPS")]
+    pub stop_after_steps: Option<usize>,
+    /// Steps over which the learning rate ramps up linearly after --resume, while AdamW's
+    /// moments (which cannot be saved) rebuild.
+    #[arg(long, value_name = "STEPS", default_value_t = 20)]
+    pub resume_warmup: usize,
     /// Use only crops of these origins (the manifest's origin column), in training and validation.
     #[arg(long, value_delimiter = ',', value_name = "ORIGIN,...")]
     pub origins: Vec<String>,

@@ -33,6 +33,10 @@ pub fn train(args: TrainArgs) -> Result<()> {
         output: args.output.clone(),
         resume: args.resume,
         max_steps_per_epoch: args.max_steps_per_epoch,
+        checkpoint_every: args.checkpoint_every,
+        checkpoint_validation: !args.no_checkpoint_validation,
+        stop_after_steps: args.stop_after_steps,
+        resume_warmup: args.resume_warmup,
         command_line: std::env::args().collect::<Vec<_>>().join(" "),
         pretrained: pretrained_start(args.arch)?,
         sequence_frames: args.sequence_frames,
@@ -44,35 +48,49 @@ pub fn train(args: TrainArgs) -> Result<()> {
     let bar = progress_bar("epoch {prefix} [{bar:30}] {pos}/{len} {msg}");
     let mut running_loss = None::<f64>;
     let mut last_auc = String::new();
-    let history = trainer::train(&set, &cfg, |event| match event {
-        TrainEvent::Start { train_examples, val_examples, example, steps_per_epoch, start_epoch } => {
-            eprintln!("dfscan: training {} on {train_examples} {example}, validating on {val_examples}, from epoch {}", cfg.arch.name(), start_epoch + 1);
+    let summary = trainer::train(&set, &cfg, |event| match event {
+        TrainEvent::Start { train_examples, val_examples, example, steps_per_epoch, total_steps, epoch, step, global_step } => {
+            let from = if global_step == 0 { "from the start".to_string() } else { format!("from epoch {} step {step} (step {global_step} of {total_steps})", epoch + 1) };
+            eprintln!("dfscan: training {} on {train_examples} {example}, validating on {val_examples}, {from}", cfg.arch.name());
             bar.set_length(steps_per_epoch as u64);
+            bar.set_position(step as u64);
         }
         TrainEvent::Pretrained { path, missing } => {
             eprintln!("dfscan: started from {} (new, untrained: {})", path.display(), missing.join(", "));
         }
-        TrainEvent::Step { epoch, loss } => {
+        TrainEvent::Step { epoch, loss, .. } => {
             let smoothed = running_loss.map_or(loss, |r| 0.9 * r + 0.1 * loss);
             running_loss = Some(smoothed);
             bar.set_prefix(format!("{}", epoch + 1));
             bar.set_message(format!("loss {smoothed:.4}{last_auc}"));
             bar.inc(1);
         }
+        TrainEvent::Checkpoint(r) => {
+            if let Some(a) = r.val_video_auc {
+                last_auc = format!(", val AUC {a:.3} at step {}", r.global_step);
+            }
+        }
         TrainEvent::Epoch(r) => {
-            last_auc = r.val_video_auc.map_or(String::new(), |a| format!(", last val AUC {a:.3}"));
             bar.suspend(|| eprintln!("{}", serde_json::to_string(r).expect("serialisable")));
             bar.reset();
         }
     })?;
     bar.finish_and_clear();
-    let best = history.iter().rfind(|r| r.best);
+    let best = summary.best.as_ref();
     eprintln!(
-        "dfscan: best weights in {} (epoch {}, val video AUC {})",
+        "dfscan: best weights in {} (epoch {}, step {}, val video AUC {}); {} of {} steps, {} crops seen; log in {}",
         cfg.output.display(),
         best.map_or(0, |r| r.epoch + 1),
-        best.and_then(|r| r.val_video_auc).map_or("n/a".into(), |a| format!("{a:.4}"))
+        best.map_or(0, |r| r.step),
+        best.and_then(|r| r.val_video_auc).map_or("n/a".into(), |a| format!("{a:.4}")),
+        summary.global_step,
+        summary.total_steps,
+        summary.crops_seen,
+        dfscan::train::checkpoint::Paths::of(&cfg.output).log.display(),
     );
+    if summary.paused {
+        eprintln!("dfscan: stopped after --stop-after-steps; the same command with --resume goes on");
+    }
     Ok(())
 }
 

@@ -1,5 +1,5 @@
 //! Training: labelled inputs -> cached face crops ([`extract`], [`dataset`]) -> a fitted model
-//! ([`trainer`]), with the image work on face crops (the packed `size` x `size` RGB bytes that
+//! ([`trainer`], which [`checkpoint`]s so a run can stop and resume mid-epoch), with the image work on face crops (the packed `size` x `size` RGB bytes that
 //! [`crate::faces::square_crop`] produces): augmentations that make a detector robust to
 //! re-encoding and capture conditions ([`augment`]), self-blended images, fakes made from
 //! real faces ([`sbi`]), and synthetic out-of-distribution crops for the abnormality module
@@ -10,6 +10,7 @@
 //! holds the OpenCV operations they compose.
 pub mod augment;
 pub mod cv;
+pub mod checkpoint;
 pub mod dataset;
 pub mod extract;
 pub mod ood;

@@ -1,5 +1,5 @@
 //! `dfscan train`: fits a face classifier on a crop cache (cifar-example loop shape: shuffle,
-//! augment, forward, backward_step; evaluate per epoch; keep the best).
+//! augment, forward, backward_step; validate; keep the best).
 //!
 //! An example is one crop for a frame model; for a sequence model (ResNet-LSTM) it is a window
 //! of T crops of one source input in frame order ([`CropSet::examples`]), short ones padded by
@@ -7,12 +7,23 @@
 //! alike to all its frames, so a sequence never flickers in ways real footage does not.
 //!
 //! - Loss: BCE on the "fake" logit, weighted so both classes count equally.
-//! - AdamW with a cosine learning-rate schedule ([`learning_rate`], a pure function).
+//! - AdamW with a cosine learning-rate schedule over all steps of all epochs ([`learning_rate`],
+//!   a pure function of the global step).
 //! - Self-blended fakes (`sbi_ratio`) turn that share of real crops into synthetic fakes.
-//! - Early stopping on validation video-level AUC (crops averaged per source input).
-//! - `<output>` holds the best weights; `<output>.last.safetensors` and
-//!   `<output>.train-state.json` let `--resume` continue after the last finished epoch
-//!   (AdamW's moments restart, which tch cannot save).
+//! - Early stopping on validation video-level AUC (crops averaged per source input): `patience`
+//!   epochs without new best weights.
+//!
+//! Long runs span sittings ([`checkpoint`] has the files). Every `checkpoint_every` steps and at
+//! each epoch's end the run validates (mid-epoch only with `checkpoint_validation`), keeps
+//! better weights in `<output>`, writes the last weights and the state, and logs a line.
+//! `stop_after_steps` ends a sitting with a checkpoint; `--resume` picks the run up at the
+//! step it stopped: an epoch's order is a shuffle seeded by the epoch ([`epoch_order`]), every
+//! other draw of a step (blends, augmentations, dropout) is seeded by the global step, and the
+//! schedule goes on from the global step. What does not carry over is AdamW's moments: tch
+//! 0.24's `nn::Optimizer` has no way to read or set them (only rates, momentum and weight
+//! decay), so they restart from zero. A fresh Adam's first updates are full-size (each
+//! parameter moves by about the rate, whatever its gradient's scale), so the first
+//! `resume_warmup` steps after a resume scale the rate up linearly ([`resume_warmup`]).
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -20,11 +31,12 @@ use anyhow::{ensure, Context, Result};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT, OptimizerConfig};
 use tch::{Device, Kind, Reduction, Tensor};
 
 use super::augment::{AugmentConfig, AugmentPlan};
+use super::checkpoint::{self, CheckpointReport, Paths, TrainState};
+pub use super::checkpoint::EpochReport;
 use super::dataset::{CropSet, Split, SplitPlan};
 use super::sbi::SbiPlan;
 use crate::eval::metrics::roc_auc;
@@ -47,9 +59,18 @@ pub struct TrainConfig {
     pub augment: AugmentConfig,
     pub device: Device,
     pub output: PathBuf,
+    /// Continue the run whose state is beside `output`, at the step of its last checkpoint.
     pub resume: bool,
     /// Use at most this many training crops per epoch (quick runs and tests).
     pub max_steps_per_epoch: Option<usize>,
+    /// Optimizer steps between checkpoints (0: at epoch ends only).
+    pub checkpoint_every: usize,
+    /// Validate at mid-epoch checkpoints too (epoch ends always validate).
+    pub checkpoint_validation: bool,
+    /// End this sitting after this many steps, with a checkpoint.
+    pub stop_after_steps: Option<usize>,
+    /// Steps of linear warm-up after a resume, while AdamW's restarted moments settle.
+    pub resume_warmup: usize,
     /// The command that started training, recorded in the weights' provenance.
     pub command_line: String,
     /// Pretrained weights to start from (e.g. the ImageNet backbone of EfficientNet-Lite0);
@@ -79,39 +100,38 @@ pub fn learning_rate(step: usize, total: usize, base: f64) -> f64 {
     base * 0.5 * (1.0 + (std::f64::consts::PI * progress.min(1.0)).cos())
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct EpochReport {
-    pub epoch: usize,
-    pub train_loss: f64,
-    pub val_loss: f64,
-    pub val_frame_auc: Option<f64>,
-    pub val_video_auc: Option<f64>,
-    pub learning_rate: f64,
-    pub seconds: f64,
-    pub best: bool,
+/// The factor on the scheduled rate `since_resume` steps after a resume (None: the run was
+/// not resumed): 1/`warmup`, 2/`warmup`, ... up to 1.
+pub fn resume_warmup(since_resume: Option<usize>, warmup: usize) -> f64 {
+    match since_resume {
+        Some(k) if k < warmup => (k + 1) as f64 / warmup as f64,
+        _ => 1.0,
+    }
 }
 
 pub enum TrainEvent<'a> {
-    /// `example` names the unit of the counts: "crops", or "sequences of T crops".
-    Start { train_examples: usize, val_examples: usize, example: String, steps_per_epoch: usize, start_epoch: usize },
+    /// `example` names the unit of the counts: "crops", or "sequences of T crops". A resumed
+    /// run starts at `step` of `epoch`, `global_step` of `total_steps` done.
+    Start { train_examples: usize, val_examples: usize, example: String, steps_per_epoch: usize, total_steps: usize, epoch: usize, step: usize, global_step: usize },
     /// Started from pretrained weights; these variables were not in them.
     Pretrained { path: &'a Path, missing: &'a [String] },
-    Step { epoch: usize, loss: f64 },
+    Step { epoch: usize, global_step: usize, loss: f64 },
+    /// A checkpoint was written (and its line logged); at an epoch's end, before `Epoch`.
+    Checkpoint(&'a CheckpointReport),
     Epoch(&'a EpochReport),
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-struct TrainState {
-    epochs_done: usize,
-    best_video_auc: Option<f64>,
-    epochs_since_best: usize,
-    history: Vec<EpochReport>,
-}
-
-fn sidecar(output: &Path, suffix: &str) -> PathBuf {
-    let mut name = output.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
+/// How a call to [`train`] ended.
+#[derive(Clone, Debug)]
+pub struct TrainSummary {
+    pub history: Vec<EpochReport>,
+    /// The checkpoint whose weights are `<output>`.
+    pub best: Option<CheckpointReport>,
+    pub global_step: usize,
+    pub total_steps: usize,
+    pub crops_seen: u64,
+    /// Stopped by `stop_after_steps` with steps left: `--resume` goes on.
+    pub paused: bool,
 }
 
 /// Labelled examples of one split, their crops loaded once at the model's input size.
@@ -166,7 +186,41 @@ fn sequence_frames(network: &NetworkConfig) -> Option<i64> {
     }
 }
 
-pub fn train(set: &CropSet, cfg: &TrainConfig, mut on_event: impl FnMut(TrainEvent)) -> Result<Vec<EpochReport>> {
+/// The examples of `epoch`, in the order it trains on them: a shuffle drawn from the seed and
+/// the epoch alone, so a resumed run finds the order it left.
+fn epoch_order(examples: usize, per_epoch: usize, seed: u64, epoch: usize) -> Vec<usize> {
+    let mut rng = StdRng::seed_from_u64(seed.wrapping_add(epoch as u64 * 7919));
+    let mut order: Vec<usize> = (0..examples).collect();
+    order.shuffle(&mut rng);
+    order.truncate(per_epoch);
+    order
+}
+
+/// The seed of the random draws of global step `step` (blends, augmentations, dropout).
+fn step_seed(seed: u64, step: usize) -> u64 {
+    seed ^ (step as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// What a checkpoint needs besides the state.
+struct Run<'a> {
+    cfg: &'a TrainConfig,
+    vs: nn::VarStore,
+    net: Box<dyn ModuleT>,
+    val_set: Examples,
+    frames: Option<i64>,
+    network: NetworkConfig,
+    preprocess: models::Preprocess,
+    paths: Paths,
+}
+
+/// Training loss of the steps since the last checkpoint.
+#[derive(Default)]
+struct Window {
+    loss_sum: f64,
+    steps: usize,
+}
+
+pub fn train(set: &CropSet, cfg: &TrainConfig, mut on_event: impl FnMut(TrainEvent)) -> Result<TrainSummary> {
     tch::manual_seed(cfg.seed as i64);
     let (network, preprocess) = network_of(cfg)?;
     let frames = sequence_frames(&network);
@@ -178,17 +232,31 @@ pub fn train(set: &CropSet, cfg: &TrainConfig, mut on_event: impl FnMut(TrainEve
     let train_set = Examples::load(set, &train_idx, size, per_example)?;
     let val_set = Examples::load(set, &val_idx, size, per_example)?;
     ensure!(train_set.len() > 0, "the train split is empty");
+    let per_epoch = cfg.max_steps_per_epoch.map_or(train_set.len(), |s| (s * cfg.batch_size).min(train_set.len()));
+    let steps_per_epoch = per_epoch.div_ceil(cfg.batch_size);
+    let total_steps = steps_per_epoch * cfg.epochs;
+
     let mut vs = nn::VarStore::new(cfg.device);
     let net = models::build_network(&vs.root(), &network);
-    let state_path = sidecar(&cfg.output, ".train-state.json");
-    let last_path = sidecar(&cfg.output, ".last.safetensors");
-    let mut state = TrainState::default();
-    if cfg.resume && state_path.is_file() {
-        state = serde_json::from_str(&std::fs::read_to_string(&state_path)?).context("reading the training state")?;
-        vs.load(&last_path).with_context(|| format!("resuming from {}", last_path.display()))?;
-    } else if let Some(path) = &cfg.pretrained {
-        let missing = models::init_from_pretrained(&mut vs, path)?;
-        on_event(TrainEvent::Pretrained { path, missing: &missing });
+    let paths = Paths::of(&cfg.output);
+    let mut state = TrainState::new(cfg.seed, cfg.batch_size, train_set.len(), steps_per_epoch);
+    if cfg.resume && paths.state.is_file() {
+        let stored = TrainState::read(&paths.state)?;
+        stored.ensure_continues(&state)?;
+        state = stored;
+        vs.load(&paths.last).with_context(|| format!("resuming from {}", paths.last.display()))?;
+    } else {
+        // A fresh run: an earlier run's state and log must not be mistaken for this one's.
+        for stale in [&paths.state, &paths.log] {
+            match std::fs::remove_file(stale) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e).context(format!("removing {}", stale.display())),
+                _ => {}
+            }
+        }
+        if let Some(path) = &cfg.pretrained {
+            let missing = models::init_from_pretrained(&mut vs, path)?;
+            on_event(TrainEvent::Pretrained { path, missing: &missing });
+        }
     }
     let mut opt = nn::AdamW { wd: cfg.weight_decay, ..Default::default() }.build(&vs, cfg.learning_rate)?;
 
@@ -198,73 +266,149 @@ pub fn train(set: &CropSet, cfg: &TrainConfig, mut on_event: impl FnMut(TrainEve
     let fakes = n_fake + cfg.sbi_ratio * n_real;
     let pos_weight = Tensor::from_slice(&[((n_real - cfg.sbi_ratio * n_real) / fakes.max(1.0)) as f32]).to_device(cfg.device);
 
-    let per_epoch = cfg.max_steps_per_epoch.map_or(train_set.len(), |s| (s * cfg.batch_size).min(train_set.len()));
-    let steps_per_epoch = per_epoch.div_ceil(cfg.batch_size);
-    let total_steps = steps_per_epoch * cfg.epochs;
     on_event(TrainEvent::Start {
         train_examples: train_set.len(),
         val_examples: val_set.len(),
         example: frames.map_or("crops".into(), |t| format!("sequences of {t} crops")),
         steps_per_epoch,
-        start_epoch: state.epochs_done,
+        total_steps,
+        epoch: state.epoch,
+        step: state.step,
+        global_step: state.global_step,
     });
-
-    for epoch in state.epochs_done..cfg.epochs {
-        let started = Instant::now();
-        let mut rng = StdRng::seed_from_u64(cfg.seed.wrapping_add(epoch as u64 * 7919));
-        let mut order: Vec<usize> = (0..train_set.len()).collect();
-        order.shuffle(&mut rng);
-        order.truncate(per_epoch);
-        let (mut loss_sum, mut batches) = (0.0, 0);
-        let mut lr = cfg.learning_rate;
-        for (step, chunk) in order.chunks(cfg.batch_size).enumerate() {
+    let run = Run { cfg, vs, net, val_set, frames, network, preprocess, paths };
+    let crops_per_example = frames.unwrap_or(1) as u64;
+    let resumed_at = (state.global_step > 0).then_some(state.global_step);
+    let (sitting, seconds_before) = (Instant::now(), state.seconds);
+    let mut window = Window::default();
+    let mut lr = learning_rate(state.global_step, total_steps, cfg.learning_rate);
+    let (mut sitting_steps, mut paused) = (0, false);
+    while state.epoch < cfg.epochs && state.epochs_since_best < cfg.patience && !paused {
+        let (epoch, epoch_started) = (state.epoch, Instant::now());
+        let order = epoch_order(train_set.len(), per_epoch, cfg.seed, epoch);
+        for chunk in order.chunks(cfg.batch_size).skip(state.step) {
+            let g = state.global_step;
+            let seed = step_seed(cfg.seed, g);
+            tch::manual_seed(seed as i64);
+            let mut rng = StdRng::seed_from_u64(seed);
             let (batch, targets) = training_batch(&train_set, chunk, frames, cfg, size, &mut rng)?;
-            let input = models::to_example_input(&batch, &preprocess, cfg.device, frames);
-            let logits = net.forward_t(&input, true);
+            let input = models::to_example_input(&batch, &run.preprocess, cfg.device, frames);
+            let logits = run.net.forward_t(&input, true);
             let y = Tensor::from_slice(&targets).to_device(cfg.device);
             let loss = logits.binary_cross_entropy_with_logits::<&Tensor>(&y, None, Some(&pos_weight), Reduction::Mean);
-            lr = learning_rate(epoch * steps_per_epoch + step, total_steps, cfg.learning_rate);
+            lr = learning_rate(g, total_steps, cfg.learning_rate) * resume_warmup(resumed_at.map(|r| g - r), cfg.resume_warmup);
             opt.set_lr(lr);
             opt.backward_step(&loss);
             let loss = loss.double_value(&[]);
-            loss_sum += loss;
-            batches += 1;
-            on_event(TrainEvent::Step { epoch, loss });
+            state.step += 1;
+            state.global_step += 1;
+            state.crops_seen += chunk.len() as u64 * crops_per_example;
+            state.epoch_loss_sum += loss;
+            window.loss_sum += loss;
+            window.steps += 1;
+            on_event(TrainEvent::Step { epoch, global_step: g, loss });
+            sitting_steps += 1;
+            paused = cfg.stop_after_steps.is_some_and(|n| sitting_steps >= n);
+            let due = cfg.checkpoint_every > 0 && state.global_step % cfg.checkpoint_every == 0;
+            // The epoch's end below is a checkpoint anyway.
+            if (due || paused) && state.step < steps_per_epoch {
+                state.seconds = seconds_before + sitting.elapsed().as_secs_f64();
+                let report = run.validate(&mut state, &mut window, lr, cfg.checkpoint_validation)?;
+                run.commit(&state, &report)?;
+                on_event(TrainEvent::Checkpoint(&report));
+            }
+            if paused {
+                break;
+            }
         }
-        let (val_loss, val_frame_auc, val_video_auc) = validate(net.as_ref(), &val_set, frames, &preprocess, cfg)?;
-        let improved = match (val_video_auc, state.best_video_auc) {
-            (Some(auc), Some(best)) => auc > best,
-            (Some(_), None) => true,
-            // Without a usable validation split, the latest epoch is the best we know.
-            (None, _) => true,
-        };
-        let report = EpochReport {
+        if state.step < steps_per_epoch {
+            break; // paused mid-epoch, its checkpoint written
+        }
+        state.seconds = seconds_before + sitting.elapsed().as_secs_f64();
+        let report = run.validate(&mut state, &mut window, lr, true)?;
+        let epoch_report = EpochReport {
             epoch,
-            train_loss: loss_sum / batches.max(1) as f64,
+            train_loss: state.epoch_loss_sum / state.step.max(1) as f64,
+            val_loss: report.val_loss,
+            val_frame_auc: report.val_frame_auc,
+            val_video_auc: report.val_video_auc,
+            learning_rate: lr,
+            seconds: epoch_started.elapsed().as_secs_f64(),
+            best: state.epoch_improved,
+        };
+        state.epochs_since_best = if state.epoch_improved { 0 } else { state.epochs_since_best + 1 };
+        state.history.push(epoch_report);
+        (state.epoch, state.step, state.epoch_loss_sum, state.epoch_improved) = (epoch + 1, 0, 0.0, false);
+        run.commit(&state, &report)?;
+        on_event(TrainEvent::Checkpoint(&report));
+        on_event(TrainEvent::Epoch(state.history.last().expect("pushed")));
+    }
+    let paused = paused && state.epoch < cfg.epochs && state.epochs_since_best < cfg.patience;
+    Ok(TrainSummary { history: state.history, best: state.best, global_step: state.global_step, total_steps, crops_seen: state.crops_seen, paused })
+}
+
+impl Run<'_> {
+    /// The report of a checkpoint at the state's step: validates if `validate` (and keeps
+    /// better weights as `<output>`), and takes the loss of the steps since the last one.
+    fn validate(&self, state: &mut TrainState, window: &mut Window, lr: f64, validate: bool) -> Result<CheckpointReport> {
+        let (val_loss, val_frame_auc, val_video_auc) = if validate { validate_on(self.net.as_ref(), &self.val_set, self.frames, &self.preprocess, self.cfg)? } else { (None, None, None) };
+        let improved = validate
+            && match (val_video_auc, state.best.as_ref().and_then(|b| b.val_video_auc)) {
+                (Some(auc), Some(best)) => auc > best,
+                (Some(_), None) => true,
+                // Without a usable validation split, the latest weights are the best we know.
+                (None, _) => true,
+            };
+        let report = CheckpointReport {
+            global_step: state.global_step,
+            epoch: state.epoch,
+            step: state.step,
+            lr,
+            train_loss: window.loss_sum / window.steps.max(1) as f64,
             val_loss,
             val_frame_auc,
             val_video_auc,
-            learning_rate: lr,
-            seconds: started.elapsed().as_secs_f64(),
+            crops_seen: state.crops_seen,
+            seconds: state.seconds,
             best: improved,
         };
+        *window = Window::default();
         if improved {
-            state.best_video_auc = val_video_auc;
-            state.epochs_since_best = 0;
-            save(&vs, &cfg.output, network.clone(), preprocess.clone(), cfg, &report, cfg.storage)?;
-        } else {
-            state.epochs_since_best += 1;
+            self.save(&self.cfg.output, &report, self.cfg.storage)?;
+            state.best = Some(report.clone());
+            state.epoch_improved = true;
         }
-        on_event(TrainEvent::Epoch(&report));
-        state.history.push(report);
-        state.epochs_done = epoch + 1;
-        save(&vs, &last_path, network.clone(), preprocess.clone(), cfg, state.history.last().expect("pushed"), Storage::F32)?;
-        std::fs::write(&state_path, serde_json::to_string_pretty(&state)?)?;
-        if state.epochs_since_best >= cfg.patience {
-            break;
-        }
+        Ok(report)
     }
-    Ok(state.history)
+
+    /// Writes the checkpoint: the weights, then the state that points past them, then the log.
+    fn commit(&self, state: &TrainState, report: &CheckpointReport) -> Result<()> {
+        self.save(&self.paths.last, report, Storage::F32)?;
+        state.write(&self.paths.state)?;
+        checkpoint::append_log(&self.paths.log, report)
+    }
+
+    fn save(&self, path: &Path, report: &CheckpointReport, storage: Storage) -> Result<()> {
+        let mut tensors: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
+        tensors.sort_by(|a, b| a.0.cmp(&b.0));
+        let auc = |a: Option<f64>| a.map_or("n/a".into(), |a| format!("{a:.4}"));
+        let header = Header {
+            format: weights::FORMAT_VERSION,
+            network: self.network.clone(),
+            preprocess: Preprocess { crop: self.cfg.crop, ..self.preprocess.clone() },
+            provenance: format!(
+                "{} (epoch {}, step {}, global step {}, val video AUC {}, val frame AUC {})",
+                self.cfg.command_line,
+                report.epoch + 1,
+                report.step,
+                report.global_step,
+                auc(report.val_video_auc),
+                auc(report.val_frame_auc),
+            ),
+            ood: None,
+        };
+        weights::save_as(path, &tensors, &header, storage)
+    }
 }
 
 /// Pixels and targets of one batch: self-blend some real examples into fakes, then augment
@@ -317,39 +461,20 @@ pub fn logits_of(net: &dyn ModuleT, pixels: &[Vec<u8>], pre: &models::Preprocess
 
 /// Validation loss and AUCs: per example (a crop, or a window for a sequence model), and per
 /// source input (mean P(fake) of its examples).
-fn validate(net: &dyn ModuleT, set: &Examples, frames: Option<i64>, pre: &models::Preprocess, cfg: &TrainConfig) -> Result<(f64, Option<f64>, Option<f64>)> {
+fn validate_on(net: &dyn ModuleT, set: &Examples, frames: Option<i64>, pre: &models::Preprocess, cfg: &TrainConfig) -> Result<(Option<f64>, Option<f64>, Option<f64>)> {
     if set.len() == 0 {
-        return Ok((f64::NAN, None, None));
+        return Ok((None, None, None));
     }
     let logits = batched_logits(net, set.len(), cfg.batch_size, |r| {
         let batch = models::example_batch(r.map(|i| set.frames(i)), pre.input_size, frames);
         models::to_example_input(&batch, pre, cfg.device, frames)
     })?;
     let probs: Vec<f32> = logits.iter().map(|&l| crate::aggregate::sigmoid(l)).collect();
-    let loss = crate::eval::metrics::log_loss(&probs, &set.fake).unwrap_or(f64::NAN);
+    let loss = crate::eval::metrics::log_loss(&probs, &set.fake);
     let frame_auc = roc_auc(&probs, &set.fake);
     let sources: Vec<&str> = set.source.iter().map(String::as_str).collect();
     let (video_scores, video_labels) = crate::eval::evaluate::per_video(&probs, &set.fake, &sources, crate::aggregate::Strategy::Mean);
     Ok((loss, frame_auc, roc_auc(&video_scores, &video_labels)))
-}
-
-fn save(vs: &nn::VarStore, path: &Path, network: NetworkConfig, preprocess: models::Preprocess, cfg: &TrainConfig, report: &EpochReport, storage: Storage) -> Result<()> {
-    let mut tensors: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-    tensors.sort_by(|a, b| a.0.cmp(&b.0));
-    let header = Header {
-        format: weights::FORMAT_VERSION,
-        network,
-        preprocess: Preprocess { crop: cfg.crop, ..preprocess },
-        provenance: format!(
-            "{} (epoch {}, val video AUC {}, val frame AUC {})",
-            cfg.command_line,
-            report.epoch + 1,
-            report.val_video_auc.map_or("n/a".into(), |a| format!("{a:.4}")),
-            report.val_frame_auc.map_or("n/a".into(), |a| format!("{a:.4}")),
-        ),
-        ood: None,
-    };
-    weights::save_as(path, &tensors, &header, storage)
 }
 
 #[cfg(test)]
@@ -372,6 +497,10 @@ mod tests {
             output: PathBuf::new(),
             resume: false,
             max_steps_per_epoch: None,
+            checkpoint_every: 0,
+            checkpoint_validation: true,
+            stop_after_steps: None,
+            resume_warmup: 0,
             command_line: String::new(),
             pretrained: None,
             sequence_frames: None,
@@ -423,5 +552,21 @@ mod tests {
         assert!((learning_rate(50, 100, 1e-3) - 5e-4).abs() < 1e-12);
         assert!(learning_rate(100, 100, 1e-3).abs() < 1e-12);
         assert!(learning_rate(25, 100, 1e-3) > learning_rate(75, 100, 1e-3));
+    }
+
+    #[test]
+    fn a_resume_ramps_the_rate_up_and_a_fresh_run_does_not() {
+        assert_eq!([0, 1, 2, 3].map(|k| resume_warmup(Some(k), 3)), [1.0 / 3.0, 2.0 / 3.0, 1.0, 1.0]);
+        assert_eq!(resume_warmup(None, 3), 1.0);
+        assert_eq!(resume_warmup(Some(0), 0), 1.0);
+    }
+
+    #[test]
+    fn an_epoch_order_depends_on_seed_and_epoch_only() {
+        let order = epoch_order(50, 40, 3, 2);
+        assert_eq!(order.len(), 40);
+        assert_eq!(order, epoch_order(50, 40, 3, 2));
+        assert_ne!(order, epoch_order(50, 40, 3, 3));
+        assert_ne!(order, epoch_order(50, 40, 4, 2));
     }
 }

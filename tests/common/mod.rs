@@ -233,3 +233,34 @@ pub fn run_reference(python: &Path, script: &str, args: &[&std::ffi::OsStr], inp
     assert!(status.success(), "the PyTorch reference {script} failed");
     read_tensors(&output)
 }
+
+/// A crop cache of 32 x 32 noise crops, `frames` of each input in `inputs`, one group per
+/// input: reals reddish, fakes bluish (an easy difference). Noise from a hash, frame by frame,
+/// so crops of one input differ.
+pub fn tinted_noise_cache(dir: &Path, inputs: &[(dfscan::train::dataset::Label, usize)]) {
+    use dfscan::train::dataset::{CropRecord, Label, INDEX_FILE};
+    const SIZE: i32 = 32;
+    std::fs::create_dir_all(dir.join("crops")).unwrap();
+    let mut index = csv::Writer::from_path(dir.join(INDEX_FILE)).unwrap();
+    for (n, &(label, frames)) in inputs.iter().enumerate() {
+        for frame in 0..frames {
+            let rgb: Vec<u8> = (0..SIZE * SIZE * 3)
+                .map(|i| {
+                    let noise = (((i as f64 + 97.0 * (n * 8 + frame) as f64) * 12.9898).sin() * 43758.5453).fract().abs();
+                    let tint = match (label, i % 3) {
+                        (Label::Real, 0) | (Label::Fake, 2) => 120.0,
+                        _ => 0.0,
+                    };
+                    (tint + 100.0 * noise) as u8
+                })
+                .collect();
+            let file = format!("crops/{n}_{frame}.png");
+            dfscan::faces::crop::write_rgb_png(&dir.join(&file), &rgb, SIZE).unwrap();
+            let source = format!("input-{n}.mp4");
+            index
+                .serialize(CropRecord { file, label, group: source.clone(), source, frame, pts_s: frame as f64, confidence: 1.0 })
+                .unwrap();
+        }
+    }
+    index.flush().unwrap();
+}

@@ -23,6 +23,12 @@ ffmpeg -v error -y -display_rotation 90 -i "$tmp/sideways.mp4" -c copy "$out/ast
   || ffmpeg -v error -y -i "$tmp/sideways.mp4" -c copy -metadata:s:v:0 rotate=270 "$out/astronaut_rotated.mp4"
 # A still image: dfscan scans images as one-frame videos.
 ffmpeg -v error -y -i "$tmp/astronaut.png" -vf scale=256:256 -frames:v 1 "$out/astronaut.jpg"
+# A fake made by the project's own means: the portrait with its face self-blended (`dfscan
+# self-blend`, seed 1: recoloured, re-filtered, shifted and pasted back through a soft face
+# mask), panned like astronaut_pan.mp4. Needs the release build (cargo build --release).
+"$repo/target/release/dfscan" self-blend "$tmp/astronaut.png" -o "$tmp/astronaut_selfblend.png" --seed 1
+ffmpeg -v error -y -loop 1 -i "$tmp/astronaut_selfblend.png" -t 3 -r 25 \
+  -vf "crop=432:324:'min(80,t*27)':'min(60,t*20)',scale=384:288" "${x264[@]}" "$out/astronaut_selfblend.mp4"
 # No face at all: FFmpeg's test pattern.
 ffmpeg -v error -y -f lavfi -i testsrc=duration=2:size=320x240:rate=25 "${x264[@]}" "$out/no_face.mp4"
 ls -la "$out"

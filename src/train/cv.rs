@@ -263,6 +263,63 @@ impl CvReport {
 mod tests {
     use super::*;
 
+    use crate::train::dataset::{CropRecord, Label};
+    use std::path::PathBuf;
+
+    /// Crops of three origins, 8 videos each (4 real, 4 fake, 3 crops per video), with feature
+    /// column 0 carrying the label plus noise; group "shared" has a real video in "a" and in "b".
+    fn synthetic() -> (CropSet, FeatureTable) {
+        tch::manual_seed(0);
+        let mut records = Vec::new();
+        for origin in ["a", "b", "c"] {
+            for v in 0..8 {
+                let fake = v % 2 == 1;
+                let group = if v == 0 && origin != "c" { "shared".to_string() } else { format!("{origin}{v}") };
+                for frame in 0..3 {
+                    records.push(CropRecord {
+                        file: String::new(),
+                        label: if fake { Label::Fake } else { Label::Real },
+                        group: group.clone(),
+                        source: format!("{origin}/{v}.mp4"),
+                        frame,
+                        pts_s: 0.0,
+                        confidence: 1.0,
+                        origin: origin.into(),
+                    });
+                }
+            }
+        }
+        let n = records.len() as i64;
+        let label = Tensor::from_slice(&records.iter().map(|r| r.label.is_fake() as u8 as f32).collect::<Vec<_>>());
+        let x = Tensor::cat(&[label.view([n, 1]) * 3.0, Tensor::zeros([n, 1], (tch::Kind::Float, tch::Device::Cpu))], 1) + Tensor::randn([n, 2], (tch::Kind::Float, tch::Device::Cpu));
+        let table = FeatureTable { x, record: (0..records.len()).collect(), blended: vec![false; records.len()] };
+        (CropSet { dir: PathBuf::new(), records, spec: None }, table)
+    }
+
+    #[test]
+    fn each_origin_is_held_out_once_and_its_groups_stay_out_of_training() {
+        let (set, table) = synthetic();
+        let cfg = CvConfig { recipes: vec![Recipe::Labelled], head: HeadConfig::default(), aggregate: Strategy::Mean, origins: Vec::new() };
+        let report = cross_validate(&set, &table, "test", &[], &cfg).unwrap();
+        assert_eq!(report.folds.iter().map(|f| f.origin.as_str()).collect::<Vec<_>>(), ["a", "b", "c"]);
+        // Holding out "a" also drops the "shared" group's video of "b": 16 + 24 - 3 crops train.
+        assert_eq!(report.folds[0].train_crops, 8 * 3 + 8 * 3 - 3);
+        assert_eq!(report.folds[2].train_crops, 16 * 3);
+        assert_eq!((report.folds[0].real_videos, report.folds[0].fake_videos), (4, 4));
+        // The label is in the features, so every held-out origin is separated.
+        assert!(report.rows[0].auc.iter().all(|a| a.unwrap() > 0.9), "{:?}", report.rows[0].auc);
+        assert_eq!(report.out_of_fold.len(), 24);
+        // A fixed model is scored as it is: a constant model is at chance everywhere.
+        let fixed = FixedModel { name: "constant".into(), crop_probs: vec![0.5; set.records.len()], seen: vec!["a".into()] };
+        let report = cross_validate(&set, &table, "test", &[fixed], &cfg).unwrap();
+        assert!(report.rows[1].auc.iter().all(|a| (a.unwrap() - 0.5).abs() < 1e-9));
+        assert!(report.table().contains("0.500*"), "in-sample cells are marked:\n{}", report.table());
+        // Without origins there is nothing to hold out.
+        let mut bare = set;
+        bare.records.iter_mut().for_each(|r| r.origin.clear());
+        assert!(cross_validate(&bare, &table, "test", &[], &cfg).is_err());
+    }
+
     #[test]
     fn recipes_pick_their_rows() {
         // (fake, blended): a real crop, a fake crop, a blended view of a real.

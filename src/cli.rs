@@ -326,7 +326,7 @@ pub struct HeadArgs {
     #[arg(long, default_value_t = 300)]
     pub head_steps: usize,
     /// The probe also reads the spatial mean and std of the last block of stages 2-6, not only
-    /// the pooled head features (multi-level probe).
+    /// the pooled head features (multi-level probe). `cv` then reports both kinds of probe.
     #[arg(long)]
     pub taps: bool,
 }

@@ -11,13 +11,12 @@ use dfscan::train::dataset::{CropSet, Split};
 use dfscan::train::probe::{self, Backbone, FeatureConfig, FeatureTable};
 
 /// The frozen backbone of `arch` with its ImageNet weights (imported on first use), tapped
-/// at each stage's end when `taps`.
-fn backbone(arch: Arch, taps: bool) -> Result<Backbone> {
+/// at each stage's end: one feature table serves the plain probe (the head's columns) and the
+/// multi-level one (all columns).
+fn backbone(arch: Arch) -> Result<Backbone> {
     let (network, preprocess) = models::training_spec(arch);
     let NetworkConfig::EfficientNet(mut config) = network else { bail!("a probe's backbone is an EfficientNet-Lite, not {}", arch.name()) };
-    if taps {
-        config.taps = config.stage_ends();
-    }
+    config.taps = config.stage_ends();
     let Some(weights) = pretrained_start(arch)? else { bail!("{} has no ImageNet weights", arch.name()) };
     Ok(Backbone { config, preprocess, weights })
 }
@@ -37,7 +36,7 @@ fn features(set: &CropSet, backbone: &Backbone, sbi_views: usize, seed: u64, dev
 pub fn cv(args: CvArgs) -> Result<()> {
     let device = args.device.resolve()?;
     let set = CropSet::open(&args.crops)?;
-    let backbone = backbone(args.arch, args.head.taps)?;
+    let backbone = backbone(args.arch)?;
     let table = features(&set, &backbone, args.head.sbi_views, args.seed, device)?;
     let mut fixed = Vec::new();
     for name in &args.models {
@@ -46,8 +45,9 @@ pub fn cv(args: CvArgs) -> Result<()> {
         let crop_probs = cv::crop_probs(&set, &model, 64)?;
         fixed.push(FixedModel { name: format!("{} ({})", model.id.weights, model.id.name), crop_probs, seen: args.seen.clone() });
     }
-    let cfg = CvConfig { recipes: args.recipes.clone(), head: args.head.head(), aggregate: args.aggregate, origins: args.origins.clone() };
-    let report = cv::cross_validate(&set, &table, &backbone.name(), &fixed, &cfg)?;
+    let taps = if args.head.taps { vec![false, true] } else { vec![false] };
+    let cfg = CvConfig { recipes: args.recipes.clone(), taps, head: args.head.head(), aggregate: args.aggregate, origins: args.origins.clone() };
+    let report = cv::cross_validate(&set, &table, args.arch.name(), &fixed, &cfg)?;
     print!("{}", report.table());
     if let Some(path) = &args.report {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
@@ -60,15 +60,19 @@ pub fn cv(args: CvArgs) -> Result<()> {
 pub fn train_probe(args: &TrainArgs, recipe: Recipe) -> Result<()> {
     let device = args.device.resolve()?;
     let set = CropSet::open(&args.crops)?;
-    let backbone = backbone(args.arch, args.head.taps)?;
+    let mut backbone = backbone(args.arch)?;
     let table = features(&set, &backbone, args.head.sbi_views, args.seed, device)?;
+    let x = table.columns(args.head.taps);
+    if !args.head.taps {
+        backbone.config.taps.clear();
+    }
     let plan = args.split.plan();
     let records = &set.records;
     let in_split = |split: Split| move |i: usize| plan.split_of(&records[i].group) == split;
     let (rows, labels) = cv::training_rows(&set, &table, recipe, in_split(Split::Train));
-    let head = probe::fit_logistic(&table.x.index_select(0, &tch::Tensor::from_slice(&rows)), &labels, &args.head.head())?;
+    let head = probe::fit_logistic(&x.index_select(0, &tch::Tensor::from_slice(&rows)), &labels, &args.head.head())?;
     let crops = rows.iter().filter(|&&r| !table.blended[r as usize]).count();
-    let val = cv::video_auc(&set, &table, &head, in_split(Split::Val), dfscan::aggregate::Strategy::Confident);
+    let val = cv::video_auc(&set, &table, &x, &head, in_split(Split::Val), dfscan::aggregate::Strategy::Confident);
     eprintln!(
         "dfscan: {} probe ({}) fitted on {crops} crops + {} blended views; validation video AUC {}",
         backbone.name(),

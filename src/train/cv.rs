@@ -109,6 +109,9 @@ pub struct CvReport {
 
 pub struct CvConfig {
     pub recipes: Vec<Recipe>,
+    /// Which features the probes read, one set of rows each: the head's alone (false) and with
+    /// the tapped blocks' statistics (true). The table must hold taps for `true`.
+    pub taps: Vec<bool>,
     pub head: HeadConfig,
     pub aggregate: Strategy,
     /// Held-out origins (empty: every origin of the cache).
@@ -129,7 +132,9 @@ pub fn cross_validate(set: &CropSet, table: &FeatureTable, backbone: &str, fixed
     ensure!(origins.len() >= 2, "cross-source validation needs at least two origins");
     // Each clean crop's row in the table: what a held-out video is scored on.
     let clean_row: BTreeMap<usize, i64> = table.rows(|_, blended| !blended).into_iter().map(|r| (table.record[r as usize], r)).collect();
-    let n_rows = cfg.recipes.len() + fixed.len();
+    let probes: Vec<(bool, Recipe)> = cfg.taps.iter().flat_map(|&t| cfg.recipes.iter().map(move |&r| (t, r))).collect();
+    let columns: Vec<Tensor> = cfg.taps.iter().map(|&t| table.columns(t)).collect();
+    let n_rows = probes.len() + fixed.len();
     let mut folds = Vec::new();
     let mut aucs: Vec<Vec<Option<f64>>> = vec![Vec::new(); n_rows];
     let mut out_of_fold: Vec<OutOfFold> = Vec::new();
@@ -141,11 +146,12 @@ pub fn cross_validate(set: &CropSet, table: &FeatureTable, backbone: &str, fixed
         let sources: Vec<&str> = test.iter().map(|&i| set.records[i].source.as_str()).collect();
         let labels: Vec<bool> = test.iter().map(|&i| set.records[i].label.is_fake()).collect();
         let mut row_scores: Vec<Vec<f32>> = Vec::with_capacity(n_rows);
-        for &recipe in &cfg.recipes {
+        for &(taps, recipe) in &probes {
+            let x = &columns[cfg.taps.iter().position(|&t| t == taps).expect("listed")];
             let (rows, y) = training_rows(set, table, recipe, train_crop);
-            let head = fit_logistic(&table.x.index_select(0, &Tensor::from_slice(&rows)), &y, &cfg.head)?;
+            let head = fit_logistic(&x.index_select(0, &Tensor::from_slice(&rows)), &y, &cfg.head)?;
             let test_rows = Tensor::from_slice(&test.iter().map(|i| clean_row[i]).collect::<Vec<_>>());
-            row_scores.push(head.logits(&table.x.index_select(0, &test_rows)).into_iter().map(sigmoid).collect());
+            row_scores.push(head.logits(&x.index_select(0, &test_rows)).into_iter().map(sigmoid).collect());
         }
         for model in fixed {
             row_scores.push(test.iter().map(|&i| model.crop_probs[i]).collect());
@@ -174,8 +180,8 @@ pub fn cross_validate(set: &CropSet, table: &FeatureTable, backbone: &str, fixed
             train_crops: (0..set.records.len()).filter(|&i| train_crop(i)).count(),
         });
     }
-    let names = cfg.recipes.iter().map(|r| format!("{backbone} probe, {}", r.name())).chain(fixed.iter().map(|m| m.name.clone()));
-    let seen = cfg.recipes.iter().map(|_| Vec::new()).chain(fixed.iter().map(|m| m.seen.clone()));
+    let names = probes.iter().map(|(t, r)| format!("{backbone}{} probe, {}", if *t { "+taps" } else { "" }, r.name())).chain(fixed.iter().map(|m| m.name.clone()));
+    let seen = probes.iter().map(|_| Vec::new()).chain(fixed.iter().map(|m| m.seen.clone()));
     let labels: Vec<bool> = out_of_fold.iter().map(|o| o.fake).collect();
     let rows = names
         .zip(seen)
@@ -199,12 +205,12 @@ pub fn cross_validate(set: &CropSet, table: &FeatureTable, backbone: &str, fixed
 
 /// Video AUC of `head` on the crops that pass `keep` (clean crops only), or None when they
 /// lack a class.
-pub fn video_auc(set: &CropSet, table: &FeatureTable, head: &super::probe::LinearHead, keep: impl Fn(usize) -> bool, aggregate: Strategy) -> Option<f64> {
+pub fn video_auc(set: &CropSet, table: &FeatureTable, x: &Tensor, head: &super::probe::LinearHead, keep: impl Fn(usize) -> bool, aggregate: Strategy) -> Option<f64> {
     let rows = table.rows(|crop, blended| !blended && keep(crop));
     if rows.is_empty() {
         return None;
     }
-    let probs: Vec<f32> = head.logits(&table.x.index_select(0, &Tensor::from_slice(&rows))).into_iter().map(sigmoid).collect();
+    let probs: Vec<f32> = head.logits(&x.index_select(0, &Tensor::from_slice(&rows))).into_iter().map(sigmoid).collect();
     let crops: Vec<usize> = rows.iter().map(|&r| table.record[r as usize]).collect();
     let labels: Vec<bool> = crops.iter().map(|&i| set.records[i].label.is_fake()).collect();
     let sources: Vec<&str> = crops.iter().map(|&i| set.records[i].source.as_str()).collect();
@@ -299,7 +305,7 @@ mod tests {
     #[test]
     fn each_origin_is_held_out_once_and_its_groups_stay_out_of_training() {
         let (set, table) = synthetic();
-        let cfg = CvConfig { recipes: vec![Recipe::Labelled], head: HeadConfig::default(), aggregate: Strategy::Mean, origins: Vec::new() };
+        let cfg = CvConfig { recipes: vec![Recipe::Labelled], taps: vec![true], head: HeadConfig::default(), aggregate: Strategy::Mean, origins: Vec::new() };
         let report = cross_validate(&set, &table, "test", &[], &cfg).unwrap();
         assert_eq!(report.folds.iter().map(|f| f.origin.as_str()).collect::<Vec<_>>(), ["a", "b", "c"]);
         // Holding out "a" also drops the "shared" group's video of "b": 16 + 24 - 3 crops train.

@@ -77,6 +77,15 @@ impl FeatureTable {
         self.record.is_empty()
     }
 
+    /// The feature columns a probe reads: all of them (`taps`: the tapped blocks' statistics
+    /// and the head's features), or the head's pooled features alone (the last
+    /// [`FEATURES`](crate::models::efficientnet::FEATURES) columns, the plain network's).
+    pub fn columns(&self, taps: bool) -> Tensor {
+        let width = self.x.size()[1];
+        let head = crate::models::efficientnet::FEATURES;
+        if taps { self.x.shallow_clone() } else { self.x.narrow(1, width - head, head) }
+    }
+
     /// Rows whose crop passes `keep`.
     pub fn rows(&self, mut keep: impl FnMut(usize, bool) -> bool) -> Vec<i64> {
         (0..self.len()).filter(|&r| keep(self.record[r], self.blended[r])).map(|r| r as i64).collect()

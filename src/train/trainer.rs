@@ -263,8 +263,11 @@ pub fn train(set: &CropSet, cfg: &TrainConfig, mut on_event: impl FnMut(TrainEve
     // Expected class balance after self-blending; the loss weighs fakes to match reals.
     let n_fake = train_set.fake.iter().filter(|&&f| f).count() as f64;
     let n_real = train_set.fake.len() as f64 - n_fake;
+    // Reals only: each real stays and adds its blend with probability sbi_ratio (pairs);
+    // otherwise a blend replaces the real.
+    let reals = if cfg.reals_only { n_real } else { n_real - cfg.sbi_ratio * n_real };
     let fakes = n_fake + cfg.sbi_ratio * n_real;
-    let pos_weight = Tensor::from_slice(&[((n_real - cfg.sbi_ratio * n_real) / fakes.max(1.0)) as f32]).to_device(cfg.device);
+    let pos_weight = Tensor::from_slice(&[(reals / fakes.max(1.0)) as f32]).to_device(cfg.device);
 
     on_event(TrainEvent::Start {
         train_examples: train_set.len(),
@@ -302,7 +305,7 @@ pub fn train(set: &CropSet, cfg: &TrainConfig, mut on_event: impl FnMut(TrainEve
             let loss = loss.double_value(&[]);
             state.step += 1;
             state.global_step += 1;
-            state.crops_seen += chunk.len() as u64 * crops_per_example;
+            state.crops_seen += targets.len() as u64 * crops_per_example;
             state.epoch_loss_sum += loss;
             window.loss_sum += loss;
             window.steps += 1;
@@ -417,9 +420,17 @@ fn training_batch(set: &Examples, chunk: &[usize], frames: Option<i64>, cfg: &Tr
     let mut examples = Vec::with_capacity(chunk.len());
     let mut targets = Vec::with_capacity(chunk.len());
     for &i in chunk {
-        let (crops, fake) = perturb_example(set.frames(i), set.fake[i], cfg, size, rng)?;
-        examples.push(crops);
-        targets.push(if fake { 1.0 } else { 0.0 });
+        // Reals only (the SBI paper's pairs): the real as it is and, with probability
+        // sbi_ratio, its self-blended fake beside it; else a blend replaces the real.
+        let draws: &[f64] = if cfg.reals_only { &[0.0, cfg.sbi_ratio] } else { &[cfg.sbi_ratio] };
+        for (k, &ratio) in draws.iter().enumerate() {
+            if k > 0 && rng.random::<f64>() >= ratio {
+                continue;
+            }
+            let (crops, fake) = perturb_example(set.frames(i), set.fake[i], if k > 0 { 1.0 } else { ratio }, cfg, size, rng)?;
+            examples.push(crops);
+            targets.push(if fake { 1.0 } else { 0.0 });
+        }
     }
     Ok((models::example_batch(&examples, size as i64, frames), targets))
 }
@@ -427,8 +438,8 @@ fn training_batch(set: &Examples, chunk: &[usize], frames: Option<i64>, cfg: &Tr
 /// One example's crops after one random self-blend (a real turned fake, with probability
 /// `sbi_ratio`) and one random augmentation, each plan drawn once and applied to every crop:
 /// the frames of a sequence change alike. Returns the crops and whether the example is fake.
-fn perturb_example<'a>(crops: impl Iterator<Item = &'a Vec<u8>>, fake: bool, cfg: &TrainConfig, size: i32, rng: &mut StdRng) -> Result<(Vec<Vec<u8>>, bool)> {
-    let blend = (!fake && rng.random::<f64>() < cfg.sbi_ratio).then(|| SbiPlan::sample(rng));
+fn perturb_example<'a>(crops: impl Iterator<Item = &'a Vec<u8>>, fake: bool, sbi_ratio: f64, cfg: &TrainConfig, size: i32, rng: &mut StdRng) -> Result<(Vec<Vec<u8>>, bool)> {
+    let blend = (!fake && rng.random::<f64>() < sbi_ratio).then(|| SbiPlan::sample(rng));
     let augment = AugmentPlan::sample(&cfg.augment, rng);
     let crops = crops
         .map(|rgb| {
@@ -519,18 +530,36 @@ mod tests {
         let sequence = [face.clone(), other.clone(), face.clone()];
         for seed in 0..8 {
             // Every real sequence is blended (ratio 1); the augmentations are the defaults.
-            let (out, fake) = perturb_example(sequence.iter(), false, &config(1.0), SIZE, &mut StdRng::seed_from_u64(seed)).unwrap();
+            let (out, fake) = perturb_example(sequence.iter(), false, 1.0, &config(1.0), SIZE, &mut StdRng::seed_from_u64(seed)).unwrap();
             assert!(fake, "seed {seed}: a blended real is a fake");
             assert_ne!(out[0], face, "seed {seed}: perturbed");
             // The same crop at two places in a sequence comes out the same: one plan, not two.
             assert_eq!(out[0], out[2], "seed {seed}");
             // And each frame is changed exactly as it would be alone under the same draws.
-            let (alone, _) = perturb_example([&other].into_iter(), false, &config(1.0), SIZE, &mut StdRng::seed_from_u64(seed)).unwrap();
+            let (alone, _) = perturb_example([&other].into_iter(), false, 1.0, &config(1.0), SIZE, &mut StdRng::seed_from_u64(seed)).unwrap();
             assert_eq!(out[1], alone[0], "seed {seed}");
         }
         // Fakes are never blended, and keep their label.
-        let (_, fake) = perturb_example(sequence.iter(), true, &config(1.0), SIZE, &mut StdRng::seed_from_u64(0)).unwrap();
+        let (_, fake) = perturb_example(sequence.iter(), true, 1.0, &config(1.0), SIZE, &mut StdRng::seed_from_u64(0)).unwrap();
         assert!(fake);
+    }
+
+    #[test]
+    fn reals_only_training_pairs_each_real_with_its_blend() {
+        const SIZE: i32 = 64;
+        let face = crate::train::astronaut(SIZE);
+        let set = Examples { crops: vec![face.clone(), face], members: vec![vec![0], vec![1]], fake: vec![false, false], source: vec!["a".into(), "b".into()] };
+        let mut cfg = config(1.0);
+        cfg.arch = Arch::Mesoinception4;
+        cfg.reals_only = true;
+        let (batch, targets) = training_batch(&set, &[0, 1], None, &cfg, SIZE, &mut StdRng::seed_from_u64(0)).unwrap();
+        // Each real stays a real and brings its fake: the paper's pairs, never an all-fake batch.
+        assert_eq!(targets, [0.0, 1.0, 0.0, 1.0]);
+        assert_eq!(batch.size()[0], 4);
+        // Without --reals-only, ratio 1 turns every real into its blend.
+        cfg.reals_only = false;
+        let (_, targets) = training_batch(&set, &[0, 1], None, &cfg, SIZE, &mut StdRng::seed_from_u64(0)).unwrap();
+        assert_eq!(targets, [1.0, 1.0]);
     }
 
     #[test]

@@ -236,7 +236,8 @@ pub fn run_reference(python: &Path, script: &str, args: &[&std::ffi::OsStr], inp
 
 /// A crop cache of 32 x 32 noise crops, `frames` of each input in `inputs`, one group per
 /// input: reals reddish, fakes bluish (an easy difference). Noise from a hash, frame by frame,
-/// so crops of one input differ.
+/// so crops of one input differ. Inputs come in pairs from alternating origins ("o0" for
+/// inputs 0-1, "o1" for 2-3, "o0" for 4-5, ...), so alternating labels give each both.
 pub fn tinted_noise_cache(dir: &Path, inputs: &[(dfscan::train::dataset::Label, usize)]) {
     use dfscan::train::dataset::{CropRecord, Label, INDEX_FILE};
     const SIZE: i32 = 32;
@@ -258,7 +259,7 @@ pub fn tinted_noise_cache(dir: &Path, inputs: &[(dfscan::train::dataset::Label, 
             dfscan::faces::crop::write_rgb_png(&dir.join(&file), &rgb, SIZE).unwrap();
             let source = format!("input-{n}.mp4");
             index
-                .serialize(CropRecord { file, label, group: source.clone(), source, frame, pts_s: frame as f64, confidence: 1.0 })
+                .serialize(CropRecord { file, label, group: source.clone(), source, frame, pts_s: frame as f64, confidence: 1.0, origin: format!("o{}", n / 2 % 2) })
                 .unwrap();
         }
     }

@@ -369,6 +369,9 @@ pub struct CvArgs {
     /// Trained frame models scored as they are, one row each: names of shipped models or paths.
     #[arg(long, value_delimiter = ',', value_name = "NAME|PATH,...")]
     pub models: Vec<String>,
+    /// Score only the --models, fitting no probe.
+    #[arg(long, requires = "models")]
+    pub no_probes: bool,
     /// Origins the --models trained on: their cells are marked in-sample.
     #[arg(long, value_delimiter = ',', value_name = "ORIGIN,...")]
     pub seen: Vec<String>,

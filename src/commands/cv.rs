@@ -45,7 +45,11 @@ pub fn cv(args: CvArgs) -> Result<()> {
         let crop_probs = cv::crop_probs(&set, &model, 64)?;
         fixed.push(FixedModel { name: format!("{} ({})", model.id.weights, model.id.name), crop_probs, seen: args.seen.clone() });
     }
-    let taps = if args.head.taps { vec![false, true] } else { vec![false] };
+    let taps = match (args.no_probes, args.head.taps) {
+        (true, _) => Vec::new(),
+        (false, true) => vec![false, true],
+        (false, false) => vec![false],
+    };
     let cfg = CvConfig { recipes: args.recipes.clone(), taps, head: args.head.head(), aggregate: args.aggregate, origins: args.origins.clone() };
     let report = cv::cross_validate(&set, &table, args.arch.name(), &fixed, &cfg)?;
     print!("{}", report.table());
@@ -100,7 +104,9 @@ pub fn fit_ensemble(args: FitEnsembleArgs) -> Result<()> {
         eprintln!("dfscan: {name} <- held-out scores of row {row}, {}", report["rows"][row]["name"]);
         picks.push((row, name.to_string()));
     }
-    let held_out = report["out_of_fold"].as_array().map(Vec::as_slice).unwrap_or_default();
+    // Only inputs no member trained on: a fixed model's in-sample origins are left out.
+    let seen: Vec<&str> = picks.iter().flat_map(|(row, _)| report["rows"][*row]["seen"].as_array().into_iter().flatten().filter_map(|o| o.as_str())).collect();
+    let held_out: Vec<&serde_json::Value> = report["out_of_fold"].as_array().into_iter().flatten().filter(|o| !seen.contains(&o["origin"].as_str().unwrap_or_default())).collect();
     let fake: Vec<bool> = held_out.iter().map(|o| o["fake"].as_bool().unwrap_or(false)).collect();
     let scores: Vec<Vec<f32>> = held_out
         .iter()

@@ -113,7 +113,11 @@ fn scan_with(args: ScanArgs, inputs: impl Iterator<Item = Input> + Send + 'stati
 /// (`--ood-model`, else a member with an abnormality module, else for the default scan the
 /// shipped ViT).
 fn load_models(args: &ScanArgs) -> Result<ModelSet> {
-    let stacker: Option<dfscan::aggregate::Stacker> = match &args.ensemble {
+    // The plain scan uses the shipped stacker when there is one: the default, calibrated.
+    let shipped_stacker = models::models_dir().join("default.ensemble.json");
+    let plain = args.model.is_none() && args.models.is_empty();
+    let stacker_file = args.ensemble.clone().or_else(|| (plain && shipped_stacker.is_file()).then_some(shipped_stacker));
+    let stacker: Option<dfscan::aggregate::Stacker> = match &stacker_file {
         Some(file) => Some(
             serde_json::from_str(&std::fs::read_to_string(file).with_context(|| format!("reading --ensemble {}", file.display()))?)
                 .with_context(|| format!("{} is not a stacker made by `dfscan fit-ensemble`", file.display()))?,
@@ -134,7 +138,7 @@ fn load_models(args: &ScanArgs) -> Result<ModelSet> {
             );
         }
     }
-    let default_scan = args.model.is_none() && args.models.is_empty() && args.ensemble.is_none();
+    let default_scan = plain && args.ensemble.is_none();
     let shipped_vit = models::set::resolve("vit");
     let ood = match args.ood_model.as_deref() {
         Some("none") => OodChoice::Off,

@@ -182,14 +182,16 @@ pub fn cross_validate(set: &CropSet, table: &FeatureTable, backbone: &str, fixed
     }
     let names = probes.iter().map(|(t, r)| format!("{backbone}{} probe, {}", if *t { "+taps" } else { "" }, r.name())).chain(fixed.iter().map(|m| m.name.clone()));
     let seen = probes.iter().map(|_| Vec::new()).chain(fixed.iter().map(|m| m.seen.clone()));
-    let labels: Vec<bool> = out_of_fold.iter().map(|o| o.fake).collect();
+    // A row's summary covers only the origins it never trained on.
     let rows = names
         .zip(seen)
         .zip(aucs)
         .enumerate()
         .map(|(r, ((name, seen), auc))| {
-            let present: Vec<f64> = auc.iter().flatten().copied().collect();
-            let pooled: Vec<f32> = out_of_fold.iter().map(|o| o.scores[r]).collect();
+            let present: Vec<f64> = auc.iter().zip(&folds).filter(|(_, f)| !seen.contains(&f.origin)).filter_map(|(a, _)| *a).collect();
+            let unseen: Vec<&OutOfFold> = out_of_fold.iter().filter(|o| !seen.contains(&o.origin)).collect();
+            let pooled: Vec<f32> = unseen.iter().map(|o| o.scores[r]).collect();
+            let labels: Vec<bool> = unseen.iter().map(|o| o.fake).collect();
             Row {
                 name,
                 mean_auc: (!present.is_empty()).then(|| present.iter().sum::<f64>() / present.len() as f64),
@@ -257,7 +259,7 @@ impl CvReport {
             let ece = crate::eval::metrics::expected_calibration_error(&row.reliability);
             out += &format!(" {:>5} | {:>6} | {:>5}\n", cell(row.mean_auc), cell(row.pooled_auc), cell(ece));
         }
-        out += "pooled: AUC of all held-out videos together; ECE: expected calibration error of those scores (10 bins)\n";
+        out += "mean, pooled: over the origins a row never trained on (unstarred); pooled: AUC of those videos together; ECE: expected calibration error of their scores (10 bins)\n";
         if self.rows.iter().any(|r| !r.seen.is_empty()) {
             out += "* in-sample: the model trained on this origin, so the cell is not a cross-source figure\n";
         }
@@ -319,6 +321,8 @@ mod tests {
         let fixed = FixedModel { name: "constant".into(), crop_probs: vec![0.5; set.records.len()], seen: vec!["a".into()] };
         let report = cross_validate(&set, &table, "test", &[fixed], &cfg).unwrap();
         assert!(report.rows[1].auc.iter().all(|a| (a.unwrap() - 0.5).abs() < 1e-9));
+        // Its summary leaves out the origin it saw: 16 held-out videos of "b" and "c" pooled.
+        assert_eq!(report.rows[1].reliability.iter().map(|b| b.count).sum::<usize>(), 16);
         assert!(report.table().contains("0.500*"), "in-sample cells are marked:\n{}", report.table());
         // Without origins there is nothing to hold out.
         let mut bare = set;

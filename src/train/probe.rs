@@ -198,11 +198,6 @@ impl LinearHead {
 /// Fits `logit = x . w + b` to `fake` labels: binary cross-entropy with both classes weighted
 /// equally, an L2 penalty, full-batch Adam on standardised columns (folded back into `w`, `b`).
 pub fn fit_logistic(x: &Tensor, fake: &[bool], cfg: &HeadConfig) -> Result<LinearHead> {
-    fit_logistic_weighted(x, fake, cfg, true)
-}
-
-/// [`fit_logistic`], with classes weighted equally (`balance`) or as they come.
-fn fit_logistic_weighted(x: &Tensor, fake: &[bool], cfg: &HeadConfig, balance: bool) -> Result<LinearHead> {
     let n = fake.len() as i64;
     ensure!(n > 0 && x.size()[0] == n, "{} rows of features for {n} labels", x.size()[0]);
     let n_fake = fake.iter().filter(|&&f| f).count() as f64;
@@ -212,7 +207,7 @@ fn fit_logistic_weighted(x: &Tensor, fake: &[bool], cfg: &HeadConfig, balance: b
     let std = x.std_dim(0, false, true).clamp_min(1e-6);
     let z = (&x - &mean) / &std;
     let y = Tensor::from_slice(&fake.iter().map(|&f| f as u8 as f32).collect::<Vec<_>>()).to_device(x.device());
-    let (w_fake, w_real) = if balance { (0.5 * n as f64 / n_fake, 0.5 * n as f64 / (n as f64 - n_fake)) } else { (1.0, 1.0) };
+    let (w_fake, w_real) = (0.5 * n as f64 / n_fake, 0.5 * n as f64 / (n as f64 - n_fake));
     let sample_weight = &y * (w_fake - w_real) + w_real;
     let vs = nn::VarStore::new(x.device());
     let w = vs.root().zeros("w", &[x.size()[1]]);
@@ -234,13 +229,15 @@ fn fit_logistic_weighted(x: &Tensor, fake: &[bool], cfg: &HeadConfig, balance: b
 
 /// Fits a [`Stacker`](crate::aggregate::Stacker) on held-out scores: `scores[i][m]` is member
 /// m's P(fake) of input i (inputs no member trained on, e.g. `dfscan cv`'s out-of-fold
-/// scores). A logistic regression on the members' logits: calibrated, so 0.5 means even odds.
+/// scores). A logistic regression on the members' logits with both classes weighted equally:
+/// calibrated for equal priors, so 0.5 means even odds whatever share of fakes the held-out
+/// corpus happens to have (fitting to that share would call every input of a fake-heavy
+/// corpus fake).
 pub fn fit_stacker(members: Vec<String>, scores: &[Vec<f32>], fake: &[bool], cfg: &HeadConfig, provenance: String) -> Result<crate::aggregate::Stacker> {
     ensure!(scores.iter().all(|s| s.len() == members.len()), "one score per member for every input");
     let logits: Vec<f32> = scores.iter().flatten().map(|&p| crate::aggregate::logit(p)).collect();
     let x = Tensor::from_slice(&logits).view([scores.len() as i64, members.len() as i64]);
-    // Calibration wants the sample's own class balance, not equal class weights.
-    let head = fit_logistic_weighted(&x, fake, cfg, false)?;
+    let head = fit_logistic(&x, fake, cfg)?;
     Ok(crate::aggregate::Stacker { members, weights: head.w, bias: head.b, provenance })
 }
 
@@ -300,7 +297,8 @@ mod tests {
         // Labels drawn from a known logistic model of two members' logits; a third member is noise.
         use rand::Rng;
         let mut rng = StdRng::seed_from_u64(7);
-        let (w, b) = ([1.5f32, -0.8, 0.0], 0.3f32);
+        // No bias: classes come out balanced, so equal class weights change nothing.
+        let (w, b) = ([1.5f32, -0.8, 0.0], 0.0f32);
         let mut scores = Vec::new();
         let mut fake = Vec::new();
         for _ in 0..20000 {

@@ -41,6 +41,9 @@ fn config(output: &Path, resume: bool, stop_after_steps: Option<usize>) -> Train
         pretrained: None,
         sequence_frames: None,
         storage: Storage::F32,
+        crop: None,
+        origins: Vec::new(),
+        reals_only: false,
     }
 }
 

@@ -47,6 +47,9 @@ fn a_sequence_model_trains_loads_with_its_t_and_evaluates_per_window() {
         pretrained: None,
         sequence_frames: Some(T),
         storage: Storage::F16,
+        crop: None,
+        origins: Vec::new(),
+        reals_only: false,
     };
     let mut examples = 0;
     let history = train(&set, &cfg, |event| {

@@ -36,8 +36,11 @@ fn features(set: &CropSet, backbone: &Backbone, sbi_views: usize, seed: u64, dev
 pub fn cv(args: CvArgs) -> Result<()> {
     let device = args.device.resolve()?;
     let set = CropSet::open(&args.crops)?;
-    let backbone = backbone(args.arch)?;
-    let table = features(&set, &backbone, args.head.sbi_views, args.seed, device)?;
+    // Fixed models alone need no features.
+    let table = match args.no_probes {
+        true => FeatureTable::none(set.records.len()),
+        false => features(&set, &backbone(args.arch)?, args.head.sbi_views, args.seed, device)?,
+    };
     let mut fixed = Vec::new();
     for name in &args.models {
         let path = models::set::resolve(name);

@@ -118,7 +118,8 @@ pub struct CvConfig {
     pub origins: Vec<String>,
 }
 
-/// A model scored as it is: its P(fake) for every crop of the cache, and the origins it saw.
+/// A model scored as it is: its P(fake) for every crop of the cache (cut by the cache's
+/// contract, resized to the model's input), and the origins it saw.
 pub struct FixedModel {
     pub name: String,
     pub crop_probs: Vec<f32>,

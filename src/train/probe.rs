@@ -69,6 +69,11 @@ pub struct FeatureTable {
 }
 
 impl FeatureTable {
+    /// A table of `crops` rows without features, one per crop: for scoring fixed models only.
+    pub fn none(crops: usize) -> Self {
+        Self { x: Tensor::zeros([crops as i64, 1], (Kind::Float, Device::Cpu)), record: (0..crops).collect(), blended: vec![false; crops] }
+    }
+
     pub fn len(&self) -> usize {
         self.record.len()
     }

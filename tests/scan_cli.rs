@@ -220,3 +220,20 @@ fn each_person_is_one_track_and_the_most_fake_decides() {
     let mean = track_scores.iter().sum::<f64>() / 2.0;
     assert!((pooled["score"].as_f64().unwrap() - mean).abs() < 1e-4, "{pooled}");
 }
+
+/// The shipped default, calibrated by its shipped stacker, on the samples: the real astronaut
+/// clips real, the self-blended one (a fake made by `dfscan self-blend`) fake. Margins are
+/// small (models/default.md), so a weaker default fails here.
+#[test]
+fn the_plain_scan_calls_the_self_blended_sample_fake_and_the_real_clips_real() {
+    let out = dfscan(&["scan", "-q", "--no-state", s(&samples())]);
+    let lines = json_lines(&out);
+    for name in ["astronaut_pan.mp4", "astronaut_rotated.mp4"] {
+        assert_eq!(line_for(&lines, name)["verdict"], "real", "{}", line_for(&lines, name));
+    }
+    let blend = line_for(&lines, "astronaut_selfblend.mp4");
+    assert_eq!(blend["verdict"], "fake", "{blend}");
+    // The stacker is in force: the line's score is not the member's raw one, and its identity covers both.
+    assert_ne!(blend["score"], blend["models"][0]["score"]);
+    assert_ne!(blend["model"]["blake3"], blend["models"][0]["blake3"]);
+}

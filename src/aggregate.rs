@@ -2,7 +2,7 @@
 use serde::Serialize;
 
 /// `--aggregate`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Strategy {
     /// The DFDC winner's rule (Seferbekov): trust a confident majority, else the mean.

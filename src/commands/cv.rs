@@ -1,6 +1,6 @@
 //! `dfscan cv` and `dfscan train --probe`: linear probes on a frozen ImageNet backbone,
 //! judged by held-out origin, and the probe fitted on a whole split for shipping.
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use tch::Device;
 
 use super::train::{pretrained_start, progress_bar};
@@ -95,28 +95,22 @@ pub fn train_probe(args: &TrainArgs, recipe: Recipe) -> Result<()> {
 
 /// `dfscan fit-ensemble`: a stacker on a cv report's held-out scores.
 pub fn fit_ensemble(args: FitEnsembleArgs) -> Result<()> {
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&args.report)?)?;
-    let rows = report["rows"].as_array().map_or(0, Vec::len);
+    let report: cv::CvReport = serde_json::from_str(&std::fs::read_to_string(&args.report)?)
+        .with_context(|| format!("{} is not a report of `dfscan cv --report`", args.report.display()))?;
     let mut picks = Vec::new();
     for member in &args.members {
         let Some((row, name)) = member.split_once('=') else { bail!("--member {member}: expected ROW=NAME") };
         let row: usize = row.parse().map_err(|_| anyhow::anyhow!("--member {member}: ROW is a row number of the cv table"))?;
-        if row >= rows {
-            bail!("--member {member}: the report has rows 0..{rows}");
-        }
-        eprintln!("dfscan: {name} <- held-out scores of row {row}, {}", report["rows"][row]["name"]);
+        let Some(named) = report.rows.get(row) else { bail!("--member {member}: the report has rows 0..{}", report.rows.len()) };
+        eprintln!("dfscan: {name} <- held-out scores of row {row}, {}", named.name);
         picks.push((row, name.to_string()));
     }
     // Only inputs no member trained on: a fixed model's in-sample origins are left out.
-    let seen: Vec<&str> = picks.iter().flat_map(|(row, _)| report["rows"][*row]["seen"].as_array().into_iter().flatten().filter_map(|o| o.as_str())).collect();
-    let held_out: Vec<&serde_json::Value> = report["out_of_fold"].as_array().into_iter().flatten().filter(|o| !seen.contains(&o["origin"].as_str().unwrap_or_default())).collect();
-    let fake: Vec<bool> = held_out.iter().map(|o| o["fake"].as_bool().unwrap_or(false)).collect();
-    let scores: Vec<Vec<f32>> = held_out
-        .iter()
-        .map(|o| picks.iter().map(|(row, _)| o["scores"][*row].as_f64().map(|s| s as f32)).collect::<Option<Vec<f32>>>())
-        .collect::<Option<_>>()
-        .ok_or_else(|| anyhow::anyhow!("{}: a held-out input lacks a score", args.report.display()))?;
-    let provenance = format!("{} ({} held-out inputs of {} folds)", std::env::args().collect::<Vec<_>>().join(" "), scores.len(), report["folds"].as_array().map_or(0, Vec::len));
+    let seen: Vec<&String> = picks.iter().flat_map(|(row, _)| &report.rows[*row].seen).collect();
+    let held_out: Vec<&cv::OutOfFold> = report.out_of_fold.iter().filter(|o| !seen.contains(&&o.origin)).collect();
+    let fake: Vec<bool> = held_out.iter().map(|o| o.fake).collect();
+    let scores: Vec<Vec<f32>> = held_out.iter().map(|o| picks.iter().map(|(row, _)| o.scores[*row]).collect()).collect();
+    let provenance = format!("{} ({} held-out inputs of {} folds)", std::env::args().collect::<Vec<_>>().join(" "), scores.len(), report.folds.len());
     let head = dfscan::train::probe::HeadConfig { l2: args.l2, steps: 500, ..Default::default() };
     let stacker = probe::fit_stacker(picks.into_iter().map(|(_, n)| n).collect(), &scores, &fake, &head, provenance)?;
     // How calibrated it is on the scores it was fitted on (three or so parameters: little room to overfit).

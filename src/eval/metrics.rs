@@ -5,7 +5,7 @@
 //! Equal scores are one threshold: a curve never passes between tied samples, so the result
 //! does not depend on their order. A metric that needs both classes returns None when one is
 //! empty. Mismatched lengths and NaN scores are caller bugs and panic.
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One operating point: at `threshold`, a sample is called positive when `score >= threshold`.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -274,7 +274,7 @@ impl OodMetrics {
 }
 
 /// One bin of a reliability diagram: predictions in `[lo, hi)` (the last bin includes 1).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ReliabilityBin {
     pub lo: f32,
     pub hi: f32,

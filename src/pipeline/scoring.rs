@@ -119,7 +119,7 @@ impl JobState {
             // A stacker scores a face when every member scored it (frame models only).
             face.score = set.stacker.as_ref().and_then(|st| st.combine(&face.models)).or_else(|| aggregate::weighted_mean(pairs));
             if frame_models > 1 {
-                face.logit = face.score.map(|s| (s / (1.0 - s)).ln());
+                face.logit = face.score.map(aggregate::logit);
             }
         }
         // A member's risks came with its scores above; a model run only for them runs now.

@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{ensure, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 use super::dataset::CropSet;
@@ -24,7 +24,7 @@ use crate::eval::evaluate::per_video;
 use crate::eval::metrics::{reliability, roc_auc, ReliabilityBin};
 
 /// What a probe is fitted on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Recipe {
     /// The labelled reals and fakes of the training origins.
@@ -62,7 +62,7 @@ pub fn training_rows(set: &CropSet, table: &FeatureTable, recipe: Recipe, keep_c
 }
 
 /// One held-out origin: its size and each row's video AUC on it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Fold {
     pub origin: String,
     pub real_videos: usize,
@@ -72,7 +72,7 @@ pub struct Fold {
 }
 
 /// A row of the table: one probe recipe, or one fixed model.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Row {
     pub name: String,
     /// Video AUC per fold, in [`CvReport::folds`] order (None: the fold lacks a class).
@@ -88,7 +88,7 @@ pub struct Row {
 }
 
 /// Every held-out video's score, per row: what `fit-ensemble` stacks.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct OutOfFold {
     pub source: String,
     pub origin: String,
@@ -97,7 +97,7 @@ pub struct OutOfFold {
     pub scores: Vec<f32>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CvReport {
     pub backbone: String,
     pub aggregate: Strategy,

@@ -60,6 +60,9 @@ pub fn expand(args: Vec<PathBuf>) -> impl Iterator<Item = Input> + Send {
 fn walk(dir: PathBuf) -> impl Iterator<Item = Input> {
     walkdir::WalkDir::new(dir).follow_links(true).sort_by_file_name().into_iter().filter_map(|entry| match entry {
         Ok(e) if e.file_type().is_file() && is_media(e.path()) => Some(Input { path: e.into_path(), problem: None }),
+        // A FIFO, socket or device is never silently skipped, whatever its name: decode
+        // refuses it with its own line ("not a regular file"), as when it is named directly.
+        Ok(e) if !e.file_type().is_file() && !e.file_type().is_dir() => Some(Input { path: e.into_path(), problem: None }),
         Ok(_) => None,
         // An unreadable folder or a symlink loop is reported once, as its own line.
         Err(err) => Some(Input {

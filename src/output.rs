@@ -118,6 +118,11 @@ impl<W: Write> Printer<W> {
                     b.overall.inc(1);
                 }
                 self.summary.count(&report);
+                for overlay in &report.overlays {
+                    if let Err(e) = crate::explain::write_overlay(&overlay.file, &overlay.crop, overlay.side, &overlay.map, overlay.map_side) {
+                        self.warn(&format!("--explain: writing {}: {e:#}", overlay.file.display()));
+                    }
+                }
                 if let Err(e) = self.write_line(&report) {
                     if e.kind() == io::ErrorKind::BrokenPipe {
                         self.stdout_closed = true;

@@ -4,17 +4,21 @@
 //! `schema_version`. A failed input still gets its line, with `status: "error"` and `error`.
 //! Documented in docs/output-schema.md, with a JSON Schema in docs/output-schema.json that the
 //! tests hold every line to: a field added here goes there too, with a new `SCHEMA_VERSION`.
+use std::path::PathBuf;
+
 use serde::Serialize;
 
-use crate::aggregate::Verdict;
+use crate::aggregate::{AcrossTracks, Evidence, Judgement, Strategy, Verdict};
 use crate::faces::FaceBox;
+use crate::models::set::MemberId;
 use crate::models::ModelId;
 
 /// 2 added `across_tracks`, `tracks` and each face's `track`. 3 added the ensemble (`models`,
 /// each track's and face's `models`), the out-of-distribution risk (`ood_risk`,
 /// `ood_threshold`, `ood_model`, the "uncertain" verdict and its `verdict_reason`) and
-/// `explain`; a face's `score` and `logit` are null when only sequence models scored.
-pub const SCHEMA_VERSION: u32 = 3;
+/// `explain`; a face's `score` and `logit` are null when only sequence models scored. 4: an
+/// input without a face is `status: "ok"` with the verdict "no_face" (it was an error).
+pub const SCHEMA_VERSION: u32 = 4;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -30,8 +34,8 @@ pub struct VideoReport {
     pub path: String,
     pub status: Status,
     /// "fake" or "real"; "uncertain" when `ood_risk` >= `ood_threshold` (the input looks
-    /// unlike the training data, so `score` is not to be trusted); null when the input could
-    /// not be judged.
+    /// unlike the training data, so `score` is not to be trusted); "no_face" when no sampled
+    /// frame has a face; null when the input could not be judged (`status: "error"`).
     pub verdict: Option<Verdict>,
     /// Why the verdict is "uncertain".
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -69,6 +73,9 @@ pub struct VideoReport {
     /// Per-frame evidence, with `--per-frame`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub frames: Option<Vec<FrameReport>>,
+    /// The `--explain` overlays of this input, for the printer to write (not part of the line).
+    #[serde(skip)]
+    pub overlays: Vec<Overlay>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -114,4 +121,239 @@ pub struct MemberScore {
     pub member: crate::models::set::MemberId,
     /// This model's P(fake) of the input; null when the input could not be judged.
     pub score: Option<f32>,
+}
+
+/// An attention overlay to draw (`--explain`): a face crop and the map of where the ViT looked.
+#[derive(Clone, Debug)]
+pub struct Overlay {
+    pub file: PathBuf,
+    /// RGB, `side` pixels square.
+    pub crop: Vec<u8>,
+    pub side: i32,
+    /// `map_side` squared values, highest where the model looked most.
+    pub map: Vec<f32>,
+    pub map_side: i32,
+}
+
+/// What every line of one scan says about its models and settings, built once.
+#[derive(Clone, Debug)]
+pub struct LineSettings {
+    pub model: ModelId,
+    pub members: Vec<MemberId>,
+    pub ood_model: Option<ModelId>,
+    pub threshold: f32,
+    pub ood_threshold: f32,
+    pub aggregate: Strategy,
+    pub across_tracks: AcrossTracks,
+    pub per_frame: bool,
+    /// `--explain`'s folder.
+    pub explain: Option<PathBuf>,
+}
+
+/// What the pipeline knows of one input besides its judgement.
+#[derive(Clone, Debug, Default)]
+pub struct Facts {
+    pub path: PathBuf,
+    pub video: Option<VideoSummary>,
+    pub elapsed_ms: u64,
+    /// Each sampled frame with its faces, in order; their order is the evidence's.
+    pub frames: Vec<SampledFrame>,
+    /// Attention maps of faces (`--explain`), by the face's position in frame order.
+    pub attention: Vec<FaceAttention>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SampledFrame {
+    pub index: usize,
+    pub pts_s: f64,
+    pub faces: Vec<SampledFace>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SampledFace {
+    pub bbox: FaceBox,
+    pub confidence: f32,
+    pub track: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct FaceAttention {
+    /// The face's position among all faces of the input, in frame order.
+    pub face: usize,
+    pub crop: Vec<u8>,
+    pub side: i32,
+    pub map: Vec<f32>,
+    pub map_side: i32,
+}
+
+/// How an input ended: judged, or failed before a judgement (unreadable, undecodable, a model
+/// error, a timeout).
+pub enum Outcome {
+    Judged(Evidence, Judgement),
+    Failed(String),
+}
+
+/// The line of one input.
+pub fn build(facts: Facts, outcome: Outcome, settings: &LineSettings) -> VideoReport {
+    let (evidence, judgement, error) = match outcome {
+        Outcome::Judged(evidence, judgement) => {
+            let error = judgement.error.clone();
+            (Some(evidence), Some(judgement), error)
+        }
+        Outcome::Failed(error) => (None, None, Some(error)),
+    };
+    let ok = error.is_none();
+    // A failed judgement keeps its faces' scores in `frames`, but the input has no verdict.
+    let judged = judgement.as_ref().filter(|_| ok);
+    let overlay_dir = settings.explain.as_deref().map(|root| crate::explain::input_dir(root, &facts.path));
+    let mut overlays = Vec::new();
+    let mut attention = facts.attention.into_iter().peekable();
+    let mut frames = Vec::with_capacity(facts.frames.len());
+    let mut face_pos = 0;
+    for frame in &facts.frames {
+        let mut faces = Vec::with_capacity(frame.faces.len());
+        for (n, face) in frame.faces.iter().enumerate() {
+            let scored = judgement.as_ref().and_then(|j| j.faces.get(face_pos));
+            let mut explain = None;
+            if let (Some(dir), Some(a)) = (&overlay_dir, attention.next_if(|a| a.face == face_pos)) {
+                let name = crate::explain::face_file(frame.index, face.track, n);
+                overlays.push(Overlay { file: dir.join(&name), crop: a.crop, side: a.side, map: a.map, map_side: a.map_side });
+                explain = Some(name);
+            }
+            faces.push(FaceReport {
+                bbox: face.bbox,
+                confidence: face.confidence,
+                track: face.track,
+                score: scored.and_then(|f| f.score),
+                logit: scored.and_then(|f| f.logit),
+                models: scored.map(|f| f.models.clone()).unwrap_or_else(|| vec![None; settings.members.len()]),
+                ood_risk: evidence.as_ref().and_then(|e| e.faces.get(face_pos)).and_then(|f| f.ood_risk),
+                explain,
+            });
+            face_pos += 1;
+        }
+        frames.push(FrameReport { index: frame.index, pts_s: frame.pts_s, faces });
+    }
+    let face_count = frames.iter().map(|f| f.faces.len()).sum();
+    VideoReport {
+        schema_version: SCHEMA_VERSION,
+        path: facts.path.to_string_lossy().into_owned(),
+        status: if error.is_none() { Status::Ok } else { Status::Error },
+        verdict: judged.and_then(|j| j.verdict),
+        verdict_reason: judged.and_then(|j| j.verdict_reason.clone()),
+        score: judged.and_then(|j| j.score),
+        threshold: settings.threshold,
+        aggregate: settings.aggregate,
+        across_tracks: settings.across_tracks,
+        model: settings.model.clone(),
+        models: settings.members.iter().enumerate().map(|(m, member)| MemberScore { member: member.clone(), score: judged.and_then(|j| j.models[m]) }).collect(),
+        ood_risk: judged.and_then(|j| j.ood_risk),
+        ood_threshold: settings.ood_threshold,
+        ood_model: settings.ood_model.clone(),
+        frames_sampled: frames.len(),
+        frames_with_faces: frames.iter().filter(|f| !f.faces.is_empty()).count(),
+        faces: face_count,
+        tracks: judged.map(|j| j.tracks.clone()).unwrap_or_default(),
+        elapsed_ms: facts.elapsed_ms,
+        video: facts.video,
+        error,
+        explain: overlay_dir.filter(|_| !overlays.is_empty()).map(|d| d.to_string_lossy().into_owned()),
+        frames: settings.per_frame.then_some(frames),
+        overlays,
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::aggregate::judge::{FaceEvidence, MemberEvidence, MemberKind};
+    use crate::aggregate::{judge, Settings};
+
+    fn id(name: &str) -> ModelId {
+        ModelId { name: name.into(), weights: format!("{name}.safetensors"), blake3: "0123456789abcdef".into() }
+    }
+
+    fn line_settings(explain: Option<PathBuf>) -> LineSettings {
+        LineSettings {
+            model: id("m"),
+            members: vec![MemberId { id: id("m"), kind: "frame", weight: 1.0 }],
+            ood_model: None,
+            threshold: 0.5,
+            ood_threshold: 0.9,
+            aggregate: Strategy::Mean,
+            across_tracks: AcrossTracks::Max,
+            per_frame: true,
+            explain,
+        }
+    }
+
+    /// Two frames: one face each (track 0), then a frame without a face.
+    fn facts(logits: &[f32]) -> (Facts, Evidence) {
+        let face = |track| SampledFace { bbox: FaceBox { x: 1.0, y: 2.0, w: 3.0, h: 4.0 }, confidence: 0.9, track };
+        let mut frames: Vec<SampledFrame> = logits.iter().enumerate().map(|(i, _)| SampledFrame { index: i * 10, pts_s: i as f64, faces: vec![face(0)] }).collect();
+        frames.push(SampledFrame { index: 99, pts_s: 9.9, faces: Vec::new() });
+        let faces = logits.iter().map(|&l| FaceEvidence { track: 0, logits: vec![Some(l)], ood_risk: Some(0.25) }).collect();
+        let evidence = Evidence { frames_sampled: frames.len(), faces, members: vec![MemberEvidence { name: "m".into(), kind: MemberKind::Frame }] };
+        (Facts { path: "dir/clip.mp4".into(), frames, ..Facts::default() }, evidence)
+    }
+
+    fn judged(facts: Facts, evidence: Evidence, settings: &LineSettings) -> VideoReport {
+        let judging = Settings { aggregate: settings.aggregate, across_tracks: settings.across_tracks, threshold: settings.threshold, ood_threshold: settings.ood_threshold, weights: vec![1.0], stacker: None };
+        let judgement = judge(&evidence, &judging);
+        build(facts, Outcome::Judged(evidence, judgement), settings)
+    }
+
+    #[test]
+    fn a_judged_input_reports_its_judgement_and_every_face() {
+        let (facts, evidence) = facts(&[2.0, 0.0]);
+        let line = judged(facts, evidence, &line_settings(None));
+        assert_eq!((line.status, line.verdict), (Status::Ok, Some(Verdict::Fake)));
+        let want = (crate::aggregate::sigmoid(2.0) + 0.5) / 2.0;
+        assert!((line.score.unwrap() - want).abs() < 1e-6);
+        assert_eq!((line.frames_sampled, line.frames_with_faces, line.faces), (3, 2, 2));
+        assert_eq!(line.models[0].score, line.score);
+        assert_eq!(line.ood_risk, Some(0.25));
+        let frames = line.frames.as_ref().unwrap();
+        assert_eq!(frames[1].faces[0].logit, Some(0.0));
+        assert_eq!(frames[0].faces[0].ood_risk, Some(0.25));
+        assert!(frames[2].faces.is_empty() && line.error.is_none() && line.overlays.is_empty());
+    }
+
+    #[test]
+    fn no_face_is_ok_without_a_score() {
+        let (mut facts, mut evidence) = facts(&[]);
+        facts.frames[0].index = 0;
+        evidence.faces.clear();
+        let line = judged(facts, evidence, &line_settings(None));
+        assert_eq!((line.status, line.verdict, line.score, line.error), (Status::Ok, Some(Verdict::NoFace), None, None));
+        assert!(line.tracks.is_empty() && line.models[0].score.is_none());
+    }
+
+    #[test]
+    fn a_failed_input_has_its_error_and_no_verdict() {
+        let (facts, _) = facts(&[1.0]);
+        let line = build(facts, Outcome::Failed("cannot open: gone".into()), &line_settings(None));
+        assert_eq!((line.status, line.verdict, line.score), (Status::Error, None, None));
+        assert_eq!(line.error.as_deref(), Some("cannot open: gone"));
+        // Its faces are still listed, unscored.
+        assert_eq!(line.faces, 1);
+        assert_eq!(line.frames.unwrap()[0].faces[0].models, [None]);
+    }
+
+    #[test]
+    fn attention_becomes_named_overlays_for_the_printer() {
+        let (mut facts, evidence) = facts(&[1.0, -1.0]);
+        facts.attention.push(FaceAttention { face: 1, crop: vec![0; 12], side: 2, map: vec![1.0], map_side: 1 });
+        let line = judged(facts, evidence, &line_settings(Some("out".into())));
+        let frames = line.frames.as_ref().unwrap();
+        assert_eq!(frames[0].faces[0].explain, None);
+        let name = frames[1].faces[0].explain.clone().expect("the second face has an overlay");
+        assert_eq!(name, crate::explain::face_file(10, 0, 0));
+        assert_eq!(line.overlays.len(), 1);
+        assert_eq!(line.overlays[0].file, Path::new(line.explain.as_deref().unwrap()).join(&name));
+        assert!(line.explain.unwrap().starts_with("out/clip-"));
+    }
 }

@@ -110,5 +110,5 @@ fn the_shipped_frame_and_temporal_models_scan_the_samples_together() {
     assert!(pan["models"].as_array().unwrap().iter().all(|m| m["score"].is_number()), "{pan}");
     // No ViT among them and none asked for: no risk, and no guess at one.
     assert!(pan["ood_risk"].is_null(), "{pan}");
-    assert_eq!(line_for(&lines, "no_face.mp4")["status"], "error");
+    assert_eq!(line_for(&lines, "no_face.mp4")["verdict"], "no_face");
 }

@@ -40,10 +40,11 @@ fn the_page_documents_every_field() {
 fn the_schema_rejects_broken_lines() {
     let tmp = tempfile::tempdir().unwrap();
     let model = untrained_weights(tmp.path());
-    let out = dfscan(&["scan", "-q", "--frames", "2", "--per-frame", "--model", s(&model), s(&samples().join("astronaut_pan.mp4")), s(&samples().join("no_face.mp4"))]);
+    let missing = tmp.path().join("missing.mp4");
+    let out = dfscan(&["scan", "-q", "--frames", "2", "--per-frame", "--model", s(&model), s(&samples().join("astronaut_pan.mp4")), s(&samples().join("no_face.mp4")), s(&missing)]);
     let lines = json_lines(&out);
-    let (ok, err) = (line_for(&lines, "astronaut_pan.mp4").clone(), line_for(&lines, "no_face.mp4").clone());
-    assert!(output_schema().is_valid(&ok) && output_schema().is_valid(&err));
+    let (ok, no_face, err) = (line_for(&lines, "astronaut_pan.mp4").clone(), line_for(&lines, "no_face.mp4").clone(), line_for(&lines, "missing.mp4").clone());
+    assert!(output_schema().is_valid(&ok) && output_schema().is_valid(&no_face) && output_schema().is_valid(&err));
     let broken: Vec<(&str, Value)> = vec![
         ("missing score", without(&ok, "score")),
         ("unknown field", with(&ok, "surprise", json!(1))),
@@ -51,7 +52,10 @@ fn the_schema_rejects_broken_lines() {
         ("ok with an error", with(&ok, "error", json!("but also this"))),
         ("score above 1", with(&ok, "score", json!(1.5))),
         ("verdict not fake/real", with(&ok, "verdict", json!("maybe"))),
-        ("future version", with(&ok, "schema_version", json!(4))),
+        ("future version", with(&ok, "schema_version", json!(5))),
+        ("no face with a score", with(&no_face, "score", json!(0.5))),
+        ("no face with faces", with(&no_face, "faces", json!(3))),
+        ("a scored verdict without a score", with(&no_face, "verdict", json!("real"))),
         ("uncertain without a reason", with(&ok, "verdict", json!("uncertain"))),
         ("a reason for a sure verdict", with(&ok, "verdict_reason", json!("why"))),
         ("risk above 1", with(&ok, "ood_risk", json!(1.5))),

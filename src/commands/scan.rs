@@ -98,7 +98,7 @@ fn scan_with(args: ScanArgs, inputs: impl Iterator<Item = Input> + Send + 'stati
     };
     let progress = !args.quiet && std::io::stderr().is_terminal();
     let mut printer = Printer::new(out, progress).quiet(args.quiet);
-    pipeline::run_with(inputs, face_source, set, cfg, control, |event| printer.handle(event))?;
+    pipeline::run(inputs, face_source, set, cfg, control, |event| printer.handle(event))?;
     printer.finish();
     if shutdown.is_stopping() {
         return Ok(EXIT_INTERRUPTED);

@@ -36,7 +36,8 @@ use crate::decode::{Frame, Sampler, Sampling, VideoSource};
 use crate::faces::{self, Detection, FaceDetector};
 use crate::inputs::Input;
 use crate::models::set::ModelSet;
-use crate::report::{FaceReport, FrameReport, Status, VideoReport, VideoSummary, SCHEMA_VERSION};
+use crate::models::set::CropPlan;
+use crate::report::{self, LineSettings, Status, VideoReport, VideoSummary};
 use crate::state::{ScanKey, StateDb};
 
 mod scoring;
@@ -158,27 +159,61 @@ enum Msg<T> {
     End(usize, Option<String>),
 }
 
+/// What the faces stage hands the models stage: one sampled frame's faces.
 struct FacesInFrame {
     index: usize,
     pts_s: f64,
-    /// Each face with its crops, one per contract of the scan's [`crate::models::set::CropPlan`].
-    faces: Vec<(Detection, Vec<Vec<u8>>)>,
+    faces: Vec<FoundFace>,
 }
 
-/// Runs a scan to completion, calling `on_event` on this thread; `on_event` returns false to
-/// stop early. Returns once every stage has stopped.
+struct FoundFace {
+    detection: Detection,
+    /// The face track (person), linking it to the faces of earlier frames of its input.
+    track: u32,
+    /// One crop per contract of the scan's [`CropPlan`], cut once here.
+    crops: Vec<Vec<u8>>,
+}
+
+/// What the models stage needs besides the faces, fixed for the whole scan.
+struct ModelsContext {
+    set: ModelSet,
+    plan: CropPlan,
+    /// How evidence becomes a verdict.
+    judging: aggregate::Settings,
+    /// What every line says about the models and settings.
+    line: LineSettings,
+    batch_size: usize,
+    explain: bool,
+}
+
+impl ModelsContext {
+    fn new(set: ModelSet, plan: CropPlan, cfg: &ScanConfig) -> Self {
+        let judging = aggregate::Settings {
+            aggregate: cfg.aggregate,
+            across_tracks: cfg.across_tracks,
+            threshold: cfg.threshold,
+            ood_threshold: cfg.ood_threshold,
+            weights: set.weights.clone(),
+            stacker: set.stacker.clone(),
+        };
+        let line = LineSettings {
+            model: set.id(),
+            members: set.member_ids(),
+            ood_model: set.ood_model().map(|m| m.id.clone()),
+            threshold: cfg.threshold,
+            ood_threshold: cfg.ood_threshold,
+            aggregate: cfg.aggregate,
+            across_tracks: cfg.across_tracks,
+            per_frame: cfg.per_frame,
+            explain: cfg.explain.clone(),
+        };
+        Self { set, plan, judging, line, batch_size: cfg.batch_size, explain: cfg.explain.is_some() }
+    }
+}
+
+/// Runs a scan to completion, steered by `control`, calling `on_event` on this thread;
+/// `on_event` returns false to stop early. Returns once every stage has stopped.
 pub fn run(
-    inputs: impl Iterator<Item = Input> + Send + 'static,
-    face_source: FaceSource,
-    models: ModelSet,
-    cfg: ScanConfig,
-    on_event: impl FnMut(Event) -> bool,
-) -> Result<()> {
-    run_with(inputs, face_source, models, cfg, Control::default(), on_event)
-}
-
-/// [`run`], steered by `control`.
-pub fn run_with(
     inputs: impl Iterator<Item = Input> + Send + 'static,
     face_source: FaceSource,
     models: ModelSet,
@@ -238,10 +273,13 @@ pub fn run_with(
             thread::Builder::new().name("faces".into()).spawn(move || faces_stage(frame_rx, crop_tx, events, face_source, specs))?
         },
         // `models_done` closes when this thread ends, however it ends.
-        thread::Builder::new().name("models".into()).spawn(move || {
-            let _models_done = models_done_tx;
-            models_stage(crop_rx, event_tx, models, plan, cfg)
-        })?,
+        {
+            let context = ModelsContext::new(models, plan, &cfg);
+            thread::Builder::new().name("models".into()).spawn(move || {
+                let _models_done = models_done_tx;
+                models_stage(crop_rx, event_tx, context)
+            })?
+        },
     ];
     // Hands a note to the caller, then records its row: a row never exists for a line that
     // was not handled. False when the caller wants no more.

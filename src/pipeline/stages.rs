@@ -3,7 +3,7 @@
 use super::*;
 use super::scoring::JobState;
 use crate::faces::crop::CropSpec;
-use crate::models::set::CropPlan;
+use crate::faces::{Tracker, TrackerConfig};
 
 pub(super) fn decode_stage(
     jobs: Receiver<Job>,
@@ -79,10 +79,13 @@ pub(super) fn faces_stage(
     // The first failure of each job; its later frames are skipped.
     let mut failed: HashMap<usize, String> = HashMap::new();
     let mut stops: HashMap<usize, Stopper> = HashMap::new();
+    // One per input: links each frame's faces to those of the frames before.
+    let mut trackers: HashMap<usize, Tracker> = HashMap::new();
     for msg in frames.iter() {
         let forward = match msg {
             Msg::Start(start) => {
                 stops.insert(start.id, start.stop.clone());
+                trackers.insert(start.id, Tracker::new(TrackerConfig::default()));
                 Msg::Start(start)
             }
             Msg::Item(id, _) if failed.contains_key(&id) => continue,
@@ -94,7 +97,8 @@ pub(super) fn faces_stage(
                     continue;
                 }
                 let _ = events.try_send(Event::FrameDone { id }.into());
-                match guarded(|| faces_in_frame(&mut source, &frame, &specs)) {
+                let tracker = trackers.get_mut(&id).expect("a job's frames come after its start");
+                match guarded(|| faces_in_frame(&mut source, &frame, &specs, tracker)) {
                     Ok(faces) => Msg::Item(id, faces),
                     Err(e) => {
                         failed.insert(id, format!("face detection failed on frame {}: {e:#}", frame.index));
@@ -104,6 +108,7 @@ pub(super) fn faces_stage(
             }
             Msg::End(id, error) => {
                 stops.remove(&id);
+                trackers.remove(&id);
                 Msg::End(id, error.or_else(|| failed.remove(&id)))
             }
         };
@@ -113,24 +118,26 @@ pub(super) fn faces_stage(
     }
 }
 
-/// A frame's faces, each cut once per crop contract of the scan's models (`specs`).
-fn faces_in_frame(source: &mut FaceSource, frame: &Frame, specs: &[CropSpec]) -> Result<FacesInFrame> {
-    let faces = match source {
-        FaceSource::WholeFrame => {
-            let bbox = faces::FaceBox { x: 0.0, y: 0.0, w: frame.width as f32, h: frame.height as f32 };
-            let crops = specs.iter().map(|s| faces::whole_frame(frame, s.side)).collect::<Result<_>>()?;
-            vec![(Detection { bbox, confidence: 1.0 }, crops)]
-        }
-        FaceSource::Detector(detector) => detector
-            .detect(frame)?
-            .into_iter()
-            .map(|d| Ok((d, specs.iter().map(|s| s.cut(frame, &d.bbox)).collect::<Result<_>>()?)))
-            .collect::<Result<_>>()?,
+/// A frame's faces with their tracks, each cut once per crop contract of the scan's models
+/// (`specs`).
+fn faces_in_frame(source: &mut FaceSource, frame: &Frame, specs: &[CropSpec], tracker: &mut Tracker) -> Result<FacesInFrame> {
+    let (detections, whole) = match source {
+        FaceSource::WholeFrame => (vec![Detection { bbox: faces::FaceBox { x: 0.0, y: 0.0, w: frame.width as f32, h: frame.height as f32 }, confidence: 1.0 }], true),
+        FaceSource::Detector(detector) => (detector.detect(frame)?, false),
     };
+    let tracks = tracker.update(&detections).ids;
+    let faces = detections
+        .into_iter()
+        .zip(tracks)
+        .map(|(detection, track)| {
+            let crops = specs.iter().map(|s| if whole { faces::whole_frame(frame, s.side) } else { s.cut(frame, &detection.bbox) }).collect::<Result<_>>()?;
+            Ok(FoundFace { detection, track, crops })
+        })
+        .collect::<Result<_>>()?;
     Ok(FacesInFrame { index: frame.index, pts_s: frame.pts_s, faces })
 }
 
-pub(super) fn models_stage(crops: Receiver<Msg<FacesInFrame>>, events: Sender<Note>, set: ModelSet, plan: CropPlan, cfg: ScanConfig) {
+pub(super) fn models_stage(crops: Receiver<Msg<FacesInFrame>>, events: Sender<Note>, ctx: ModelsContext) {
     let mut jobs: HashMap<usize, JobState> = HashMap::new();
     for msg in crops.iter() {
         match msg {
@@ -139,9 +146,9 @@ pub(super) fn models_stage(crops: Receiver<Msg<FacesInFrame>>, events: Sender<No
             }
             Msg::Item(id, in_frame) => {
                 let Some(job) = jobs.get_mut(&id) else { continue };
-                job.add_frame(in_frame, &set, &plan);
-                if job.pending() >= cfg.batch_size && job.error.is_none() {
-                    if let Err(e) = guarded(|| job.score_pending(&set, &plan, &cfg)) {
+                job.add_frame(in_frame, &ctx.set, &ctx.plan);
+                if job.pending() >= ctx.batch_size && job.error.is_none() {
+                    if let Err(e) = guarded(|| job.score_pending(&ctx.set, &ctx.plan, ctx.explain)) {
                         job.error = Some(format!("{e:#}"));
                     }
                 }
@@ -150,14 +157,14 @@ pub(super) fn models_stage(crops: Receiver<Msg<FacesInFrame>>, events: Sender<No
                 let Some(mut job) = jobs.remove(&id) else { continue };
                 let mut error = upstream_error.or(job.error.take());
                 if error.is_none() {
-                    if let Err(e) = guarded(|| job.score_pending(&set, &plan, &cfg)) {
+                    if let Err(e) = guarded(|| job.score_pending(&ctx.set, &ctx.plan, ctx.explain)) {
                         error = Some(format!("{e:#}"));
                     }
                 }
                 // An abandoned input (timeout, interrupt) gets no row, so it is tried again.
                 let abandoned = error.is_some() && job.start.stop.reason().is_some();
                 let row = if abandoned { None } else { job.start.key.take() };
-                let report = job.finish(error, &set, &plan, &cfg);
+                let report = job.finish(error, &ctx);
                 if events.send(Note { event: Event::Finished { id, report: Box::new(report) }, row }).is_err() {
                     return;
                 }

@@ -1,5 +1,10 @@
-//! Per-face P(fake) -> one score per video, and the verdict.
+//! Per-face P(fake) -> one score per video, and the verdict: the strategies and combinations
+//! here, applied in order by [`judge`].
 use serde::Serialize;
+
+pub mod judge;
+
+pub use judge::{judge, Evidence, Judgement, Settings};
 
 /// `--aggregate`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, serde::Deserialize)]
@@ -106,6 +111,9 @@ pub enum Verdict {
     Real,
     /// Out of distribution: the score is reported but not trusted either way.
     Uncertain,
+    /// No face in any sampled frame: nothing to judge, and no score.
+    #[serde(rename = "no_face")]
+    NoFace,
 }
 
 /// Weighted mean of `(weight, value)` pairs whose weights need not sum to 1; None without

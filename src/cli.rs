@@ -6,9 +6,9 @@ use dfscan::aggregate::{AcrossTracks, Strategy};
 use dfscan::faces::DetectorKind;
 use dfscan::models::weights::Storage;
 use dfscan::models::{Arch, DeviceChoice};
-use dfscan::train::augment::Perturbation;
+use dfscan::crops::augment::Perturbation;
 use dfscan::train::cv::Recipe;
-use dfscan::train::dataset::Split;
+use dfscan::crops::dataset::Split;
 
 #[derive(Parser, Debug)]
 #[command(name = "dfscan", version, about = "Streaming video deepfake scanner: one JSON line per input on stdout")]
@@ -224,8 +224,8 @@ pub struct SplitArgs {
 }
 
 impl SplitArgs {
-    pub fn plan(self) -> dfscan::train::dataset::SplitPlan {
-        dfscan::train::dataset::SplitPlan { seed: self.split_seed, val_fraction: self.val_fraction, test_fraction: self.test_fraction }
+    pub fn plan(self) -> dfscan::crops::dataset::SplitPlan {
+        dfscan::crops::dataset::SplitPlan { seed: self.split_seed, val_fraction: self.val_fraction, test_fraction: self.test_fraction }
     }
 }
 

@@ -8,6 +8,7 @@
 //! ViT looked (`--explain`).
 pub mod aggregate;
 pub mod bench;
+pub mod crops;
 pub mod decode;
 pub mod eval;
 pub mod explain;

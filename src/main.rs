@@ -7,24 +7,30 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use cli::{Cli, Command};
+use commands::Outcome;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Scan(args) => commands::scan::scan(args),
         Command::Watch(args) => commands::scan::watch(args),
-        Command::Import(args) => commands::prepare::import(args).map(|()| 0),
+        Command::Import(args) => commands::prepare::import(args).map(|()| Outcome::Clean),
         Command::Extract(args) => commands::prepare::extract(args),
-        Command::SelfBlend(args) => commands::prepare::self_blend(args).map(|()| 0),
-        Command::Train(args) => commands::train::train(args).map(|()| 0),
-        Command::TrainOod(args) => commands::train::train_ood(args).map(|()| 0),
-        Command::Eval(args) => commands::measure::eval(args).map(|()| 0),
-        Command::Cv(args) => commands::cv::cv(args).map(|()| 0),
-        Command::FitEnsemble(args) => commands::cv::fit_ensemble(args).map(|()| 0),
-        Command::Bench(args) => commands::measure::bench(args).map(|()| 0),
+        Command::SelfBlend(args) => commands::prepare::self_blend(args).map(|()| Outcome::Clean),
+        Command::Train(args) => commands::train::train(args).map(|()| Outcome::Clean),
+        Command::TrainOod(args) => commands::train::train_ood(args).map(|()| Outcome::Clean),
+        Command::Eval(args) => commands::measure::eval(args).map(|()| Outcome::Clean),
+        Command::Cv(args) => commands::cv::cv(args).map(|()| Outcome::Clean),
+        Command::FitEnsemble(args) => commands::cv::fit_ensemble(args).map(|()| Outcome::Clean),
+        Command::Bench(args) => commands::measure::bench(args).map(|()| Outcome::Clean),
     };
+    // The one place exit codes are chosen: 0 clean, 1 fakes found, 2 errors (a failed input or
+    // a failed command), 130 interrupted (as a shell reports Ctrl-C).
     match result {
-        Ok(code) => ExitCode::from(code as u8),
+        Ok(Outcome::Clean) => ExitCode::SUCCESS,
+        Ok(Outcome::FakesFound) => ExitCode::from(1),
+        Ok(Outcome::Failures) => ExitCode::from(2),
+        Ok(Outcome::Interrupted) => ExitCode::from(130),
         Err(e) => {
             eprintln!("dfscan: {e:#}");
             ExitCode::from(2)

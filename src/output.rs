@@ -2,7 +2,7 @@
 //! bars on stderr. The only module that writes to the terminal during a scan.
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, IsTerminal, Read, Seek, SeekFrom, Write};
 use std::os::fd::AsFd;
 use std::path::Path;
 
@@ -26,18 +26,6 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// Like a virus scanner: 2 if any input failed, else 1 if any is fake, else 0 (an
-    /// "uncertain" input is not a fake).
-    pub fn exit_code(&self) -> i32 {
-        if self.errors > 0 {
-            2
-        } else if self.fakes > 0 {
-            1
-        } else {
-            0
-        }
-    }
-
     fn count(&mut self, report: &VideoReport) {
         self.scanned += 1;
         if report.status == Status::Error {
@@ -71,8 +59,7 @@ impl<W: Write> Printer<W> {
     pub fn new(out: W, progress: bool) -> Self {
         let bars = progress.then(|| {
             let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
-            let overall = multi.add(ProgressBar::new(0));
-            overall.set_style(ProgressStyle::with_template("{prefix:>8} [{bar:30}] {pos}/{len} inputs, {elapsed}").expect("valid template").progress_chars("=> "));
+            let overall = multi.add(progress_bar(0, "{prefix:>8} [{bar:30}] {pos}/{len} inputs, {elapsed}"));
             overall.set_prefix("scan");
             Bars { multi, overall, videos: HashMap::new() }
         });
@@ -95,8 +82,7 @@ impl<W: Write> Printer<W> {
             }
             Event::Started { id, path, planned_frames } => {
                 if let Some(b) = &mut self.bars {
-                    let bar = b.multi.add(ProgressBar::new(planned_frames.unwrap_or(0) as u64));
-                    bar.set_style(ProgressStyle::with_template("{prefix:>8} [{bar:30}] {pos}/{len} frames {msg}").expect("valid template").progress_chars("=> "));
+                    let bar = b.multi.add(progress_bar(planned_frames.unwrap_or(0) as u64, "{prefix:>8} [{bar:30}] {pos}/{len} frames {msg}"));
                     bar.set_prefix("video");
                     bar.set_message(path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
                     b.videos.insert(id, bar);
@@ -176,6 +162,18 @@ impl<W: Write> Printer<W> {
             );
         }
     }
+}
+
+/// The one way dfscan makes a progress bar: `template`'s style on stderr, hidden when stderr
+/// is not a terminal (a log file gets no bar redraws). The scan's printer adds its bars to one
+/// [`MultiProgress`]; training, extraction and `cv` use one bar each.
+pub fn progress_bar(len: u64, template: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(ProgressStyle::with_template(template).expect("valid template").progress_chars("=> "));
+    if !std::io::stderr().is_terminal() {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    bar
 }
 
 /// Opens `path` for appending lines (`watch --output`). If the file ends in the middle of a

@@ -14,7 +14,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection};
 
-use crate::pipeline::ScanConfig;
 
 /// Raised when the table layout changes; older files are migrated or refused by it.
 const LAYOUT_VERSION: i64 = 1;
@@ -52,23 +51,6 @@ impl ScanKey {
 pub fn content_hash(path: &Path) -> io::Result<String> {
     let file = std::fs::File::open(path)?;
     Ok(blake3::Hasher::new().update_reader(file)?.finalize().to_hex().to_string())
-}
-
-/// The settings that change a result, in one string; the device and batch size do not.
-/// `ood_model`: the BLAKE3 of the model that gives the out-of-distribution risk, if any.
-pub fn settings_key(cfg: &ScanConfig, faces: &str, ood_model: Option<&str>) -> String {
-    format!(
-        "sampling={:?} faces={faces} margin={:?} aggregate={:?} across_tracks={:?} threshold={} per_frame={} ood={} ood_threshold={} schema={}",
-        cfg.sampling,
-        cfg.margin,
-        cfg.aggregate,
-        cfg.across_tracks,
-        cfg.threshold,
-        cfg.per_frame,
-        ood_model.unwrap_or("none"),
-        cfg.ood_threshold,
-        crate::report::SCHEMA_VERSION
-    )
 }
 
 /// `$XDG_STATE_HOME/dfscan/state.sqlite3` (`~/.local/state/...`), or the local data

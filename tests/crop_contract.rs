@@ -81,7 +81,7 @@ fn extract_and_scan_cut_identical_pixels() {
     let cache = dir.path().join("crops");
     let out = dfscan(&["extract", manifest.to_str().unwrap(), "-o", cache.to_str().unwrap(), "--frames", "4", "--margin", "0.25", "--size", "240"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let set = dfscan::train::dataset::CropSet::open(&cache).unwrap();
+    let set = dfscan::crops::dataset::CropSet::open(&cache).unwrap();
     assert_eq!(set.spec, Some(spec), "crops.json records the contract");
     let loaded = dfscan::models::FaceModel::load(&model, tch::Device::Cpu).unwrap();
     let probs = dfscan::train::cv::crop_probs(&set, &loaded, 8).unwrap();

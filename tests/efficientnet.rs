@@ -39,14 +39,14 @@ fn lite2() -> Variant {
 
 /// The set-up's source checkpoint of `v` (the file `dfscan train` imports on first use).
 fn source_checkpoint(test: &str, v: &Variant) -> Option<PathBuf> {
-    let (raw, _) = models::pretrained_weights(v.arch).expect("an ImageNet start");
+    let (raw, _) = models::pretrained_weights(std::path::Path::new(models::BUILT_IN_DIR), v.arch).expect("an ImageNet start");
     set_up_file(test, raw)
 }
 
 /// The checkpoint imported with `dfscan import`'s code, into `dir`.
 fn imported(v: &Variant, source: &std::path::Path, dir: &std::path::Path) -> (PathBuf, import::ImportSummary) {
     let out = dir.join(format!("{}-imagenet.safetensors", v.arch.name()));
-    let summary = import::import(v.arch, source, &out, &import::default_python()).unwrap();
+    let summary = import::import(v.arch, source, &out, std::path::Path::new(import::BUILT_IN_PYTHON)).unwrap();
     (out, summary)
 }
 
@@ -127,7 +127,7 @@ fn import_refuses_the_other_variant() {
     let (Some(l0), Some(l2)) = (source_checkpoint(test, &lite0()), source_checkpoint(test, &lite2())) else { return };
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out.safetensors");
-    let python = import::default_python();
+    let python = std::path::PathBuf::from(import::BUILT_IN_PYTHON);
     assert!(import::import(Arch::EfficientnetLite2, &l0, &out, &python).is_err());
     assert!(import::import(Arch::EfficientnetLite0, &l2, &out, &python).is_err());
     assert!(!out.exists());

@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use dfscan::train::ood::{corrupt_all, OodKind};
+use dfscan::crops::ood::{corrupt_all, OodKind};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use dfscan::train::dataset::Label;
+use dfscan::crops::dataset::Label;
 
 fn s(p: &std::path::Path) -> &str {
     p.to_str().unwrap()

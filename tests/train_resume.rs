@@ -9,9 +9,9 @@ use std::path::Path;
 
 use dfscan::models::weights::Storage;
 use dfscan::models::Arch;
-use dfscan::train::augment::AugmentConfig;
+use dfscan::crops::augment::AugmentConfig;
 use dfscan::train::checkpoint::{read_log, Paths};
-use dfscan::train::dataset::{CropSet, Label, SplitPlan};
+use dfscan::crops::dataset::{CropSet, Label, SplitPlan};
 use dfscan::train::trainer::{learning_rate, train, TrainConfig, TrainEvent, TrainSummary};
 
 const LR: f64 = 1e-3;

@@ -6,8 +6,8 @@ mod common;
 use dfscan::eval::evaluate::{evaluate, EvalConfig};
 use dfscan::models::weights::Storage;
 use dfscan::models::{AnyModel, Arch, SequenceModel};
-use dfscan::train::augment::AugmentConfig;
-use dfscan::train::dataset::{CropSet, Label, SplitPlan};
+use dfscan::crops::augment::AugmentConfig;
+use dfscan::crops::dataset::{CropSet, Label, SplitPlan};
 use dfscan::train::trainer::{train, TrainConfig};
 
 const T: usize = 2;
@@ -74,7 +74,7 @@ fn a_sequence_model_trains_loads_with_its_t_and_evaluates_per_window() {
         plan: every_crop_trains,
         aggregate: dfscan::aggregate::Strategy::Mean,
         threshold: 0.5,
-        perturbations: vec![dfscan::train::augment::Perturbation::Flip],
+        perturbations: vec![dfscan::crops::augment::Perturbation::Flip],
         batch_size: 8,
     };
     let report = evaluate(&set, &model, &eval_cfg).unwrap();

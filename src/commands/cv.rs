@@ -3,11 +3,12 @@
 use anyhow::{bail, Context, Result};
 use tch::Device;
 
-use super::train::{pretrained_start, progress_bar};
+use super::train::pretrained_start;
+use dfscan::output::progress_bar;
 use crate::cli::{CvArgs, FitEnsembleArgs, TrainArgs};
 use dfscan::models::{self, Arch, NetworkConfig};
 use dfscan::train::cv::{self, CvConfig, FixedModel, Recipe};
-use dfscan::train::dataset::{CropSet, Split};
+use dfscan::crops::dataset::{CropSet, Split};
 use dfscan::train::probe::{self, Backbone, FeatureConfig, FeatureTable};
 
 /// The frozen backbone of `arch` with its ImageNet weights (imported on first use), tapped
@@ -23,7 +24,7 @@ fn backbone(arch: Arch) -> Result<Backbone> {
 
 /// Features of every crop of `set` (and blended views), from the cache or computed with a bar.
 fn features(set: &CropSet, backbone: &Backbone, sbi_views: usize, seed: u64, device: Device) -> Result<FeatureTable> {
-    let bar = progress_bar("features [{bar:30}] {pos}/{len} crops {eta}");
+    let bar = progress_bar(0, "features [{bar:30}] {pos}/{len} crops {eta}");
     let cfg = FeatureConfig { sbi_views, seed, batch_size: 32 };
     let table = probe::features(set, backbone, &cfg, device, |done, total| {
         bar.set_length(total as u64);
@@ -43,7 +44,7 @@ pub fn cv(args: CvArgs) -> Result<()> {
     };
     let mut fixed = Vec::new();
     for name in &args.models {
-        let path = models::set::resolve(name);
+        let path = models::set::resolve(&super::models_dir(), name);
         let model = models::FaceModel::load(&path, device)?;
         let crop_probs = cv::crop_probs(&set, &model, 64)?;
         fixed.push(FixedModel { name: format!("{} ({})", model.id.weights, model.id.name), crop_probs, seen: args.seen.clone() });

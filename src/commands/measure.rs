@@ -8,9 +8,9 @@ use dfscan::models;
 pub fn eval(args: EvalArgs) -> Result<()> {
     use dfscan::eval::evaluate::{self, EvalConfig};
     use dfscan::eval::plot::{roc_png, RocSeries};
-    let weights = args.model.clone().unwrap_or_else(models::default_weights);
+    let weights = args.model.clone().unwrap_or_else(super::default_model);
     let model = models::AnyModel::load(&weights, args.device.resolve()?)?;
-    let set = dfscan::train::dataset::CropSet::open(&args.crops)?;
+    let set = dfscan::crops::dataset::CropSet::open(&args.crops)?;
     if !args.ood.is_empty() || args.ood_synthetic {
         let models::AnyModel::Frame(model) = &model else { bail!("eval --ood: {} is a sequence model; the OOD heads belong to a ViT", weights.display()) };
         return eval_ood(&args, model, &set);
@@ -51,16 +51,16 @@ pub fn eval(args: EvalArgs) -> Result<()> {
 }
 
 /// `eval --ood`: the split's crops against each OOD set; the table on stdout.
-fn eval_ood(args: &EvalArgs, model: &models::FaceModel, set: &dfscan::train::dataset::CropSet) -> Result<()> {
+fn eval_ood(args: &EvalArgs, model: &models::FaceModel, set: &dfscan::crops::dataset::CropSet) -> Result<()> {
     use dfscan::eval::evaluate::{evenly, LabelledCrops};
     use dfscan::eval::ood_eval::{self, OodEvalConfig, OodSet};
-    use dfscan::train::ood::{corrupt_all, OodKind};
+    use dfscan::crops::ood::{corrupt_all, OodKind};
     let size = model.input_size() as i32;
     let limit = args.max_crops.unwrap_or(usize::MAX);
     let id = LabelledCrops::load(set, args.split, &args.split_args.plan(), size)?.evenly(limit);
     let mut sets = Vec::new();
     for dir in &args.ood {
-        let pixels = evenly(dfscan::train::dataset::load_images(dir, size)?, limit);
+        let pixels = evenly(dfscan::crops::dataset::load_images(dir, size)?, limit);
         let name = dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned());
         sets.push(OodSet { name, pixels });
     }
@@ -84,9 +84,9 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     if let Some(n) = args.threads {
         tch::set_num_threads(n);
     }
-    let weights = args.model.clone().unwrap_or_else(models::default_weights);
+    let weights = args.model.clone().unwrap_or_else(super::default_model);
     let model = models::AnyModel::load(&weights, args.device.resolve()?)?;
-    let mut detector = dfscan::faces::build_detector(args.detector, &models::models_dir().join("public"), 0.5)?;
+    let mut detector = dfscan::faces::build_detector(args.detector, &super::models_dir().join("public"), 0.5)?;
     for rate in dfscan::bench::stages(&args.input, detector.as_mut(), args.detector, &model, args.batch_size.max(1))? {
         println!("{}", serde_json::to_string(&rate)?);
     }

@@ -1,6 +1,5 @@
 //! `dfscan import` and `dfscan extract`: public checkpoints into dfscan weights, labelled
 //! inputs into a face-crop cache.
-use std::io::IsTerminal;
 
 use anyhow::{Context, Result};
 
@@ -8,8 +7,10 @@ use crate::cli::{ExtractArgs, ImportArgs, SelfBlendArgs};
 use dfscan::decode::Sampling;
 use dfscan::models;
 
+use super::Outcome;
+
 pub fn import(args: ImportArgs) -> Result<()> {
-    let python = args.python.unwrap_or_else(models::import::default_python);
+    let python = args.python.unwrap_or_else(super::python);
     let summary = models::import::import(args.arch, &args.input, &args.output, &python)
         .with_context(|| format!("importing {}", args.input.display()))?;
     eprintln!(
@@ -25,16 +26,13 @@ pub fn import(args: ImportArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn extract(args: ExtractArgs) -> Result<i32> {
-    use dfscan::train::extract::{self, ExtractConfig, ExtractEvent};
-    let rows = dfscan::train::dataset::read_manifest(&args.manifest)?;
-    let mut detector = dfscan::faces::build_detector(args.detector, &models::models_dir().join("public"), args.min_face_confidence)?;
+pub fn extract(args: ExtractArgs) -> Result<Outcome> {
+    use dfscan::crops::extract::{self, ExtractConfig, ExtractEvent};
+    let rows = dfscan::crops::dataset::read_manifest(&args.manifest)?;
+    let mut detector = dfscan::faces::build_detector(args.detector, &super::models_dir().join("public"), args.min_face_confidence)?;
     let crop = dfscan::faces::crop::CropSpec { detector: args.detector, margin: args.margin, side: args.size };
     let cfg = ExtractConfig { sampling: Sampling::Frames(args.frames.max(1)), crop, faces_per_frame: args.faces_per_frame.max(1) };
-    let bar = indicatif::ProgressBar::new(rows.len() as u64);
-    if !std::io::stderr().is_terminal() {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
+    let bar = dfscan::output::progress_bar(rows.len() as u64, "extract [{bar:30}] {pos}/{len} inputs {eta}");
     let summary = extract::extract(&rows, &args.output, detector.as_mut(), &cfg, |event| {
         bar.inc(1);
         if let ExtractEvent::Failed { path, error } = event {
@@ -50,7 +48,7 @@ pub fn extract(args: ExtractArgs) -> Result<i32> {
         summary.skipped_already_done,
         summary.failed.len()
     );
-    Ok(if summary.failed.is_empty() { 0 } else { 2 })
+    Ok(if summary.failed.is_empty() { Outcome::Clean } else { Outcome::Failures })
 }
 
 /// `dfscan self-blend`: the still `args.input` with its most confident face self-blended (a
@@ -67,13 +65,13 @@ pub fn self_blend(args: SelfBlendArgs) -> Result<()> {
         Ok(false)
     })?;
     let frame = frame.with_context(|| format!("{}: no frame decoded", args.input.display()))?;
-    let mut detector = dfscan::faces::build_detector(args.detector, &models::models_dir().join("public"), 0.5)?;
+    let mut detector = dfscan::faces::build_detector(args.detector, &super::models_dir().join("public"), 0.5)?;
     let face = detector.detect(&frame)?.into_iter().next().with_context(|| format!("{}: no face found", args.input.display()))?;
     // The face's square at its own resolution, so nothing outside the blend is resampled.
     let b = face.bbox;
     let side = (b.w.max(b.h) * (1.0 + 2.0 * dfscan::faces::crop::DEFAULT_MARGIN)).round() as i32;
     let crop = dfscan::faces::square_crop(&frame, &b, dfscan::faces::crop::DEFAULT_MARGIN, side)?;
-    let plan = dfscan::train::sbi::SbiPlan::sample(&mut rand::rngs::StdRng::seed_from_u64(args.seed));
+    let plan = dfscan::crops::sbi::SbiPlan::sample(&mut rand::rngs::StdRng::seed_from_u64(args.seed));
     let (blended, _) = plan.apply(&crop, side)?;
     // Paste the square back where it lies inside the frame.
     let (fw, fh) = (frame.width as i32, frame.height as i32);

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
+use super::Outcome;
 use crate::cli::{FacesMode, ScanArgs, WatchArgs};
 use dfscan::decode::Sampling;
 use dfscan::inputs::Input;
@@ -16,9 +17,6 @@ use dfscan::output::{self, Printer};
 use dfscan::pipeline::{self, Control, FaceSource, Recording, ScanConfig};
 use dfscan::state::{self, StateDb};
 
-/// The exit code of a run ended by SIGINT or SIGTERM, as a shell reports one ended by Ctrl-C.
-const EXIT_INTERRUPTED: i32 = 130;
-
 /// Where the inputs come from, which decides how the state database is used.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -27,13 +25,13 @@ enum Mode {
     Watch { fsync: bool },
 }
 
-pub fn scan(args: ScanArgs) -> Result<i32> {
+pub fn scan(args: ScanArgs) -> Result<Outcome> {
     let inputs = dfscan::inputs::expand(args.paths.clone());
     scan_with(args, inputs, Box::new(std::io::stdout().lock()), Mode::Scan)
 }
 
 /// The same scan, fed by a watcher instead of a list.
-pub fn watch(args: WatchArgs) -> Result<i32> {
+pub fn watch(args: WatchArgs) -> Result<Outcome> {
     let inputs = dfscan::inputs::Watch::new(&args.scan.paths, Duration::from_millis(args.settle_ms))?;
     let out: Box<dyn Write> = match (&args.output, args.fsync) {
         (Some(path), fsync) => {
@@ -46,7 +44,7 @@ pub fn watch(args: WatchArgs) -> Result<i32> {
     scan_with(args.scan, inputs, out, Mode::Watch { fsync: args.fsync })
 }
 
-fn scan_with(args: ScanArgs, inputs: impl Iterator<Item = Input> + Send + 'static, out: Box<dyn Write>, mode: Mode) -> Result<i32> {
+fn scan_with(args: ScanArgs, inputs: impl Iterator<Item = Input> + Send + 'static, out: Box<dyn Write>, mode: Mode) -> Result<Outcome> {
     // First, so that Ctrl-C while the model loads is already a clean stop.
     let shutdown = pipeline::Shutdown::default();
     shutdown.on_signals()?;
@@ -59,7 +57,7 @@ fn scan_with(args: ScanArgs, inputs: impl Iterator<Item = Input> + Send + 'stati
         FacesMode::None => FaceSource::WholeFrame,
         FacesMode::Auto => FaceSource::Detector(dfscan::faces::build_detector(
             args.detector,
-            &models::models_dir().join("public"),
+            &super::models_dir().join("public"),
             args.min_face_confidence,
         )?),
     };
@@ -93,20 +91,26 @@ fn scan_with(args: ScanArgs, inputs: impl Iterator<Item = Input> + Send + 'stati
         state: open_state(&args, mode)?.map(|db| Recording {
             db,
             skip_done: (args.resume || mode != Mode::Scan) && !args.rescan,
-            settings: state::settings_key(&cfg, &faces_key, set.ood_model().map(|m| m.id.blake3.as_str())),
+            settings: cfg.settings_key(&faces_key, set.ood_model().map(|m| m.id.blake3.as_str())),
         }),
     };
     let progress = !args.quiet && std::io::stderr().is_terminal();
     let mut printer = Printer::new(out, progress).quiet(args.quiet);
     pipeline::run(inputs, face_source, set, cfg, control, |event| printer.handle(event))?;
     printer.finish();
-    if shutdown.is_stopping() {
-        return Ok(EXIT_INTERRUPTED);
-    }
-    if printer.stdout_closed {
-        return Ok(0);
-    }
-    Ok(printer.summary.exit_code())
+    let summary = &printer.summary;
+    // Like a virus scanner; `dfscan scan | head` closing stdout is no failure.
+    Ok(if shutdown.is_stopping() {
+        Outcome::Interrupted
+    } else if printer.stdout_closed {
+        Outcome::Clean
+    } else if summary.errors > 0 {
+        Outcome::Failures
+    } else if summary.fakes > 0 {
+        Outcome::FakesFound
+    } else {
+        Outcome::Clean
+    })
 }
 
 /// The scan's models: `--models`, or `--model`, or the default model; and the OOD model
@@ -114,7 +118,7 @@ fn scan_with(args: ScanArgs, inputs: impl Iterator<Item = Input> + Send + 'stati
 /// shipped ViT).
 fn load_models(args: &ScanArgs) -> Result<ModelSet> {
     // The plain scan uses the shipped stacker when there is one: the default, calibrated.
-    let shipped_stacker = models::models_dir().join("default.ensemble.json");
+    let shipped_stacker = super::models_dir().join("default.ensemble.json");
     let plain = args.model.is_none() && args.models.is_empty();
     let stacker_file = args.ensemble.clone().or_else(|| (plain && shipped_stacker.is_file()).then_some(shipped_stacker));
     let stacker: Option<dfscan::aggregate::Stacker> = match &stacker_file {
@@ -125,10 +129,10 @@ fn load_models(args: &ScanArgs) -> Result<ModelSet> {
         None => None,
     };
     let paths: Vec<PathBuf> = match (&args.model, args.models.is_empty(), &stacker) {
-        (_, _, Some(stacker)) => stacker.members.iter().map(|m| models::set::resolve(m)).collect(),
+        (_, _, Some(stacker)) => stacker.members.iter().map(|m| models::set::resolve(&super::models_dir(), m)).collect(),
         (Some(path), _, None) => vec![path.clone()],
-        (None, false, None) => args.models.iter().map(|m| models::set::resolve(m)).collect(),
-        (None, true, None) => vec![models::default_weights()],
+        (None, false, None) => args.models.iter().map(|m| models::set::resolve(&super::models_dir(), m)).collect(),
+        (None, true, None) => vec![super::default_model()],
     };
     for path in &paths {
         if !path.is_file() {
@@ -139,7 +143,7 @@ fn load_models(args: &ScanArgs) -> Result<ModelSet> {
         }
     }
     let default_scan = plain && args.ensemble.is_none();
-    let shipped_vit = models::set::resolve("vit");
+    let shipped_vit = models::set::resolve(&super::models_dir(), "vit");
     let ood = match args.ood_model.as_deref() {
         Some("none") => OodChoice::Off,
         Some(path) => OodChoice::File(Path::new(path)),

@@ -1,19 +1,18 @@
 //! `dfscan train` and `dfscan train-ood`: a classifier on a crop cache, then the
 //! out-of-distribution heads on a trained ViT.
-use std::io::IsTerminal;
-
 use anyhow::{bail, Context, Result};
 
 use crate::cli::{AbnormalitySize, TrainArgs, TrainOodArgs, VaeSize};
 use dfscan::models;
+use dfscan::output::progress_bar;
 
 pub fn train(args: TrainArgs) -> Result<()> {
     if let Some(recipe) = args.probe {
         return super::cv::train_probe(&args, recipe);
     }
-    use dfscan::train::augment::AugmentConfig;
+    use dfscan::crops::augment::AugmentConfig;
     use dfscan::train::trainer::{self, TrainConfig, TrainEvent};
-    let set = dfscan::train::dataset::CropSet::open(&args.crops)?;
+    let set = dfscan::crops::dataset::CropSet::open(&args.crops)?;
     let cfg = TrainConfig {
         arch: args.arch,
         epochs: args.epochs,
@@ -45,7 +44,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
         origins: args.origins.clone(),
         reals_only: args.reals_only,
     };
-    let bar = progress_bar("epoch {prefix} [{bar:30}] {pos}/{len} {msg}");
+    let bar = progress_bar(0, "epoch {prefix} [{bar:30}] {pos}/{len} {msg}");
     let mut running_loss = None::<f64>;
     let mut last_auc = String::new();
     let summary = trainer::train(&set, &cfg, |event| match event {
@@ -99,7 +98,7 @@ pub fn train_ood(args: TrainOodArgs) -> Result<()> {
     use dfscan::models::vae::VaeConfig;
     use dfscan::models::vit_ood::OodHeads;
     use dfscan::train::ood_trainer::{self, OodTrainConfig, OodTrainEvent, StageConfig};
-    let set = dfscan::train::dataset::CropSet::open(&args.crops)?;
+    let set = dfscan::crops::dataset::CropSet::open(&args.crops)?;
     let stage = |epochs, learning_rate, max_steps_per_epoch| StageConfig { epochs, batch_size: args.batch_size.max(2), learning_rate, max_steps_per_epoch };
     let cfg = OodTrainConfig {
         vit: args.model.clone(),
@@ -125,7 +124,7 @@ pub fn train_ood(args: TrainOodArgs) -> Result<()> {
         output: args.output.clone(),
         command_line: std::env::args().collect::<Vec<_>>().join(" "),
     };
-    let bar = progress_bar("{prefix} [{bar:30}] {pos}/{len} {msg}");
+    let bar = progress_bar(0, "{prefix} [{bar:30}] {pos}/{len} {msg}");
     let report = ood_trainer::train_ood(&set, &cfg, |event| match event {
         OodTrainEvent::Start { train_crops, val_crops, real_ood } => {
             eprintln!("dfscan: OOD heads for {} on {train_crops} train crops (+{real_ood} real OOD images), validating on {val_crops}", args.model.display());
@@ -162,23 +161,13 @@ pub fn train_ood(args: TrainOodArgs) -> Result<()> {
 
 /// The pretrained start of `arch`, imported on first use from the file the set-up fetched.
 pub(crate) fn pretrained_start(arch: models::Arch) -> Result<Option<std::path::PathBuf>> {
-    let Some((raw, path)) = models::pretrained_weights(arch) else { return Ok(None) };
+    let Some((raw, path)) = models::pretrained_weights(&super::models_dir(), arch) else { return Ok(None) };
     if !path.is_file() {
         if !raw.is_file() {
             bail!("{} needs its ImageNet weights: run scripts/setup.sh", arch.name());
         }
-        models::import::import(arch, &raw, &path, &models::import::default_python())?;
+        models::import::import(arch, &raw, &path, &super::python())?;
         eprintln!("dfscan: imported {} -> {}", raw.display(), path.display());
     }
     Ok(Some(path))
-}
-
-/// A progress bar on stderr when it is a terminal, hidden otherwise.
-pub(crate) fn progress_bar(template: &str) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(indicatif::ProgressStyle::with_template(template).expect("valid template"));
-    if !std::io::stderr().is_terminal() {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    bar
 }

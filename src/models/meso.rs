@@ -9,9 +9,15 @@
 //! so its checkpoints load without renaming. The two lineages differ in three details, which
 //! [`MesoConfig`] carries: BatchNorm epsilon, ReLU after the two 5x5 tail convolutions, and
 //! (outside the network, in `weights::Preprocess`) input normalisation and output polarity.
+use std::collections::BTreeMap;
+
+use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
-use tch::nn::{self, ModuleT};
 use tch::Tensor;
+use tch::nn::{self, ModuleT};
+
+use super::import::{is_keras, map_torch, Mapped};
+use super::weights::{NetworkConfig, Preprocess};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -196,3 +202,100 @@ impl ModuleT for MesoNet {
         leaky_relu_0_1(&hidden).dropout(0.5, train).apply(&self.fc2).squeeze_dim(1)
     }
 }
+
+// ---- Import: the rename table of `dfscan import --arch meso4|mesoinception4` ----
+//
+// Two source layouts:
+// - the PyTorch port's state_dict (names already ours; `num_batches_tracked` dropped);
+// - the original Keras .h5, whose layer names are numbered per Keras session, so layers are
+//   matched by their order within each kind (conv2d, batch_normalization, dense), kernels
+//   go from HWIO to OIHW, and fc1's inputs from Keras' HWC flatten order to our CHW order.
+
+pub fn import_meso4(source: &BTreeMap<String, Tensor>) -> Result<Mapped> {
+    map_meso(MesoArch::Meso4, source)
+}
+
+pub fn import_mesoinception4(source: &BTreeMap<String, Tensor>) -> Result<Mapped> {
+    map_meso(MesoArch::MesoInception4, source)
+}
+
+fn map_meso(arch: MesoArch, source: &BTreeMap<String, Tensor>) -> Result<Mapped> {
+    let keras = is_keras(source);
+    let (config, preprocess, tensors, layout) = if keras {
+        (MesoConfig::keras(arch), Preprocess::meso_keras(), map_keras(arch, source)?, "keras-h5")
+    } else {
+        let config = match arch {
+            MesoArch::Meso4 => MesoConfig::meso4_torch(),
+            MesoArch::MesoInception4 => MesoConfig::mesoinception4_torch(),
+        };
+        (config, Preprocess::meso_torch(), map_torch(source), "pytorch-state-dict")
+    };
+    Ok(Mapped { network: NetworkConfig::Meso(config), preprocess, tensors, layout, left_out: Vec::new(), note: String::new() })
+}
+
+/// Keras layers of one kind, in model order: numbered names sorted by their number.
+fn keras_layers<'a>(source: &'a BTreeMap<String, Tensor>, kind: &str) -> Vec<(u64, BTreeMap<&'a str, &'a Tensor>)> {
+    let mut layers: BTreeMap<u64, BTreeMap<&str, &Tensor>> = BTreeMap::new();
+    for (name, tensor) in source {
+        // e.g. "conv2d_5/conv2d_5/kernel:0" (kind "conv2d", number 5, field "kernel").
+        let layer = name.split('/').next().unwrap_or_default();
+        let number = match layer.strip_prefix(kind) {
+            Some("") => 0,
+            Some(rest) => match rest.strip_prefix('_').and_then(|n| n.parse().ok()) {
+                Some(n) => n,
+                None => continue, // another kind sharing the prefix
+            },
+            None => continue,
+        };
+        let field = name.rsplit('/').next().unwrap_or_default().trim_end_matches(":0");
+        layers.entry(number).or_default().insert(field, tensor);
+    }
+    layers.into_iter().collect()
+}
+
+fn map_keras(arch: MesoArch, source: &BTreeMap<String, Tensor>) -> Result<BTreeMap<String, Tensor>> {
+    let conv_names: Vec<String> = match arch {
+        MesoArch::Meso4 => (1..=4).map(|i| format!("conv{i}")).collect(),
+        // Per inception block: a 1x1, b 1x1, b 3x3, c 1x1, c 3x3 dil 2, d 1x1, d 3x3 dil 3.
+        MesoArch::MesoInception4 => (1..=2)
+            .flat_map(|b| (1..=7).map(move |i| format!("inception{b}.conv{i}")))
+            .chain(["conv1".to_string(), "conv2".to_string()])
+            .collect(),
+    };
+    let convs = keras_layers(source, "conv2d");
+    let bns = keras_layers(source, "batch_normalization");
+    let denses = keras_layers(source, "dense");
+    ensure!(
+        convs.len() == conv_names.len() && bns.len() == 4 && denses.len() == 2,
+        "Keras file has {} conv2d, {} batch_normalization and {} dense layers; {} needs {}, 4 and 2",
+        convs.len(),
+        bns.len(),
+        denses.len(),
+        NetworkConfig::Meso(MesoConfig::keras(arch)).arch_name(),
+        conv_names.len()
+    );
+    let field = |layer: &BTreeMap<&str, &Tensor>, f: &str| -> Result<Tensor> {
+        layer.get(f).map(|t| t.shallow_clone()).with_context(|| format!("Keras layer without {f}"))
+    };
+    let mut out = BTreeMap::new();
+    for (name, (_, layer)) in conv_names.iter().zip(&convs) {
+        out.insert(format!("{name}.weight"), field(layer, "kernel")?.permute([3, 2, 0, 1]).contiguous());
+        out.insert(format!("{name}.bias"), field(layer, "bias")?);
+    }
+    for (i, (_, layer)) in bns.iter().enumerate() {
+        let p = format!("bn{}", i + 1);
+        out.insert(format!("{p}.weight"), field(layer, "gamma")?);
+        out.insert(format!("{p}.bias"), field(layer, "beta")?);
+        out.insert(format!("{p}.running_mean"), field(layer, "moving_mean")?);
+        out.insert(format!("{p}.running_var"), field(layer, "moving_variance")?);
+    }
+    // fc1 reads the last feature map, 8x8x16, flattened HWC by Keras and CHW by us.
+    let fc1 = field(&denses[0].1, "kernel")?; // [1024 = h*w*c, 16]
+    let fc1 = fc1.view([8, 8, 16, 16]).permute([3, 2, 0, 1]).reshape([16, 1024]);
+    out.insert("fc1.weight".into(), fc1.contiguous());
+    out.insert("fc1.bias".into(), field(&denses[0].1, "bias")?);
+    out.insert("fc2.weight".into(), field(&denses[1].1, "kernel")?.transpose(0, 1).contiguous());
+    out.insert("fc2.bias".into(), field(&denses[1].1, "bias")?);
+    Ok(out)
+}
+

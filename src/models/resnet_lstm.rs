@@ -31,9 +31,15 @@
 //! applied to torchvision's `mobilenet_v2`, whose only kept child is `features`, so the trunk
 //! is `resnet.0.*` (torchvision's `features.*`), the 1x1 conv 1280 -> 128 is `resnet.1` and its
 //! BatchNorm `resnet.2`; the rest is unchanged.
+use std::collections::BTreeMap;
+
+use anyhow::{bail, ensure, Result};
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT, RNN};
 use tch::{Kind, Tensor};
+
+use super::import::{is_keras, map_torch, Mapped};
+use super::weights::{NetworkConfig, Preprocess};
 
 pub use super::backbone::{Backbone, Trunk};
 
@@ -144,6 +150,121 @@ impl ModuleT for ResnetLstm {
     }
 }
 
+// ---- Import: the rename table of `dfscan import --arch resnet-lstm` ----
+//
+// Three source layouts, told apart by their keys:
+// - the source project's ResNetLSTM state_dict (`resnet.*`, `lstm.*`, `fc1.*`, `fc2.*`):
+//   names already ours, the backbone read off the keys;
+// - torchvision's ImageNet `mobilenet_v2` (`features.*`, `classifier.1.*`), e.g.
+//   mobilenet_v2-b0353104.pth from scripts/setup.sh, and
+// - torchvision's ImageNet `resnet50` (`conv1`, `bn1`, `layer1`..`layer4`, `fc`): the trunk
+//   only, renamed by [`torchvision_to_source`]; the ImageNet classifier is dropped and the
+//   whole head (1x1 conv, BatchNorm, LSTM, fc1, fc2) left to training, like EfficientNet's.
+
+/// The ResNet-LSTM head after a trunk, what a trunk-only import leaves to training: the 1x1
+/// conv and its BatchNorm (at `resnet.{conv}` and `resnet.{conv + 1}`, after the trunk's
+/// children), the LSTM, fc1 and fc2.
+fn resnet_lstm_head(conv: usize) -> Vec<String> {
+    let bn = conv + 1;
+    [
+        format!("resnet.{conv}.weight"),
+        format!("resnet.{bn}.weight"),
+        format!("resnet.{bn}.bias"),
+        format!("resnet.{bn}.running_mean"),
+        format!("resnet.{bn}.running_var"),
+    ]
+    .into_iter()
+    .chain(["lstm.weight_ih_l0", "lstm.weight_hh_l0", "lstm.bias_ih_l0", "lstm.bias_hh_l0", "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"].map(String::from))
+    .collect()
+}
+
+/// A torchvision classifier's key under the source's layout (see `backbone`): the first
+/// component, a child of the torchvision model, becomes its index in the source's `resnet`
+/// Sequential. None for the ImageNet classifier, which the trunk does not have.
+///
+/// | backbone    | torchvision                         | ours                     |
+/// |-------------|-------------------------------------|--------------------------|
+/// | ResNet50    | `conv1`, `bn1`, `layer1`..`layer4`  | `resnet.0`, `resnet.1`, `resnet.4`..`resnet.7` |
+/// | ResNet50    | `fc`                                | (dropped)                |
+/// | MobileNetV2 | `features`                          | `resnet.0`               |
+/// | MobileNetV2 | `classifier`                        | (dropped)                |
+pub fn torchvision_to_source(backbone: Backbone, key: &str) -> Option<String> {
+    let (first, rest) = key.split_once('.')?;
+    let index = match (backbone, first) {
+        (Backbone::Resnet50, "conv1") => 0,
+        (Backbone::Resnet50, "bn1") => 1,
+        (Backbone::Resnet50, layer) => 3 + layer.strip_prefix("layer")?.parse::<u32>().ok().filter(|l| (1..=4).contains(l))?,
+        (Backbone::Mobilenetv2, "features") => 0,
+        (Backbone::Mobilenetv2, _) => return None,
+    };
+    Some(format!("resnet.{index}.{rest}"))
+}
+
+pub fn import(source: &BTreeMap<String, Tensor>) -> Result<Mapped> {
+    ensure!(!is_keras(source), "resnet-lstm imports PyTorch state_dicts, not Keras files");
+    let tensors = map_torch(source);
+    let imagenet = |backbone: Backbone, classifier: &str, tensors: BTreeMap<String, Tensor>| -> Result<Mapped> {
+        let fc = &tensors[classifier];
+        ensure!(
+            fc.size().first() == Some(&1000),
+            "{classifier} has shape {:?}; the import expects ImageNet's 1000-class classifier, which it drops",
+            fc.size()
+        );
+        let mut trunk = BTreeMap::new();
+        for (name, tensor) in tensors {
+            if let Some(ours) = torchvision_to_source(backbone, &name) {
+                trunk.insert(ours, tensor);
+            } else if !name.starts_with(classifier.split('.').next().unwrap_or_default()) {
+                bail!("{name}: not a tensor of torchvision's {}", backbone.name());
+            }
+        }
+        let head = match backbone {
+            Backbone::Resnet50 => resnet_lstm_head(8),
+            Backbone::Mobilenetv2 => resnet_lstm_head(1),
+        };
+        Ok(Mapped {
+            network: NetworkConfig::ResnetLstm(ResnetLstmConfig::with_backbone(backbone)),
+            preprocess: Preprocess::imagenet(),
+            tensors: trunk,
+            layout: match backbone {
+                Backbone::Resnet50 => "torchvision-resnet50",
+                Backbone::Mobilenetv2 => "torchvision-mobilenet-v2",
+            },
+            left_out: head,
+            note: "; trunk only: ImageNet's classifier dropped, the 1x1 conv, LSTM and fc head left to \
+                   training (init_from_pretrained), so a training start, not a scan model"
+                .to_string(),
+        })
+    };
+    if tensors.contains_key("classifier.1.weight") && tensors.contains_key("features.0.0.weight") {
+        return imagenet(Backbone::Mobilenetv2, "classifier.1.weight", tensors);
+    }
+    if tensors.contains_key("fc.weight") && tensors.contains_key("layer1.0.conv1.weight") {
+        return imagenet(Backbone::Resnet50, "fc.weight", tensors);
+    }
+    // The source project's own layout: our names. Its frames per sequence are not in a
+    // state_dict; 20 is what it trains with on Celeb-DF.
+    let backbone = if tensors.contains_key("resnet.4.0.conv1.weight") {
+        Backbone::Resnet50
+    } else if tensors.contains_key("resnet.0.0.0.weight") {
+        Backbone::Mobilenetv2
+    } else {
+        bail!("neither a ResNet-LSTM state_dict (resnet.*, lstm.*, fc1.*, fc2.*) nor torchvision's ImageNet resnet50 or mobilenet_v2");
+    };
+    Ok(Mapped {
+        network: NetworkConfig::ResnetLstm(ResnetLstmConfig::with_backbone(backbone)),
+        preprocess: Preprocess::imagenet(),
+        tensors,
+        layout: match backbone {
+            Backbone::Resnet50 => "resnet-lstm-state-dict",
+            Backbone::Mobilenetv2 => "resnet-lstm-mobilenetv2-state-dict",
+        },
+        left_out: Vec::new(),
+        note: "; T = 20 frames per sequence assumed (the source's Celeb-DF setting)".to_string(),
+    })
+}
+
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,5 +369,52 @@ mod tests {
         }
         let last = losses[6..].iter().sum::<f64>() / 2.0;
         assert!(last < 0.5 * losses[0], "losses {losses:?}");
+    }
+}
+#[cfg(test)]
+mod import_tests {
+    use super::*;
+    use crate::models::import::fill_network;
+
+    #[test]
+    fn torchvision_keys_map_to_the_source_layout() {
+        let map = |b, k| torchvision_to_source(b, k);
+        assert_eq!(map(Backbone::Resnet50, "conv1.weight").as_deref(), Some("resnet.0.weight"));
+        assert_eq!(map(Backbone::Resnet50, "bn1.running_var").as_deref(), Some("resnet.1.running_var"));
+        assert_eq!(map(Backbone::Resnet50, "layer1.0.downsample.1.bias").as_deref(), Some("resnet.4.0.downsample.1.bias"));
+        assert_eq!(map(Backbone::Resnet50, "layer4.2.conv3.weight").as_deref(), Some("resnet.7.2.conv3.weight"));
+        assert_eq!(map(Backbone::Resnet50, "layer5.0.conv1.weight"), None);
+        assert_eq!(map(Backbone::Resnet50, "fc.weight"), None);
+        assert_eq!(map(Backbone::Mobilenetv2, "features.18.1.weight").as_deref(), Some("resnet.0.18.1.weight"));
+        assert_eq!(map(Backbone::Mobilenetv2, "classifier.1.weight"), None);
+    }
+
+    #[test]
+    fn a_torchvision_resnet50_imports_as_a_trunk() {
+        // torchvision's resnet50 state_dict, rebuilt from our trunk's names and shapes.
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let _trunk = super::super::backbone::Trunk::new(&(vs.root() / "resnet"), Backbone::Resnet50);
+        let rename = |ours: &str| -> String {
+            let rest = ours.strip_prefix("resnet.").unwrap();
+            let (index, rest) = rest.split_once('.').unwrap();
+            let child = match index {
+                "0" => "conv1".to_string(),
+                "1" => "bn1".to_string(),
+                i => format!("layer{}", i.parse::<u32>().unwrap() - 3),
+            };
+            format!("{child}.{rest}")
+        };
+        let mut source: BTreeMap<String, Tensor> = vs.variables().into_iter().map(|(k, v)| (rename(&k), v)).collect();
+        source.insert("fc.weight".into(), Tensor::zeros([1000, 2048], (tch::Kind::Float, tch::Device::Cpu)));
+        source.insert("fc.bias".into(), Tensor::zeros([1000], (tch::Kind::Float, tch::Device::Cpu)));
+        source.insert("layer1.0.bn1.num_batches_tracked".into(), Tensor::from_slice(&[0i64]));
+        let mapped = import(&source).unwrap();
+        assert_eq!(mapped.layout, "torchvision-resnet50");
+        assert_eq!(mapped.network, NetworkConfig::ResnetLstm(ResnetLstmConfig::resnet50()));
+        let named = fill_network(&mapped.network, mapped.tensors, &mapped.left_out).unwrap();
+        assert_eq!(named.len(), vs.variables().len());
+        // Not ImageNet's classifier: refused rather than guessed.
+        source.insert("fc.weight".into(), Tensor::zeros([2, 2048], (tch::Kind::Float, tch::Device::Cpu)));
+        assert!(import(&source).is_err());
     }
 }

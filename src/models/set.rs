@@ -7,7 +7,7 @@ use anyhow::{bail, ensure, Result};
 use serde::Serialize;
 use tch::Device;
 
-use super::{models_dir, AnyModel, FaceModel, Header, ModelId};
+use super::{AnyModel, FaceModel, Header, ModelId};
 use crate::faces::crop::{CropSpec, DEFAULT_MARGIN};
 use crate::faces::DetectorKind;
 
@@ -81,13 +81,13 @@ fn spec_of(header: &Header, margin: Option<f32>, detector: DetectorKind) -> Crop
 }
 
 /// A `--models` entry: a path to a weights file, or the name of a shipped model
-/// (`models/<name>.safetensors`; "default" is the default model).
-pub fn resolve(entry: &str) -> PathBuf {
+/// (`<models_dir>/<name>.safetensors`; "default" is the default model).
+pub fn resolve(models_dir: &Path, entry: &str) -> PathBuf {
     let path = PathBuf::from(entry);
     if path.extension().is_some() || path.components().count() > 1 {
         return path;
     }
-    models_dir().join(format!("{entry}.safetensors"))
+    models_dir.join(format!("{entry}.safetensors"))
 }
 
 impl ModelSet {
@@ -191,9 +191,10 @@ mod tests {
 
     #[test]
     fn names_resolve_to_shipped_files_and_paths_stay_paths() {
-        assert_eq!(resolve("mesoinception4"), models_dir().join("mesoinception4.safetensors"));
-        assert_eq!(resolve("default"), models_dir().join("default.safetensors"));
-        assert_eq!(resolve("w/x.safetensors"), PathBuf::from("w/x.safetensors"));
-        assert_eq!(resolve("x.safetensors"), PathBuf::from("x.safetensors"));
+        let dir = Path::new("m");
+        assert_eq!(resolve(dir, "mesoinception4"), dir.join("mesoinception4.safetensors"));
+        assert_eq!(resolve(dir, "default"), dir.join("default.safetensors"));
+        assert_eq!(resolve(dir, "w/x.safetensors"), PathBuf::from("w/x.safetensors"));
+        assert_eq!(resolve(dir, "x.safetensors"), PathBuf::from("x.safetensors"));
     }
 }

@@ -18,9 +18,15 @@
 //! pre-norm blocks `x + attn(norm1(x))`, `x + mlp(norm2(x))` (GELU, erf form); a final
 //! LayerNorm; logits = mean of `head(CLS)` and `head_dist(DIST)` (timm's inference output).
 //! timm's head dropout is not applied by the distilled head, so there is none here either.
+use std::collections::BTreeMap;
+
+use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT};
 use tch::{Kind, Tensor};
+
+use super::import::{is_keras, map_torch, Mapped};
+use super::weights::{NetworkConfig, Preprocess};
 
 /// Input side of the 224 models.
 pub const INPUT_SIZE: i64 = 224;
@@ -270,6 +276,48 @@ impl ModuleT for Vit {
         fake_logit(&self.logits(&self.tokens_t(xs, train).0))
     }
 }
+
+// ---- Import: the rename table of `dfscan import --arch deit-tiny` ----
+//
+// timm's `deit_tiny_distilled_patch16_224` state_dict (names already ours). Heads whose class
+// count is not dfscan's two (ImageNet's 1000) are dropped and said so in the provenance: such a
+// file is a training start, not a scan model. A two-class timm checkpoint keeps its heads and
+// is a complete scan model.
+
+pub fn import_deit_tiny(source: &BTreeMap<String, Tensor>) -> Result<Mapped> {
+    map_deit(VitConfig::deit_tiny_distilled(), source)
+}
+
+fn map_deit(config: VitConfig, source: &BTreeMap<String, Tensor>) -> Result<Mapped> {
+    ensure!(!is_keras(source), "deit-tiny imports timm's PyTorch state_dict, not Keras files");
+    let mut tensors = map_torch(source);
+    let mut left_out = Vec::new();
+    let mut dropped = Vec::new();
+    for head in ["head", "head_dist"] {
+        let (weight, bias) = (format!("{head}.weight"), format!("{head}.bias"));
+        let classes = tensors
+            .get(&weight)
+            .with_context(|| format!("no {weight}: not the state_dict of timm's deit_tiny_distilled_patch16_224"))?
+            .size()[0];
+        if classes != config.classes {
+            tensors.remove(&weight);
+            tensors.remove(&bias);
+            dropped.push(format!("{head} ({classes} classes)"));
+            left_out.extend([weight, bias]);
+        }
+    }
+    let note = if dropped.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; {} dropped, the {}-class heads left to training (init_from_pretrained), so a training start, not a scan model",
+            dropped.join(" and "),
+            config.classes
+        )
+    };
+    Ok(Mapped { network: NetworkConfig::Vit(config), preprocess: Preprocess::deit(), tensors, layout: "timm-state-dict", left_out, note })
+}
+
 
 #[cfg(test)]
 mod tests {

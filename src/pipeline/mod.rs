@@ -79,6 +79,26 @@ pub struct ScanConfig {
     pub explain: Option<PathBuf>,
 }
 
+impl ScanConfig {
+    /// The settings that change a result, in one string (the state database's key with the
+    /// file and model hashes); the device and batch size do not. `faces`: the face source and
+    /// detector; `ood_model`: the BLAKE3 of the model that gives the out-of-distribution risk.
+    pub fn settings_key(&self, faces: &str, ood_model: Option<&str>) -> String {
+        format!(
+            "sampling={:?} faces={faces} margin={:?} aggregate={:?} across_tracks={:?} threshold={} per_frame={} ood={} ood_threshold={} schema={}",
+            self.sampling,
+            self.margin,
+            self.aggregate,
+            self.across_tracks,
+            self.threshold,
+            self.per_frame,
+            ood_model.unwrap_or("none"),
+            self.ood_threshold,
+            report::SCHEMA_VERSION
+        )
+    }
+}
+
 /// How a run is steered from outside its data.
 #[derive(Debug, Default)]
 pub struct Control {
@@ -97,7 +117,7 @@ pub struct Recording {
     /// Skip inputs whose key is in the database (`scan --resume`, `watch`); they print nothing
     /// and count as `Event::Skipped`.
     pub skip_done: bool,
-    /// [`crate::state::settings_key`] of this run.
+    /// [`ScanConfig::settings_key`] of this run.
     pub settings: String,
 }
 

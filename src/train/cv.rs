@@ -1,5 +1,5 @@
 //! `dfscan cv`: cross-source validation, the project's honest number. For each origin of the
-//! crop cache (a dataset or corpus family, [`super::dataset::CropRecord::origin`]), fit on
+//! crop cache (a dataset or corpus family, [`crate::crops::dataset::CropRecord::origin`]), fit on
 //! every other origin and score the held-out one; report video AUC per held-out origin and
 //! their mean, per recipe. A model that learned one source's codec or background instead of
 //! the manipulation is good on a random split and at chance here.
@@ -17,11 +17,10 @@ use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
-use super::dataset::CropSet;
+use crate::crops::dataset::CropSet;
 use super::probe::{fit_logistic, FeatureTable, HeadConfig};
 use crate::aggregate::{sigmoid, Strategy};
-use crate::eval::evaluate::per_video;
-use crate::eval::metrics::{reliability, roc_auc, ReliabilityBin};
+use crate::eval::metrics::{per_video, reliability, roc_auc, ReliabilityBin};
 
 /// What a probe is fitted on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -272,7 +271,7 @@ impl CvReport {
 mod tests {
     use super::*;
 
-    use crate::train::dataset::{CropRecord, Label};
+    use crate::crops::dataset::{CropRecord, Label};
     use std::path::PathBuf;
 
     /// Crops of three origins, 8 videos each (4 real, 4 fake, 3 crops per video), with feature

@@ -23,8 +23,8 @@ use serde::Serialize;
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Reduction, Tensor};
 
-use super::dataset::{self, CropSet, Split, SplitPlan};
-use super::ood::{corrupt_all, OodKind};
+use crate::crops::dataset::{self, CropSet, Split, SplitPlan};
+use crate::crops::ood::{corrupt_all, OodKind};
 use crate::eval::metrics::OodMetrics;
 use crate::models::abnormality::Abnormality;
 use crate::models::vae::{self, Vae};

@@ -8,7 +8,7 @@
 //! crops), so fitting a head per fold takes seconds (the transfer-learning example of tch-rs:
 //! a head fitted on `no_grad` features).
 //!
-//! Self-blended images ([`super::sbi`]) enter as extra *views*: each real crop gives
+//! Self-blended images ([`crate::crops::sbi`]) enter as extra *views*: each real crop gives
 //! `sbi_views` blended copies labelled fake, featurised once like the crops themselves.
 //!
 //! The head is a logistic regression (L2, classes weighted equally) fitted by full-batch Adam
@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT, OptimizerConfig};
 use tch::{Device, Kind, Reduction, Tensor};
 
-use super::dataset::CropSet;
-use super::sbi::SbiPlan;
+use crate::crops::dataset::CropSet;
+use crate::crops::sbi::SbiPlan;
 use crate::models::efficientnet::{EfficientNetConfig, EfficientNetLite};
 use crate::models::weights::{self, Header, NetworkConfig, Preprocess, Storage};
 
@@ -111,7 +111,7 @@ pub struct FeatureConfig {
 fn cache_path(set: &CropSet, backbone: &Backbone, cfg: &FeatureConfig) -> Result<PathBuf> {
     let mut hasher = blake3::Hasher::new();
     hasher.update(&std::fs::read(&backbone.weights).with_context(|| format!("reading {}", backbone.weights.display()))?);
-    hasher.update(&std::fs::read(set.dir.join(super::dataset::INDEX_FILE))?);
+    hasher.update(&std::fs::read(set.dir.join(crate::crops::dataset::INDEX_FILE))?);
     hasher.update(serde_json::to_string(cfg)?.as_bytes());
     hasher.update(&backbone.preprocess.input_size.to_le_bytes());
     hasher.update(serde_json::to_string(&backbone.config)?.as_bytes());

@@ -34,11 +34,11 @@ use rand::{Rng, SeedableRng};
 use tch::nn::{self, ModuleT, OptimizerConfig};
 use tch::{Device, Kind, Reduction, Tensor};
 
-use super::augment::{AugmentConfig, AugmentPlan};
+use crate::crops::augment::{AugmentConfig, AugmentPlan};
 use super::checkpoint::{self, CheckpointReport, Paths, TrainState};
 pub use super::checkpoint::EpochReport;
-use super::dataset::{CropSet, Split, SplitPlan};
-use super::sbi::SbiPlan;
+use crate::crops::dataset::{CropSet, Split, SplitPlan};
+use crate::crops::sbi::SbiPlan;
 use crate::eval::metrics::roc_auc;
 use crate::models::weights::{self, Header, Preprocess, Storage};
 use crate::models::{self, Arch, NetworkConfig};
@@ -465,11 +465,6 @@ fn batched_logits(net: &dyn ModuleT, n: usize, batch_size: usize, input: impl Fn
     Ok(out)
 }
 
-/// Fake logits of every crop, in batches, in eval mode (a frame network).
-pub fn logits_of(net: &dyn ModuleT, pixels: &[Vec<u8>], pre: &models::Preprocess, device: Device, batch_size: usize) -> Result<Vec<f32>> {
-    batched_logits(net, pixels.len(), batch_size, |r| models::to_network_input(&models::crop_batch(&pixels[r], pre.input_size), pre, device))
-}
-
 /// Validation loss and AUCs: per example (a crop, or a window for a sequence model), and per
 /// source input (mean P(fake) of its examples).
 fn validate_on(net: &dyn ModuleT, set: &Examples, frames: Option<i64>, pre: &models::Preprocess, cfg: &TrainConfig) -> Result<(Option<f64>, Option<f64>, Option<f64>)> {
@@ -484,7 +479,7 @@ fn validate_on(net: &dyn ModuleT, set: &Examples, frames: Option<i64>, pre: &mod
     let loss = crate::eval::metrics::log_loss(&probs, &set.fake);
     let frame_auc = roc_auc(&probs, &set.fake);
     let sources: Vec<&str> = set.source.iter().map(String::as_str).collect();
-    let (video_scores, video_labels) = crate::eval::evaluate::per_video(&probs, &set.fake, &sources, crate::aggregate::Strategy::Mean);
+    let (video_scores, video_labels) = crate::eval::metrics::per_video(&probs, &set.fake, &sources, crate::aggregate::Strategy::Mean);
     Ok((loss, frame_auc, roc_auc(&video_scores, &video_labels)))
 }
 
@@ -525,8 +520,8 @@ mod tests {
     #[test]
     fn a_sequence_gets_one_blend_and_one_augmentation_for_all_its_frames() {
         const SIZE: i32 = 96;
-        let face = crate::train::astronaut(SIZE);
-        let other = crate::train::astronaut(SIZE).iter().map(|p| 255 - p).collect::<Vec<u8>>();
+        let face = crate::crops::astronaut(SIZE);
+        let other = crate::crops::astronaut(SIZE).iter().map(|p| 255 - p).collect::<Vec<u8>>();
         let sequence = [face.clone(), other.clone(), face.clone()];
         for seed in 0..8 {
             // Every real sequence is blended (ratio 1); the augmentations are the defaults.
@@ -547,7 +542,7 @@ mod tests {
     #[test]
     fn reals_only_training_pairs_each_real_with_its_blend() {
         const SIZE: i32 = 64;
-        let face = crate::train::astronaut(SIZE);
+        let face = crate::crops::astronaut(SIZE);
         let set = Examples { crops: vec![face.clone(), face], members: vec![vec![0], vec![1]], fake: vec![false, false], source: vec!["a".into(), "b".into()] };
         let mut cfg = config(1.0);
         cfg.arch = Arch::Mesoinception4;

@@ -238,8 +238,8 @@ pub fn run_reference(python: &Path, script: &str, args: &[&std::ffi::OsStr], inp
 /// input: reals reddish, fakes bluish (an easy difference). Noise from a hash, frame by frame,
 /// so crops of one input differ. Inputs come in pairs from alternating origins ("o0" for
 /// inputs 0-1, "o1" for 2-3, "o0" for 4-5, ...), so alternating labels give each both.
-pub fn tinted_noise_cache(dir: &Path, inputs: &[(dfscan::train::dataset::Label, usize)]) {
-    use dfscan::train::dataset::{CropRecord, Label, INDEX_FILE};
+pub fn tinted_noise_cache(dir: &Path, inputs: &[(dfscan::crops::dataset::Label, usize)]) {
+    use dfscan::crops::dataset::{CropRecord, Label, INDEX_FILE};
     const SIZE: i32 = 32;
     std::fs::create_dir_all(dir.join("crops")).unwrap();
     let mut index = csv::Writer::from_path(dir.join(INDEX_FILE)).unwrap();

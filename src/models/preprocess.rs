@@ -1,0 +1,129 @@
+//! The input contract shared by training and scan: how u8 RGB face crops become network
+//! input (scaling, channel order, normalisation), how crops stack into batches and tracks into
+//! sequences, and which way a network's output points. One place, so train and scan can never
+//! disagree.
+use std::ops::Range;
+
+use tch::{Device, Kind, Tensor};
+
+use super::weights::{OutputClass, Preprocess};
+
+/// A model batch of examples, each the crops (`size` pixels a side) of one face in frame
+/// order: for a frame model (`frames` None) one crop each, `[N, S, S, 3]` as [`crop_batch`];
+/// for a sequence model of T = `frames`, `[N, T, S, S, 3]`, short examples padded by
+/// [`pad_sequence`].
+pub fn example_batch<'a, E: IntoIterator<Item = &'a Vec<u8>>>(examples: impl IntoIterator<Item = E>, size: i64, frames: Option<i64>) -> Tensor {
+    match frames {
+        None => crop_batch(examples.into_iter().flatten(), size),
+        Some(t) => {
+            let sequences: Vec<Tensor> = examples.into_iter().map(|crops| pad_sequence(&crop_batch(crops, size), t)).collect();
+            Tensor::stack(&sequences, 0)
+        }
+    }
+}
+
+/// The network input of an [`example_batch`]: [`to_network_input`] for crops,
+/// [`to_sequence_input`] for sequences.
+pub fn to_example_input(batch: &Tensor, pre: &Preprocess, device: Device, frames: Option<i64>) -> Tensor {
+    match frames {
+        None => to_network_input(batch, pre, device),
+        Some(_) => to_sequence_input(batch, pre, device),
+    }
+}
+
+/// `frames`, the `[t, S, S, 3]` crops of a track with 1 <= t <= `length`, padded to `length`
+/// by repeating the last crop (see [`SequenceModel`]).
+pub fn pad_sequence(frames: &Tensor, length: i64) -> Tensor {
+    let t = frames.size()[0];
+    assert!((1..=length).contains(&t), "pad_sequence: {t} frames for a sequence of {length}");
+    if t == length {
+        return frames.shallow_clone();
+    }
+    let mut shape = frames.size();
+    shape[0] = length - t;
+    let last = frames.narrow(0, t - 1, 1).expand(&shape, false);
+    Tensor::cat(&[frames.shallow_clone(), last], 0)
+}
+
+/// The windows a track of `frames` crops is scored in, for sequences of `length`: one window
+/// (to pad) when the track is no longer than `length`; else consecutive windows of `length`,
+/// the last one ending at the track's end, overlapping its predecessor rather than padded.
+pub fn sequence_windows(frames: usize, length: usize) -> Vec<Range<usize>> {
+    assert!(length > 0, "sequence_windows: length 0");
+    if frames <= length {
+        return if frames == 0 { Vec::new() } else { vec![0..frames] };
+    }
+    let mut windows: Vec<Range<usize>> = (0..frames / length).map(|i| i * length..(i + 1) * length).collect();
+    if !frames.is_multiple_of(length) {
+        windows.push(frames - length..frames);
+    }
+    windows
+}
+
+/// [`to_network_input`] for `[N, T, S, S, 3]` u8 sequences: `[N, T, 3, S, S]`.
+pub fn to_sequence_input(sequences: &Tensor, pre: &Preprocess, device: Device) -> Tensor {
+    let size = sequences.size();
+    assert_eq!(size.len(), 5, "sequences are [N, T, S, S, 3], got {size:?}");
+    to_network_input(&sequences.flatten(0, 1), pre, device).view([size[0], size[1], 3, size[2], size[3]])
+}
+
+/// The network's output as CPU logits of "fake", whichever class the network itself scores:
+/// logit(P(fake)) = logit(1 - P(real)) = -logit(P(real)).
+pub(super) fn fake_logits_of(output: Tensor, class: OutputClass) -> Tensor {
+    let logits = output.to_device(Device::Cpu).to_kind(Kind::Float);
+    match class {
+        OutputClass::Fake => logits,
+        OutputClass::Real => -logits,
+    }
+}
+
+/// Stacks square RGB crops, `size` pixels a side, into the `[N, size, size, 3]` u8 batch that
+/// [`FaceModel::fake_logits`] and [`to_network_input`] take.
+pub fn crop_batch<'a>(crops: impl IntoIterator<Item = &'a Vec<u8>>, size: i64) -> Tensor {
+    let bytes: Vec<u8> = crops.into_iter().flatten().copied().collect();
+    let n = bytes.len() as i64 / (size * size * 3);
+    Tensor::from_slice(&bytes).view([n, size, size, 3])
+}
+
+/// The one place where u8 crops become network input, shared by scan and training so the
+/// two can never disagree on scaling, channel order or normalisation.
+pub fn to_network_input(crops: &Tensor, pre: &Preprocess, device: Device) -> Tensor {
+    let x = crops.to_device(device).permute([0, 3, 1, 2]).to_kind(Kind::Float) / 255.0;
+    let mean = Tensor::from_slice(&pre.mean).to_device(device).view([1, 3, 1, 1]).to_kind(Kind::Float);
+    let std = Tensor::from_slice(&pre.std).to_device(device).view([1, 3, 1, 1]).to_kind(Kind::Float);
+    (x - mean) / std
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_tracks_repeat_their_last_crop() {
+        let frames = Tensor::arange(2 * 2 * 2 * 3, (Kind::Uint8, Device::Cpu)).view([2, 2, 2, 3]);
+        let padded = pad_sequence(&frames, 5);
+        assert_eq!(padded.size(), [5, 2, 2, 3]);
+        assert!(padded.narrow(0, 0, 2).equal(&frames));
+        for i in 2..5 {
+            assert!(padded.get(i).equal(&frames.get(1)), "frame {i}");
+        }
+        assert!(pad_sequence(&frames, 2).equal(&frames));
+    }
+
+    #[test]
+    fn long_tracks_are_cut_into_windows() {
+        assert_eq!(sequence_windows(0, 4), Vec::<Range<usize>>::new());
+        assert_eq!(sequence_windows(3, 4), [0..3]);
+        assert_eq!(sequence_windows(8, 4), [0..4, 4..8]);
+        assert_eq!(sequence_windows(10, 4), [0..4, 4..8, 6..10]);
+    }
+
+    #[test]
+    fn sequence_input_is_frame_input_per_frame() {
+        let seqs = Tensor::randint(256, [2, 3, 8, 8, 3], (Kind::Uint8, Device::Cpu));
+        let pre = Preprocess::imagenet();
+        let x = to_sequence_input(&seqs, &pre, Device::Cpu);
+        assert_eq!(x.size(), [2, 3, 3, 8, 8]);
+        assert!(x.get(1).get(2).equal(&to_network_input(&seqs.get(1).narrow(0, 2, 1), &pre, Device::Cpu).get(0)));
+    }
+}

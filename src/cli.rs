@@ -82,7 +82,7 @@ pub struct ScanArgs {
     #[arg(long, value_name = "PATH|none")]
     pub ood_model: Option<String>,
     /// Inputs whose out-of-distribution risk reaches this are "uncertain" instead of fake or real.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = dfscan::aggregate::DEFAULT_OOD_THRESHOLD)]
     pub ood_threshold: f32,
     /// Write a PNG per face with the ViT's attention over the crop into DIR (needs a ViT: the
     /// OOD model or a member); each JSON line names its folder and files.
@@ -428,6 +428,10 @@ pub struct EvalArgs {
     /// input gradients make OOD evaluation cost about four forward passes per crop).
     #[arg(long, value_name = "N")]
     pub max_crops: Option<usize>,
+    /// With --ood: the scan's threshold whose rate of "uncertain" in-distribution inputs
+    /// (clean, JPEG 75, half size) is printed.
+    #[arg(long, default_value_t = dfscan::aggregate::DEFAULT_OOD_THRESHOLD)]
+    pub ood_threshold: f32,
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
 }

@@ -6,6 +6,11 @@ pub mod judge;
 
 pub use judge::{judge, Evidence, Judgement, Settings};
 
+/// `--ood-threshold`'s default: the out-of-distribution risk at or above which a verdict is
+/// "uncertain". Chosen so that at most 5% of in-distribution validation inputs are uncertain,
+/// clean or mildly re-encoded (`dfscan eval --ood` measures it; see models/vit.md).
+pub const DEFAULT_OOD_THRESHOLD: f32 = 0.5;
+
 /// `--aggregate`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

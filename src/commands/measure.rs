@@ -71,7 +71,7 @@ fn eval_ood(args: &EvalArgs, model: &models::FaceModel, set: &dfscan::crops::dat
             sets.push(OodSet { name: format!("synthetic-{}", kind.name()), pixels });
         }
     }
-    let cfg = OodEvalConfig { odin: Default::default(), batch_size: 16, aggregate: args.aggregate };
+    let cfg = OodEvalConfig { odin: Default::default(), batch_size: 16, aggregate: args.aggregate, ood_threshold: args.ood_threshold };
     let report = ood_eval::evaluate_ood(model, &id, args.split, args.split_args.plan(), &sets, &cfg)?;
     print!("{}", report.table());
     if let Some(path) = &args.report {

@@ -2,13 +2,14 @@
 //! (in-distribution) from other images, by its abnormality module and by the two baselines
 //! on the same ViT, MSP and ODIN (`models::ood`), measured as ODIN reports it
 //! ([`OodMetrics`]): per out-of-distribution set, and with all sets pooled.
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
 use serde::Serialize;
 
 use super::evaluate::LabelledCrops;
 use super::metrics::per_video;
 use super::metrics::{roc_auc, OodMetrics};
 use crate::aggregate::{self, Strategy};
+use crate::crops::augment::{AugmentPlan, Interpolation, IsotropicResize};
 use crate::models::ood::Odin;
 use crate::models::{FaceModel, ModelId, OodRisks};
 use crate::crops::dataset::{Split, SplitPlan};
@@ -25,6 +26,58 @@ pub struct OodEvalConfig {
     pub batch_size: usize,
     /// How a video's crops make its P(fake), for the classifier's video-level AUC.
     pub aggregate: Strategy,
+    /// The scan's `--ood-threshold`, whose rate of "uncertain" in-distribution inputs is
+    /// measured.
+    pub ood_threshold: f32,
+}
+
+/// How often in-distribution inputs would come out "uncertain": an input's risk is the mean
+/// abnormality risk of its crops, as in the scan, and it is uncertain at or above the
+/// threshold. Measured clean and under mild re-encoding, which ordinary footage has.
+#[derive(Clone, Debug, Serialize)]
+pub struct UncertainRate {
+    /// "clean", "jpeg-75" (re-compressed at quality 75) or "half-size" (down to half the
+    /// side and back up).
+    pub condition: String,
+    pub inputs: usize,
+    pub uncertain: usize,
+    /// `uncertain / inputs` at `OodEvalConfig::ood_threshold`.
+    pub rate: f64,
+    /// The lowest threshold at which at most 5% of these inputs are uncertain.
+    pub threshold_for_5_percent: f32,
+}
+
+/// The mild conditions of [`UncertainRate`]: ordinary footage, not corruption.
+fn mild_conditions() -> [(&'static str, AugmentPlan); 3] {
+    let identity = AugmentPlan::default();
+    [
+        ("clean", identity.clone()),
+        ("jpeg-75", AugmentPlan { jpeg_quality: Some(75), ..identity.clone() }),
+        ("half-size", AugmentPlan { resize: Some(IsotropicResize { scale: 0.5, interpolation: Interpolation::AreaLinear, pad: false }), ..identity }),
+    ]
+}
+
+/// [`UncertainRate`] of `id` under each mild condition.
+fn uncertain_rates(model: &FaceModel, id: &LabelledCrops, cfg: &OodEvalConfig) -> Result<Vec<UncertainRate>> {
+    let size = model.input_size() as i32;
+    let mut rates = Vec::new();
+    for (name, plan) in mild_conditions() {
+        let pixels: Vec<Vec<u8>> = id.pixels.iter().map(|p| plan.apply(p, size)).collect::<Result<_>>()?;
+        let mut risks = Vec::with_capacity(pixels.len());
+        for chunk in pixels.chunks(cfg.batch_size.max(1)) {
+            let scores = model.score(&crate::models::crop_batch(chunk, model.input_size()))?;
+            risks.extend(scores.ood_risk.context("the model has no abnormality module")?);
+        }
+        // Per input, as the scan's `ood_risk`: the mean over its crops.
+        let (mut inputs, _) = per_video(&risks, &id.fake, &id.source_names(), Strategy::Mean);
+        inputs.sort_by(f32::total_cmp);
+        let uncertain = inputs.iter().filter(|&&r| r >= cfg.ood_threshold).count();
+        // At most 5% at or above: just above the input risk that leaves 5% above it.
+        let keep = inputs.len() - inputs.len() / 20;
+        let threshold_for_5_percent = inputs.get(keep.saturating_sub(1)).map_or(0.0, |&r| r.next_up());
+        rates.push(UncertainRate { condition: name.into(), inputs: inputs.len(), uncertain, rate: uncertain as f64 / inputs.len().max(1) as f64, threshold_for_5_percent });
+    }
+    Ok(rates)
 }
 
 /// One set's figures for each method; None where a class is empty.
@@ -66,6 +119,9 @@ pub struct OodReport {
     pub odin: OdinSettings,
     /// One entry per set, then "pooled".
     pub sets: Vec<OodSetResult>,
+    /// `--ood-threshold` and how often in-distribution inputs reach it.
+    pub ood_threshold: f32,
+    pub uncertain: Vec<UncertainRate>,
 }
 
 /// Every risk of each crop, in the order of the crops.
@@ -125,6 +181,8 @@ pub fn evaluate_ood(model: &FaceModel, id: &LabelledCrops, split: Option<Split>,
         aggregate: cfg.aggregate,
         odin: OdinSettings { temperature: cfg.odin.temperature, epsilon: cfg.odin.epsilon },
         sets: results,
+        ood_threshold: cfg.ood_threshold,
+        uncertain: uncertain_rates(model, id, cfg)?,
     })
 }
 
@@ -149,6 +207,10 @@ impl OodReport {
                 });
                 out += &format!("{:<24} {:>6}  {:<12} {figures}\n", set.name, set.crops, method);
             }
+        }
+        out += &format!("in-distribution inputs \"uncertain\" at --ood-threshold {}:\n", self.ood_threshold);
+        for r in &self.uncertain {
+            out += &format!("{:<10} {:>3} of {:>4} inputs ({:>5.1}%); at most 5% from threshold {:.4}\n", r.condition, r.uncertain, r.inputs, 100.0 * r.rate, r.threshold_for_5_percent);
         }
         out
     }

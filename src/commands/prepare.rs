@@ -10,8 +10,12 @@ use dfscan::models;
 
 pub fn import(args: ImportArgs) -> Result<()> {
     let python = args.python.unwrap_or_else(models::import::default_python);
-    let summary = models::import::import(args.arch, &args.input, &args.output, &python)
-        .with_context(|| format!("importing {}", args.input.display()))?;
+    let summary = match (&args.second, args.arch) {
+        (Some(g2), models::Arch::Lrnet) => models::import::import_lrnet(&args.input, g2, &args.output, &python),
+        (Some(_), arch) => Err(anyhow::anyhow!("{} imports one file, not two", arch.name())),
+        (None, arch) => models::import::import(arch, &args.input, &args.output, &python),
+    }
+    .with_context(|| format!("importing {}", args.input.display()))?;
     eprintln!(
         "dfscan: wrote {} ({} tensors, {} layout, output {:?}, input {}x{})",
         args.output.display(),

@@ -25,6 +25,10 @@
 //!   only, renamed by [`torchvision_to_source`]; the ImageNet classifier is dropped and the
 //!   whole head (1x1 conv, BatchNorm, LSTM, fc1, fc2) left to training, like EfficientNet's.
 //!
+//! LRNet (`import_lrnet`): the authors' g1 and g2 state_dicts (names already ours, see `lrnet`),
+//! two files, into one weights file with the streams under `g1.` and `g2.`.
+//! FaceMesh: the facemesh.pytorch port's state_dict (names already ours, see `facemesh`).
+//!
 //! Reading pickles and HDF5 is left to Python's torch and h5py (scripts/read_checkpoint.py);
 //! everything that knows about architectures stays here.
 use std::collections::BTreeMap;
@@ -67,6 +71,15 @@ pub fn import(arch: Arch, input: &Path, output: &Path, python: &Path) -> Result<
         Arch::EfficientnetLite2 => map_efficientnet_lite(EfficientNetConfig::lite2(), &source)?,
         Arch::DeitTiny => map_deit(VitConfig::deit_tiny_distilled(), &source)?,
         Arch::ResnetLstm => map_resnet_lstm(&source)?,
+        Arch::Facemesh => Mapped {
+            network: NetworkConfig::FaceMesh(super::facemesh::FaceMeshConfig::mediapipe()),
+            preprocess: Preprocess::facemesh(),
+            tensors: map_torch(&source),
+            layout: "facemesh-pytorch-state-dict",
+            left_out: Vec::new(),
+            note: String::new(),
+        },
+        Arch::Lrnet => bail!("lrnet imports two files, g1 then g2: `dfscan import --arch lrnet G1.pth G2.pth -o FILE`"),
     };
     let named = fill_network(&mapped.network, mapped.tensors, &mapped.left_out)?;
     let header = Header {
@@ -84,6 +97,32 @@ pub fn import(arch: Arch, input: &Path, output: &Path, python: &Path) -> Result<
     };
     weights::save(output, &named, &header)?;
     Ok(ImportSummary { layout: mapped.layout, tensors: named.len(), header })
+}
+
+/// LRNet (`map_lrnet`): the authors' two state_dicts, g1 (landmarks) and g2 (their
+/// differences), each with the source's names, become one file with both streams under `g1.`
+/// and `g2.` (see `lrnet`).
+pub fn import_lrnet(g1: &Path, g2: &Path, output: &Path, python: &Path) -> Result<ImportSummary> {
+    let mut tensors = BTreeMap::new();
+    let mut sources = Vec::new();
+    for (stream, input) in [("g1", g1), ("g2", g2)] {
+        let source = read_source(input, python).with_context(|| format!("reading {stream} {}", input.display()))?;
+        tensors.extend(map_torch(&source).into_iter().map(|(k, v)| (format!("{stream}.{k}"), v)));
+        let hash = blake3::hash(&std::fs::read(input)?).to_hex()[..16].to_string();
+        let name = input.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        sources.push(format!("{stream} {name} (blake3 {hash})"));
+    }
+    let network = NetworkConfig::Lrnet(super::lrnet::LrnetConfig::source());
+    let named = fill_network(&network, tensors, &[])?;
+    let header = Header {
+        format: weights::FORMAT_VERSION,
+        network,
+        preprocess: Preprocess::lrnet(),
+        provenance: format!("dfscan import --arch lrnet: {}, lrnet-state-dicts", sources.join(", ")),
+        ood: None,
+    };
+    weights::save(output, &named, &header)?;
+    Ok(ImportSummary { layout: "lrnet-state-dicts", tensors: named.len(), header })
 }
 
 /// A source checkpoint mapped onto one of our networks.

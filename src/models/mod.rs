@@ -13,7 +13,9 @@
 pub mod abnormality;
 pub mod backbone;
 pub mod efficientnet;
+pub mod facemesh;
 pub mod import;
+pub mod lrnet;
 pub mod meso;
 pub mod ood;
 pub mod resnet_lstm;
@@ -57,6 +59,12 @@ pub enum Arch {
     #[value(name = "resnet-lstm")]
     #[serde(rename = "resnet-lstm")]
     ResnetLstm,
+    /// LRNet's two GRU streams over a face track's 68-point landmarks (`lrnet`); imported
+    /// from the authors' public weights (`dfscan import --arch lrnet G1 G2`).
+    Lrnet,
+    /// MediaPipe FaceMesh, the face landmarker (`facemesh`); imported from the port's weights
+    /// (`dfscan import --arch facemesh models/third_party/facemesh/facemesh.pth`).
+    Facemesh,
 }
 
 impl Arch {
@@ -68,6 +76,8 @@ impl Arch {
             Arch::EfficientnetLite2 => "efficientnet-lite2",
             Arch::DeitTiny => "deit-tiny",
             Arch::ResnetLstm => "resnet-lstm",
+            Arch::Lrnet => "lrnet",
+            Arch::Facemesh => "facemesh",
         }
     }
 }
@@ -152,6 +162,10 @@ pub fn build_network(root: &nn::Path, config: &NetworkConfig) -> Box<dyn ModuleT
         // As a frame model the ViT gives logit(softmax[.., 1]); `vit::Vit::forward_all_t` gives the rest.
         NetworkConfig::Vit(cfg) => Box::new(vit::Vit::new(root, cfg)),
         NetworkConfig::ResnetLstm(cfg) => Box::new(resnet_lstm::ResnetLstm::new(root, cfg)),
+        // Blocks of landmarks in, block-score logits out; scored per track by `lrnet::LrnetModel`.
+        NetworkConfig::Lrnet(cfg) => Box::new(lrnet::Lrnet::new(root, cfg)),
+        // Points and face flag, `[N, 1405]`; used through `facemesh::FaceMeshModel`.
+        NetworkConfig::FaceMesh(cfg) => Box::new(facemesh::FaceMesh::new(root, cfg)),
     }
 }
 
@@ -166,6 +180,8 @@ pub fn training_spec(arch: Arch) -> (NetworkConfig, Preprocess) {
         Arch::DeitTiny => (NetworkConfig::Vit(vit::VitConfig::deit_tiny_distilled()), Preprocess::deit()),
         // MobileNetV2, the backbone whose ImageNet weights the set-up can fetch.
         Arch::ResnetLstm => (NetworkConfig::ResnetLstm(resnet_lstm::ResnetLstmConfig::mobilenetv2()), Preprocess::imagenet()),
+        Arch::Lrnet => (NetworkConfig::Lrnet(lrnet::LrnetConfig::source()), Preprocess::lrnet()),
+        Arch::Facemesh => (NetworkConfig::FaceMesh(facemesh::FaceMeshConfig::mediapipe()), Preprocess::facemesh()),
     }
 }
 
@@ -180,7 +196,7 @@ fn efficientnet_spec(cfg: efficientnet::EfficientNetConfig) -> (NetworkConfig, P
 /// `TrainConfig::pretrained`); ResNet-LSTM's trunk is MobileNetV2's ImageNet import.
 pub fn pretrained_weights(arch: Arch) -> Option<(PathBuf, PathBuf)> {
     match arch {
-        Arch::Meso4 | Arch::Mesoinception4 | Arch::DeitTiny => None,
+        Arch::Meso4 | Arch::Mesoinception4 | Arch::DeitTiny | Arch::Lrnet | Arch::Facemesh => None,
         Arch::EfficientnetLite0 => Some((
             models_dir().join("public/efficientnet-lite0-57934424.safetensors"),
             models_dir().join("public/efficientnet-lite0-imagenet.safetensors"),
@@ -254,6 +270,11 @@ fn load_strict(path: &Path, device: Device, sequence: bool) -> Result<Loaded> {
     let bytes = std::fs::read(path).with_context(|| format!("reading weights {}", path.display()))?;
     let header = Header::from_safetensors(&bytes).with_context(|| format!("{} is not a dfscan weights file", path.display()))?;
     let arch = header.network.arch_name();
+    match header.network {
+        NetworkConfig::Lrnet(_) => bail!("{}: lrnet reads landmark tracks, not crops: load it with models::lrnet::LrnetModel", path.display()),
+        NetworkConfig::FaceMesh(_) => bail!("{}: facemesh is a landmarker, not a classifier: load it with models::facemesh::FaceMeshModel", path.display()),
+        _ => {}
+    }
     match (header.network.is_sequence(), sequence) {
         (true, false) => bail!("{}: {arch} is a sequence model: it scores face tracks (SequenceModel), not single crops", path.display()),
         (false, true) => bail!("{}: {arch} scores single crops (FaceModel), not face tracks", path.display()),

@@ -102,3 +102,85 @@ fn import_refuses_one_file_or_a_wrong_pair() {
     assert!(!wrong.status.success());
     assert!(!out.exists());
 }
+
+/// Every third-party file the tree carries has the sha256 its PROVENANCE.md gives.
+#[test]
+fn third_party_files_match_their_provenance() {
+    let mut checked = 0;
+    for dir in ["models/third_party/lrnet", "models/third_party/facemesh", "tests/data/lrnet"] {
+        let dir = repo().join(dir);
+        let provenance = std::fs::read_to_string(dir.join("PROVENANCE.md")).unwrap();
+        for line in provenance.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| file") && !l.starts_with("| ---")) {
+            let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+            let (file, sha) = (cells[0], *cells.last().unwrap());
+            let out = std::process::Command::new("sha256sum").arg(dir.join(file)).output().expect("sha256sum runs");
+            assert!(out.status.success(), "{file} is missing");
+            let got = String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_string();
+            assert_eq!(got, sha, "{}/{file}", dir.display());
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 5 + 2 + 4);
+}
+
+/// Our landmarker (FaceMesh -> 68, calibrated) against the authors' FAN landmarks on their demo
+/// clips, and what LRNet says on each. A measurement: DFSCAN_LRNET_DEMO=<folder with the
+/// source's demo/input/*.mp4> cargo test --test lrnet -- --ignored --nocapture
+#[test]
+#[ignore]
+fn our_landmarks_against_the_authors() {
+    use dfscan::decode::{Sampler, Sampling, VideoSource};
+    use dfscan::faces::calibrate::{calibrate, CalibrationConfig};
+    use dfscan::models::facemesh::FaceMeshModel;
+    let Some(demo) = std::env::var_os("DFSCAN_LRNET_DEMO").map(std::path::PathBuf::from) else {
+        eprintln!("skipped: set DFSCAN_LRNET_DEMO to the folder of LRNet's demo clips");
+        return;
+    };
+    const FRAMES: usize = 151; // five blocks
+    let tmp = tempfile::tempdir().unwrap();
+    let fm_path = tmp.path().join("facemesh.safetensors");
+    let pth = repo().join("models/third_party/facemesh/facemesh.pth");
+    assert!(dfscan(&["import", "--arch", "facemesh", pth.to_str().unwrap(), "-o", fm_path.to_str().unwrap()]).status.success());
+    let facemesh = FaceMeshModel::load(&fm_path, Device::Cpu).unwrap();
+    let models: Vec<(&str, LrnetModel)> = ["dfo", "ffpp"].iter().map(|p| (*p, LrnetModel::load(&import_pair(tmp.path(), p), Device::Cpu).unwrap())).collect();
+    let public = dfscan::models::models_dir().join("public");
+    let mut detector = dfscan::faces::build_detector(dfscan::faces::DetectorKind::Res10, &public, 0.5).unwrap();
+    for clip in ["dfo_fake", "dfo_real", "ff_fake", "ff_real"] {
+        let source = VideoSource::open(&demo.join(format!("{clip}.mp4"))).unwrap();
+        let mut sampler = Sampler::new(Sampling::Fps(1000.0), source.info.duration_s);
+        let mut frames = Vec::new();
+        source
+            .sample(&mut sampler, |f| {
+                frames.push(f);
+                Ok(frames.len() < FRAMES)
+            })
+            .unwrap();
+        let mut landmarks = Vec::new();
+        for frame in &frames {
+            let faces = detector.detect(frame).unwrap();
+            let best = faces.iter().max_by(|a, b| (a.bbox.w * a.bbox.h).total_cmp(&(b.bbox.w * b.bbox.h)));
+            landmarks.push(best.map(|d| facemesh.detect(frame, &[d.bbox]).unwrap().remove(0).ibug68));
+        }
+        let text = std::fs::read_to_string(repo().join(format!("tests/data/lrnet/{clip}.landmarks.txt"))).unwrap();
+        let oracle = lrnet::parse_landmarks(&text).unwrap().narrow(0, 0, frames.len() as i64);
+        for (name, cfg) in [("raw", CalibrationConfig { track: false, ..Default::default() }), ("calibrated", CalibrationConfig::default())] {
+            let rows = calibrate(&frames, &landmarks, &cfg).unwrap();
+            let ours = tch::Tensor::from_slice(&rows.concat()).view([rows.len() as i64, 136]);
+            let n = ours.size()[0].min(oracle.size()[0]);
+            let err = (ours.narrow(0, 0, n) - oracle.narrow(0, 0, n)).abs().mean(tch::Kind::Float).double_value(&[]) * 200.0;
+            let per_point = |t: &tch::Tensor| (t.narrow(0, 1, n - 1) - t.narrow(0, 0, n - 1)).abs().mean(tch::Kind::Float).double_value(&[]) * 200.0;
+            let mut line = format!(
+                "{clip} {name}: {n} frames, mean |ours - FAN| {err:.1} px (400-px face); frame-to-frame motion ours {:.2} px, FAN {:.2} px",
+                per_point(&ours.narrow(0, 0, n)),
+                per_point(&oracle.narrow(0, 0, n))
+            );
+            for (pair, model) in &models {
+                let s = model.net.score_track(&ours).unwrap();
+                let o = model.net.score_track(&oracle.narrow(0, 0, n)).unwrap();
+                line += &format!("; {pair}: ours share {:.2} mean {:.3}, FAN share {:.2} mean {:.3}", s.share_fake, s.mean, o.share_fake, o.mean);
+            }
+            eprintln!("{line}");
+            assert!(err < 60.0, "{clip}: our landmarks are nowhere near FAN's ({err} px)");
+        }
+    }
+}

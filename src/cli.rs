@@ -164,6 +164,8 @@ pub struct ImportArgs {
     pub arch: Arch,
     /// PyTorch state_dict (.pth/.pt, legacy or zip), Keras .h5, or safetensors.
     pub input: PathBuf,
+    /// lrnet only: the second stream's state_dict (g2, after g1 in INPUT).
+    pub second: Option<PathBuf>,
     #[arg(short, long)]
     pub output: PathBuf,
     /// Python with torch and h5py, used to read pickles and HDF5 (default: the set-up's .venv).

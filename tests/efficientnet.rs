@@ -46,7 +46,7 @@ fn source_checkpoint(test: &str, v: &Variant) -> Option<PathBuf> {
 /// The checkpoint imported with `dfscan import`'s code, into `dir`.
 fn imported(v: &Variant, source: &std::path::Path, dir: &std::path::Path) -> (PathBuf, import::ImportSummary) {
     let out = dir.join(format!("{}-imagenet.safetensors", v.arch.name()));
-    let summary = import::import(v.arch, source, &out, std::path::Path::new(import::BUILT_IN_PYTHON)).unwrap();
+    let summary = import::import(v.arch, &[source], &out, std::path::Path::new(import::BUILT_IN_PYTHON)).unwrap();
     (out, summary)
 }
 
@@ -128,8 +128,8 @@ fn import_refuses_the_other_variant() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out.safetensors");
     let python = std::path::PathBuf::from(import::BUILT_IN_PYTHON);
-    assert!(import::import(Arch::EfficientnetLite2, &l0, &out, &python).is_err());
-    assert!(import::import(Arch::EfficientnetLite0, &l2, &out, &python).is_err());
+    assert!(import::import(Arch::EfficientnetLite2, &[&l0], &out, &python).is_err());
+    assert!(import::import(Arch::EfficientnetLite0, &[&l2], &out, &python).is_err());
     assert!(!out.exists());
 }
 

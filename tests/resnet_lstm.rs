@@ -39,7 +39,7 @@ fn mobilenetv2_trunk_names_are_torchvision_keys() {
 /// The ImageNet checkpoint imported with `dfscan import`'s code, into `dir`.
 fn imported(source: &Path, dir: &Path) -> (PathBuf, import::ImportSummary) {
     let out = dir.join("resnet-lstm-mobilenetv2-imagenet.safetensors");
-    let summary = import::import(Arch::ResnetLstm, source, &out, std::path::Path::new(import::BUILT_IN_PYTHON)).unwrap();
+    let summary = import::import(Arch::ResnetLstm, &[source], &out, std::path::Path::new(import::BUILT_IN_PYTHON)).unwrap();
     (out, summary)
 }
 
@@ -143,7 +143,7 @@ fn source_layout_round_trip(backbone: Backbone) {
     assert!(max_diff(&ours.get(0), &ours.get(1)) > 2e-5, "{test}: degenerate network, logits {ours:?}");
 
     let out = tmp.path().join("imported.safetensors");
-    let summary = import::import(Arch::ResnetLstm, &source, &out, std::path::Path::new(import::BUILT_IN_PYTHON)).unwrap();
+    let summary = import::import(Arch::ResnetLstm, &[&source], &out, std::path::Path::new(import::BUILT_IN_PYTHON)).unwrap();
     assert_eq!(summary.header.network, NetworkConfig::ResnetLstm(ResnetLstmConfig::with_backbone(backbone)));
     let model = SequenceModel::load(&out, Device::Cpu).unwrap();
     assert_eq!((model.id.name.as_str(), model.frames(), model.input_size()), ("resnet-lstm", 20, 224));

@@ -11,7 +11,8 @@ use super::Outcome;
 
 pub fn import(args: ImportArgs) -> Result<()> {
     let python = args.python.unwrap_or_else(super::python);
-    let summary = models::import::import(args.arch, &args.input, &args.output, &python)
+    let inputs: Vec<&std::path::Path> = std::iter::once(args.input.as_path()).chain(args.second.as_deref()).collect();
+    let summary = models::import::import(args.arch, &inputs, &args.output, &python)
         .with_context(|| format!("importing {}", args.input.display()))?;
     eprintln!(
         "dfscan: wrote {} ({} tensors, {} layout, output {:?}, input {}x{})",

@@ -166,7 +166,7 @@ pub(crate) fn pretrained_start(arch: models::Arch) -> Result<Option<std::path::P
         if !raw.is_file() {
             bail!("{} needs its ImageNet weights: run scripts/setup.sh", arch.name());
         }
-        models::import::import(arch, &raw, &path, &super::python())?;
+        models::import::import(arch, &[raw.as_path()], &path, &super::python())?;
         eprintln!("dfscan: imported {} -> {}", raw.display(), path.display());
     }
     Ok(Some(path))

@@ -3,6 +3,7 @@
 //!
 //! This stage knows our `decode::Frame`, never FFmpeg types, and hands the models stage
 //! plain u8 RGB crops.
+pub mod calibrate;
 pub mod crop;
 pub mod detect;
 pub mod track;

@@ -11,7 +11,7 @@ use tch::Tensor;
 
 use super::import::Mapped;
 use super::weights::{NetworkConfig, Preprocess};
-use super::{efficientnet, meso, resnet_lstm, vit};
+use super::{efficientnet, facemesh, lrnet, meso, resnet_lstm, vit};
 
 /// The architectures dfscan can build (`--arch`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -37,6 +37,12 @@ pub enum Arch {
     #[value(name = "resnet-lstm")]
     #[serde(rename = "resnet-lstm")]
     ResnetLstm,
+    /// LRNet's two GRU streams over a face track's 68-point landmarks (`lrnet`); imported
+    /// from the authors' public weights (`dfscan import --arch lrnet G1 G2`).
+    Lrnet,
+    /// MediaPipe FaceMesh, the face landmarker (`facemesh`); imported from the port's weights
+    /// (`dfscan import --arch facemesh models/third_party/facemesh/facemesh.pth`).
+    Facemesh,
 }
 
 /// What a model scores.
@@ -46,6 +52,19 @@ pub enum ModelKind {
     Frame,
     /// A face track's crops in frame order ([`super::SequenceModel`]).
     Sequence,
+    /// A face track's landmarks in frame order ([`super::lrnet::LrnetModel`]).
+    LandmarkTrack,
+    /// No verdict: finds face landmarks ([`super::facemesh::FaceMeshModel`]).
+    Landmarker,
+}
+
+/// How `dfscan import` renames a public checkpoint onto the network: the model file's rename
+/// table, over one source file or a pair.
+#[derive(Clone, Copy)]
+pub enum Importer {
+    One(fn(&BTreeMap<String, Tensor>) -> Result<Mapped>),
+    /// Two files that make one network (LRNet's g1 and g2 streams), in this order.
+    Pair(fn(&BTreeMap<String, Tensor>, &BTreeMap<String, Tensor>) -> Result<Mapped>),
 }
 
 /// Everything dfscan knows about one architecture.
@@ -62,20 +81,20 @@ pub struct ArchEntry {
     pub pretrained: Option<(&'static str, &'static str)>,
     /// `dfscan import --arch`: a public checkpoint's tensors renamed onto this network (the
     /// rename table, in the model's own file).
-    pub import: fn(&BTreeMap<String, Tensor>) -> Result<Mapped>,
+    pub import: Importer,
     /// The shipped weights of this architecture in the models folder, if any.
     pub shipped: Option<&'static str>,
 }
 
 /// The table. Order is `--arch`'s.
-pub const ARCHS: [ArchEntry; 6] = [
+pub const ARCHS: [ArchEntry; 8] = [
     ArchEntry {
         arch: Arch::Meso4,
         name: "meso4",
         kind: ModelKind::Frame,
         training: || (NetworkConfig::Meso(meso::MesoConfig::meso4_torch()), Preprocess::meso_torch()),
         pretrained: None,
-        import: meso::import_meso4,
+        import: Importer::One(meso::import_meso4),
         shipped: None,
     },
     ArchEntry {
@@ -84,7 +103,7 @@ pub const ARCHS: [ArchEntry; 6] = [
         kind: ModelKind::Frame,
         training: || (NetworkConfig::Meso(meso::MesoConfig::mesoinception4_torch()), Preprocess::meso_torch()),
         pretrained: None,
-        import: meso::import_mesoinception4,
+        import: Importer::One(meso::import_mesoinception4),
         shipped: Some("mesoinception4.safetensors"),
     },
     ArchEntry {
@@ -94,7 +113,7 @@ pub const ARCHS: [ArchEntry; 6] = [
         // The preprocessing its ImageNet backbone was trained with.
         training: || efficientnet_spec(efficientnet::EfficientNetConfig::lite0()),
         pretrained: Some(("public/efficientnet-lite0-57934424.safetensors", "public/efficientnet-lite0-imagenet.safetensors")),
-        import: efficientnet::import_lite0,
+        import: Importer::One(efficientnet::import_lite0),
         shipped: Some("default.safetensors"),
     },
     ArchEntry {
@@ -103,7 +122,7 @@ pub const ARCHS: [ArchEntry; 6] = [
         kind: ModelKind::Frame,
         training: || efficientnet_spec(efficientnet::EfficientNetConfig::lite2()),
         pretrained: Some(("public/efficientnet-lite2-9656183e.safetensors", "public/efficientnet-lite2-imagenet.safetensors")),
-        import: efficientnet::import_lite2,
+        import: Importer::One(efficientnet::import_lite2),
         shipped: None,
     },
     ArchEntry {
@@ -113,7 +132,7 @@ pub const ARCHS: [ArchEntry; 6] = [
         // Trains from scratch; an import of timm's weights can be given to `TrainConfig::pretrained`.
         training: || (NetworkConfig::Vit(vit::VitConfig::deit_tiny_distilled()), Preprocess::deit()),
         pretrained: None,
-        import: vit::import_deit_tiny,
+        import: Importer::One(vit::import_deit_tiny),
         shipped: Some("vit.safetensors"),
     },
     ArchEntry {
@@ -123,8 +142,26 @@ pub const ARCHS: [ArchEntry; 6] = [
         // MobileNetV2, the backbone whose ImageNet weights the set-up can fetch.
         training: || (NetworkConfig::ResnetLstm(resnet_lstm::ResnetLstmConfig::mobilenetv2()), Preprocess::imagenet()),
         pretrained: Some(("public/mobilenet_v2-b0353104.safetensors", "public/resnet-lstm-mobilenetv2-imagenet.safetensors")),
-        import: resnet_lstm::import,
+        import: Importer::One(resnet_lstm::import),
         shipped: Some("resnet-lstm.safetensors"),
+    },
+    ArchEntry {
+        arch: Arch::Lrnet,
+        name: "lrnet",
+        kind: ModelKind::LandmarkTrack,
+        training: || (NetworkConfig::Lrnet(lrnet::LrnetConfig::source()), Preprocess::lrnet()),
+        pretrained: None,
+        import: Importer::Pair(lrnet::import),
+        shipped: None,
+    },
+    ArchEntry {
+        arch: Arch::Facemesh,
+        name: "facemesh",
+        kind: ModelKind::Landmarker,
+        training: || (NetworkConfig::FaceMesh(facemesh::FaceMeshConfig::mediapipe()), Preprocess::facemesh()),
+        pretrained: None,
+        import: Importer::One(facemesh::import),
+        shipped: None,
     },
 ];
 
@@ -152,6 +189,10 @@ pub fn build_network(root: &nn::Path, config: &NetworkConfig) -> Box<dyn ModuleT
         // As a frame model the ViT gives logit(softmax[.., 1]); `vit::Vit::forward_all_t` gives the rest.
         NetworkConfig::Vit(cfg) => Box::new(vit::Vit::new(root, cfg)),
         NetworkConfig::ResnetLstm(cfg) => Box::new(resnet_lstm::ResnetLstm::new(root, cfg)),
+        // Blocks of landmarks in, block-score logits out; scored per track by `lrnet::LrnetModel`.
+        NetworkConfig::Lrnet(cfg) => Box::new(lrnet::Lrnet::new(root, cfg)),
+        // Points and face flag, `[N, 1405]`; used through `facemesh::FaceMeshModel`.
+        NetworkConfig::FaceMesh(cfg) => Box::new(facemesh::FaceMesh::new(root, cfg)),
     }
 }
 

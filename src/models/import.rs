@@ -6,7 +6,9 @@
 //! - EfficientNet-Lite0/2: `efficientnet::import_lite0`, `import_lite2` (lukemelas layout);
 //! - DeiT-tiny: `vit::import_deit_tiny` (timm);
 //! - ResNet-LSTM: `resnet_lstm::import` (the source project's, torchvision's ResNet50 and
-//!   MobileNetV2).
+//!   MobileNetV2);
+//! - LRNet: `lrnet::import`, the authors' g1 and g2 state_dicts into one file;
+//! - FaceMesh: `facemesh::import`, the facemesh.pytorch port's state_dict.
 //!
 //! Here: reading the source, the shared helpers of the tables, and the check that the mapped
 //! tensors fill the network exactly ([`fill_network`]).
@@ -18,6 +20,7 @@ use anyhow::{bail, ensure, Context, Result};
 use tch::{nn, Tensor};
 
 use super::weights::{self, Header, NetworkConfig, Preprocess};
+use super::arch::Importer;
 use super::Arch;
 
 const READ_CHECKPOINT_PY: &str = include_str!("../../scripts/read_checkpoint.py");
@@ -33,22 +36,28 @@ pub struct ImportSummary {
     pub header: Header,
 }
 
-pub fn import(arch: Arch, input: &Path, output: &Path, python: &Path) -> Result<ImportSummary> {
-    let source = read_source(input, python)?;
-    let source_hash = blake3::hash(&std::fs::read(input)?).to_hex()[..16].to_string();
-    let mapped = (arch.entry().import)(&source)?;
+/// Imports `inputs` (one checkpoint, or the pair an [`Importer::Pair`] architecture takes)
+/// as `arch` into the dfscan weights file `output`.
+pub fn import(arch: Arch, inputs: &[&Path], output: &Path, python: &Path) -> Result<ImportSummary> {
+    let mut sources = Vec::with_capacity(inputs.len());
+    let mut named_inputs = Vec::with_capacity(inputs.len());
+    for input in inputs {
+        sources.push(read_source(input, python).with_context(|| format!("reading {}", input.display()))?);
+        let hash = blake3::hash(&std::fs::read(input)?).to_hex()[..16].to_string();
+        named_inputs.push(format!("{} (blake3 {hash})", input.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
+    }
+    let mapped = match (arch.entry().import, sources.as_slice()) {
+        (Importer::One(map), [source]) => map(source)?,
+        (Importer::Pair(map), [first, second]) => map(first, second)?,
+        (Importer::One(_), _) => bail!("{} imports one checkpoint, got {}", arch.name(), inputs.len()),
+        (Importer::Pair(_), _) => bail!("{} imports two files (e.g. lrnet: G1 then G2), got {}", arch.name(), inputs.len()),
+    };
     let named = fill_network(&mapped.network, mapped.tensors, &mapped.left_out)?;
     let header = Header {
         format: weights::FORMAT_VERSION,
         network: mapped.network,
         preprocess: mapped.preprocess,
-        provenance: format!(
-            "dfscan import --arch {} {} (blake3 {source_hash}, {}){}",
-            arch.name(),
-            input.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
-            mapped.layout,
-            mapped.note
-        ),
+        provenance: format!("dfscan import --arch {} {} ({}){}", arch.name(), named_inputs.join(" "), mapped.layout, mapped.note),
         ood: None,
     };
     weights::save(output, &named, &header)?;

@@ -100,6 +100,11 @@ fn load_strict(path: &Path, device: Device, sequence: bool) -> Result<Loaded> {
     let bytes = std::fs::read(path).with_context(|| format!("reading weights {}", path.display()))?;
     let header = Header::from_safetensors(&bytes).with_context(|| format!("{} is not a dfscan weights file", path.display()))?;
     let arch = header.network.arch_name();
+    match header.network {
+        NetworkConfig::Lrnet(_) => bail!("{}: lrnet reads landmark tracks, not crops: load it with models::lrnet::LrnetModel", path.display()),
+        NetworkConfig::FaceMesh(_) => bail!("{}: facemesh is a landmarker, not a classifier: load it with models::facemesh::FaceMeshModel", path.display()),
+        _ => {}
+    }
     match (header.network.is_sequence(), sequence) {
         (true, false) => bail!("{}: {arch} is a sequence model: it scores face tracks (SequenceModel), not single crops", path.display()),
         (false, true) => bail!("{}: {arch} scores single crops (FaceModel), not face tracks", path.display()),

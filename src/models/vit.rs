@@ -404,7 +404,7 @@ mod tests {
         // ImageNet: both 1000-class heads are dropped, the rest is a training start.
         let (src, out) = (dir.path().join("imagenet.safetensors"), dir.path().join("deit-imagenet.safetensors"));
         let imagenet = timm_checkpoint(&src, 1000);
-        let summary = import::import(Arch::DeitTiny, &src, &out, no_python).unwrap();
+        let summary = import::import(Arch::DeitTiny, &[&src], &out, no_python).unwrap();
         assert_eq!(summary.tensors, 155 - 4);
         assert!(summary.header.provenance.contains("head (1000 classes) and head_dist (1000 classes) dropped"), "{}", summary.header.provenance);
         assert_eq!(summary.header.network.arch_name(), "deit-tiny");
@@ -419,7 +419,7 @@ mod tests {
         // Two classes: the heads are kept and the file is a complete scan model.
         let (src, out) = (dir.path().join("two.safetensors"), dir.path().join("deit-two.safetensors"));
         let two = timm_checkpoint(&src, 2);
-        let summary = import::import(Arch::DeitTiny, &src, &out, no_python).unwrap();
+        let summary = import::import(Arch::DeitTiny, &[&src], &out, no_python).unwrap();
         assert_eq!(summary.tensors, 155);
         let model = FaceModel::load(&out, Device::Cpu).unwrap();
         assert_eq!(model.id.name, "deit-tiny");

@@ -76,6 +76,19 @@ impl Preprocess {
             crop: None,
         }
     }
+
+    /// LRNet reads landmarks, not pixels: `input_size` is the side of the calibrated face box
+    /// the landmarks are measured in (400, mapped to [-1, 1]); mean and std are unused. P(fake).
+    pub fn facemesh() -> Self {
+        // x / 127.5 - 1, as (x / 255 - 0.5) / 0.5; the output is points, not a class.
+        Self { input_size: super::facemesh::INPUT_SIZE, mean: [0.5; 3], std: [0.5; 3], output: OutputClass::Fake, crop: None }
+    }
+
+    /// LRNet reads landmarks, not pixels: `input_size` is the side of the calibrated face box
+    /// the landmarks are measured in (400, mapped to [-1, 1]); mean and std are unused. P(fake).
+    pub fn lrnet() -> Self {
+        Self { input_size: super::lrnet::FACE_SIDE, mean: [0.0; 3], std: [1.0; 3], output: OutputClass::Fake, crop: None }
+    }
 }
 
 /// Architecture-specific hyper-parameters, tagged by architecture family.
@@ -88,6 +101,11 @@ pub enum NetworkConfig {
     /// A sequence model: scored by `models::SequenceModel` on face tracks, not by `FaceModel`.
     #[serde(rename = "resnet-lstm")]
     ResnetLstm(ResnetLstmConfig),
+    /// A landmark-track model: scored by `models::lrnet::LrnetModel`, on 68-point landmarks.
+    Lrnet(super::lrnet::LrnetConfig),
+    /// The face landmarker: used by `models::facemesh::FaceMeshModel`, not scored.
+    #[serde(rename = "facemesh")]
+    FaceMesh(super::facemesh::FaceMeshConfig),
 }
 
 impl NetworkConfig {
@@ -104,6 +122,8 @@ impl NetworkConfig {
             NetworkConfig::Vit(cfg) if (VitConfig { drop_path: 0.0, ..cfg.clone() }) == VitConfig::deit_tiny_distilled() => "deit-tiny",
             NetworkConfig::Vit(_) => "vit",
             NetworkConfig::ResnetLstm(_) => "resnet-lstm",
+            NetworkConfig::Lrnet(_) => "lrnet",
+            NetworkConfig::FaceMesh(_) => "facemesh",
         }
     }
 

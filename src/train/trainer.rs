@@ -173,6 +173,8 @@ fn network_of(cfg: &TrainConfig) -> Result<(NetworkConfig, models::Preprocess)> 
             ensure!(t >= 1, "--sequence-frames must be at least 1");
             seq.frames = t as i64;
         }
+        NetworkConfig::Lrnet(_) => anyhow::bail!("lrnet trains on landmark tracks, not on a crop cache (not supported yet)"),
+        NetworkConfig::FaceMesh(_) => anyhow::bail!("facemesh is a landmarker with public weights, not trained here"),
         _ => ensure!(cfg.sequence_frames.is_none(), "--sequence-frames applies to sequence models, not {}", cfg.arch.name()),
     }
     Ok((network, preprocess))

@@ -10,6 +10,7 @@ pub(super) fn decode_stage(
     out: Sender<Msg<Frame>>,
     events: Sender<Note>,
     sampling: Sampling,
+    decode: crate::decode::DecodeOptions,
     timeout: Option<Duration>,
     shutdown: Shutdown,
 ) {
@@ -31,7 +32,7 @@ pub(super) fn decode_stage(
             Some(problem) => Err(anyhow!(problem)),
             None => {
                 let poll = stop.clone();
-                guarded(|| VideoSource::open_interruptible(&input.path, Arc::new(move || poll.reason().is_some())))
+                guarded(|| VideoSource::open_with(&input.path, Arc::new(move || poll.reason().is_some()), decode))
             }
         };
         let (source, video) = match opened {

@@ -274,6 +274,7 @@ impl VideoSource {
         let mut at_eof = false;
         let mut seek = SeekState::default();
         let mut discarding = false;
+        let mut packets_sent = 0usize;
         while !at_eof {
             // FFmpeg polls the interrupt only when it reads; a slow decoder is caught here.
             if (self.interrupt)() {
@@ -316,6 +317,7 @@ impl VideoSource {
                             last_discarded_t = last_discarded_t.max(t.expect("discard needs a time"));
                         }
                     }
+                    packets_sent += 1;
                     if let Err(e) = self.decoder.send_packet(&packet) {
                         decode_error = Some(e);
                     }
@@ -327,7 +329,16 @@ impl VideoSource {
                 }
                 Err(e) => bail!("read error after {} frames (corrupt or truncated?): {e}", stats.frames_decoded),
             }
-            while self.decoder.receive_frame(&mut decoded).is_ok() {
+            loop {
+                match self.decoder.receive_frame(&mut decoded) {
+                    Ok(()) => {}
+                    Err(ffmpeg::Error::Eof) | Err(ffmpeg::Error::Other { errno: ffmpeg::util::error::EAGAIN }) => break,
+                    // Frame threads report a packet's decoding error here, not when it is sent.
+                    Err(e) => {
+                        decode_error = Some(e);
+                        break;
+                    }
+                }
                 stats.frames_decoded += 1;
                 let pts = decoded.timestamp().or(decoded.pts()).unwrap_or(0);
                 let t = (pts - self.start_pts) as f64 * self.time_base;
@@ -355,6 +366,8 @@ impl VideoSource {
         if stats.frames_decoded == 0 {
             match decode_error {
                 Some(e) => bail!("no decodable video frame: {e}"),
+                // Frame threads can drop a bad packet without an error.
+                None if packets_sent > 0 => bail!("no decodable video frame in {packets_sent} packets"),
                 None => bail!("no video frame in the stream (empty or truncated)"),
             }
         }

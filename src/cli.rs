@@ -105,7 +105,7 @@ pub struct ScanArgs {
     pub no_decode_shortcuts: bool,
     #[arg(long, value_enum, default_value_t = FacesMode::Auto)]
     pub faces: FacesMode,
-    /// Faces below this detector confidence are ignored (res10 only).
+    /// Faces below this detector confidence are ignored (res10 and yunet).
     #[arg(long, default_value_t = 0.5)]
     pub min_face_confidence: f32,
     /// Fraction of the face box added on each side of the square crop, for every model.

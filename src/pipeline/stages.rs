@@ -120,7 +120,7 @@ fn faces_in_frame(source: &mut FaceSource, frame: &Frame, specs: &[CropSpec]) ->
         FaceSource::WholeFrame => {
             let bbox = faces::FaceBox { x: 0.0, y: 0.0, w: frame.width as f32, h: frame.height as f32 };
             let crops = specs.iter().map(|s| faces::whole_frame(frame, s.side)).collect::<Result<_>>()?;
-            vec![(Detection { bbox, confidence: 1.0 }, crops)]
+            vec![(Detection { bbox, confidence: 1.0, landmarks: None }, crops)]
         }
         FaceSource::Detector(detector) => detector
             .detect(frame)?

@@ -47,12 +47,10 @@ pub fn yunet_path(public_dir: &Path) -> PathBuf {
     public_dir.parent().unwrap_or(Path::new(".")).join("third_party/yunet").join(YUNET_MODEL)
 }
 
-/// Wraps a frame's RGB bytes as a BGR Mat (OpenCV's detectors expect BGR).
-fn frame_bgr(frame: &Frame) -> Result<Mat> {
-    let rgb = Mat::new_rows_cols_with_bytes::<opencv::core::Vec3b>(frame.height as i32, frame.width as i32, &frame.rgb)?;
-    let mut bgr = Mat::default();
-    imgproc::cvt_color_def(&rgb, &mut bgr, imgproc::COLOR_RGB2BGR)?;
-    Ok(bgr)
+/// A frame's RGB bytes as a Mat, without a copy. The detectors take RGB directly (blobs swap
+/// to BGR after their resize, grey conversion reads RGB), so no full-size BGR copy is made.
+fn frame_rgb(frame: &Frame) -> Result<opencv::boxed_ref::BoxedRef<'_, Mat>> {
+    Ok(Mat::new_rows_cols_with_bytes::<opencv::core::Vec3b>(frame.height as i32, frame.width as i32, &frame.rgb)?)
 }
 
 pub struct Res10 {
@@ -77,9 +75,11 @@ impl Res10 {
 
 impl FaceDetector for Res10 {
     fn detect(&mut self, frame: &Frame) -> Result<Vec<Detection>> {
-        let bgr = frame_bgr(frame)?;
-        // The model's training preprocessing: 300x300 BGR, minus the per-channel means.
-        let blob = dnn::blob_from_image(&bgr, 1.0, Size::new(300, 300), Scalar::new(104.0, 177.0, 123.0, 0.0), false, false, CV_32F)?;
+        let rgb = frame_rgb(frame)?;
+        // The model's training preprocessing: 300x300 BGR, minus the per-channel means (given
+        // in BGR order). swapRB makes the blob BGR after the resize; the same floats as
+        // converting the whole frame to BGR first, as this did before.
+        let blob = dnn::blob_from_image(&rgb, 1.0, Size::new(300, 300), Scalar::new(104.0, 177.0, 123.0, 0.0), true, false, CV_32F)?;
         self.net.set_input(&blob, "", 1.0, Scalar::default())?;
         let out = self.net.forward_single_def()?;
         // Output [1, 1, N, 7]: image id, class, confidence, x1, y1, x2, y2 (relative).
@@ -114,9 +114,9 @@ impl Haar {
 
 impl FaceDetector for Haar {
     fn detect(&mut self, frame: &Frame) -> Result<Vec<Detection>> {
-        let bgr = frame_bgr(frame)?;
+        let rgb = frame_rgb(frame)?;
         let mut gray = Mat::default();
-        imgproc::cvt_color_def(&bgr, &mut gray, imgproc::COLOR_BGR2GRAY)?;
+        imgproc::cvt_color_def(&rgb, &mut gray, imgproc::COLOR_RGB2GRAY)?;
         let mut equalized = Mat::default();
         imgproc::equalize_hist(&gray, &mut equalized)?;
         let mut rects = Vector::<Rect>::new();
@@ -167,7 +167,7 @@ impl Yunet {
 
 impl FaceDetector for Yunet {
     fn detect(&mut self, frame: &Frame) -> Result<Vec<Detection>> {
-        let rgb = Mat::new_rows_cols_with_bytes::<opencv::core::Vec3b>(frame.height as i32, frame.width as i32, &frame.rgb)?;
+        let rgb = frame_rgb(frame)?;
         let scale = YUNET_SIZE as f32 / frame.width.max(frame.height) as f32;
         let (w, h) = (((frame.width as f32 * scale).round() as i32).max(1), ((frame.height as f32 * scale).round() as i32).max(1));
         let mut small = Mat::default();

@@ -96,9 +96,16 @@ pub struct ScanArgs {
     pub fps: Option<f64>,
     #[arg(long, value_enum, default_value_t = DetectorKind::Res10)]
     pub detector: DetectorKind,
+    /// FFmpeg decoder threads (default: one per core, at most 8).
+    #[arg(long, value_name = "N")]
+    pub decode_threads: Option<usize>,
+    /// Decode every frame: no discarding of non-reference frames before a sampled frame, no
+    /// seeking to the keyframe before it. The same frames are kept either way; for comparison.
+    #[arg(long)]
+    pub no_decode_shortcuts: bool,
     #[arg(long, value_enum, default_value_t = FacesMode::Auto)]
     pub faces: FacesMode,
-    /// Faces below this detector confidence are ignored (res10 only).
+    /// Faces below this detector confidence are ignored (res10 and yunet).
     #[arg(long, default_value_t = 0.5)]
     pub min_face_confidence: f32,
     /// Fraction of the face box added on each side of the square crop, for every model.

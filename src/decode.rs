@@ -1,8 +1,13 @@
 //! FFmpeg decoding: open anything libavformat reads (video files and still images), decode the
 //! best video stream, keep the frames the [`Sampler`] picks, convert them to upright RGB.
 //!
-//! Only the kept frames pay for colour conversion; the decoder still decodes every frame,
-//! because inter-coded frames need their references.
+//! Only the kept frames pay for colour conversion. The decoder runs on several threads (frame
+//! and slice threading, [`DecodeOptions::threads`]), and with [`DecodeOptions::shortcuts`] it
+//! decodes less: frames that no other frame references are discarded while they come before
+//! the sampler's next target, and when the keyframe before that target is further on in the
+//! file, the demuxer seeks to it. Neither changes which frames are kept, nor their pixels: a
+//! discarded frame could not have been kept, and decoding from the keyframe before a target
+//! gives that target's frame exactly (tests/decode_shortcuts.rs compares both ways).
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileTypeExt;
@@ -24,6 +29,30 @@ pub struct Frame {
     pub width: u32,
     pub height: u32,
     pub rgb: Vec<u8>,
+}
+
+/// Timestamps are rounded to the stream's time base; a frame this close to a target meets it.
+const SLACK: f64 = 1e-6;
+
+/// How the decoder works; none of it changes which frames are kept or their pixels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecodeOptions {
+    /// FFmpeg decoder threads (frame and slice threading); 1 decodes on the calling thread.
+    pub threads: usize,
+    /// Discard non-reference frames before the next target and seek to the keyframe before a
+    /// far target. Off, every frame is decoded (the reference the shortcuts are tested against).
+    pub shortcuts: bool,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        Self { threads: default_threads(), shortcuts: true }
+    }
+}
+
+/// One decoder thread per core, at most 8 (FFmpeg's frame threads each hold frames in flight).
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8)
 }
 
 /// Which frames to keep (`--frames N` or `--fps F`).
@@ -65,8 +94,6 @@ impl Sampler {
     /// Whether to keep the frame shown at `t` seconds. Several targets that fall before the
     /// same frame are served by it once: a short clip cannot give more frames than it has.
     pub fn take(&mut self, t: f64) -> bool {
-        // Timestamps are rounded to the stream's time base; allow that much slack.
-        const SLACK: f64 = 1e-6;
         let keep = match &mut self.plan {
             Plan::Times { targets, next } => {
                 let keep = *next < targets.len() && t + SLACK >= targets[*next];
@@ -97,6 +124,16 @@ impl Sampler {
         }
     }
 
+    /// The time of the next frame this plan wants: no frame shown before it can be kept. None
+    /// when any frame may be (the first N) or none will be (done).
+    pub fn next_time(&self) -> Option<f64> {
+        match &self.plan {
+            Plan::Times { targets, next } => targets.get(*next).copied(),
+            Plan::Every { next_t, .. } => Some(*next_t),
+            Plan::FirstN(_) => None,
+        }
+    }
+
     /// How many frames this plan asks for, when that is known in advance.
     pub fn planned(&self) -> Option<usize> {
         match &self.plan {
@@ -121,8 +158,13 @@ pub struct VideoInfo {
 
 #[derive(Clone, Debug, Default)]
 pub struct DecodeStats {
+    /// Frames the decoder returned (discarded ones and those skipped by a seek are not).
     pub frames_decoded: usize,
     pub frames_kept: usize,
+    /// Seeks to the keyframe before a target (the shortcuts).
+    pub seeks: usize,
+    /// Packets sent while non-reference frames were being discarded (the shortcuts).
+    pub packets_discarding: usize,
 }
 
 /// Must run once before any decoding; cheap to call again.
@@ -149,6 +191,7 @@ pub struct VideoSource {
     time_base: f64,
     start_pts: i64,
     stream_duration_s: Option<f64>,
+    options: DecodeOptions,
     pub info: VideoInfo,
 }
 
@@ -160,6 +203,11 @@ impl VideoSource {
     /// Like [`open`](Self::open), but opening and [`sample`](Self::sample) fail as soon as
     /// `interrupt` returns true (a timeout or a signal): the decode is abandoned, not killed.
     pub fn open_interruptible(path: &Path, interrupt: Interrupt) -> Result<Self> {
+        Self::open_with(path, interrupt, DecodeOptions::default())
+    }
+
+    /// Like [`open_interruptible`](Self::open_interruptible), decoding as `options` say.
+    pub fn open_with(path: &Path, interrupt: Interrupt, options: DecodeOptions) -> Result<Self> {
         init();
         // Regular files only: opening a FIFO blocks until a writer comes, and a device such as
         // /dev/zero never ends; FFmpeg's interrupt cannot reach a read blocked in the kernel.
@@ -189,7 +237,13 @@ impl VideoSource {
         let stream_duration_s = (stream.duration() > 0).then(|| stream.duration() as f64 * time_base);
         let container_duration_s = (input.duration() > 0).then(|| input.duration() as f64 / f64::from(ffmpeg::ffi::AV_TIME_BASE));
         let rotation = display_rotation(&stream);
-        let context = ffmpeg::codec::context::Context::from_parameters(stream.parameters())?;
+        let mut context = ffmpeg::codec::context::Context::from_parameters(stream.parameters())?;
+        // SAFETY: the context is not opened yet; these fields are read when it is.
+        unsafe {
+            let ctx = context.as_mut_ptr();
+            (*ctx).thread_count = options.threads.max(1) as i32;
+            (*ctx).thread_type = ffmpeg::ffi::FF_THREAD_FRAME | ffmpeg::ffi::FF_THREAD_SLICE;
+        }
         let decoder = context.decoder().video().map_err(|e| anyhow!("no decoder for this video codec: {e}"))?;
         let (width, height) = match rotation {
             90 | 270 => (decoder.height(), decoder.width()),
@@ -202,7 +256,7 @@ impl VideoSource {
             rotation,
             codec: decoder.codec().map(|c| c.name().to_string()).unwrap_or_default(),
         };
-        Ok(Self { _file: file, interrupt, input, stream_index, decoder, time_base, start_pts, stream_duration_s, info })
+        Ok(Self { _file: file, interrupt, input, stream_index, decoder, time_base, start_pts, stream_duration_s, options, info })
     }
 
     /// Decodes to the end (or until the sampler is done), handing each kept frame to
@@ -214,16 +268,56 @@ impl VideoSource {
         let mut last_t = None;
         // Gap between the last two frames: the last frame is shown for about that long.
         let mut last_step = 0.0;
+        // The latest time of a packet whose frame may have been discarded (shortcuts).
+        let mut last_discarded_t = f64::NEG_INFINITY;
         let mut decode_error = None;
         let mut at_eof = false;
+        let mut seek = SeekState::default();
+        let mut discarding = false;
+        let mut packets_sent = 0usize;
         while !at_eof {
             // FFmpeg polls the interrupt only when it reads; a slow decoder is caught here.
             if (self.interrupt)() {
                 bail!("interrupted after {} frames", stats.frames_decoded);
             }
+            if self.options.shortcuts {
+                if let Some(target) = sampler.next_time() {
+                    if self.seek_towards(target, &mut seek)? {
+                        stats.seeks += 1;
+                    }
+                }
+            }
             let mut packet = ffmpeg::Packet::empty();
             match packet.read(&mut self.input) {
                 Ok(()) if packet.stream() == self.stream_index => {
+                    if let (Some(pts), Some(dts)) = (packet.pts(), packet.dts()) {
+                        seek.max_delay = seek.max_delay.max(pts - dts);
+                    }
+                    if let Some(lookup) = seek.verify.take() {
+                        // A seek must land on a keyframe shown no later than the target's frame,
+                        // or a frame it should keep could lie before it: go back further.
+                        if !(packet.is_key() && packet.pts().is_some_and(|p| p <= lookup)) {
+                            self.seek_back_from(&packet, lookup, &mut seek)?;
+                            continue;
+                        }
+                    }
+                    if packet.position() >= 0 {
+                        seek.last_pos = packet.position() as i64;
+                    }
+                    if self.options.shortcuts {
+                        let t = packet.pts().map(|p| (p - self.start_pts) as f64 * self.time_base);
+                        // A frame shown before the next target cannot be kept.
+                        let discard = matches!((t, sampler.next_time()), (Some(t), Some(target)) if t + 2.0 * SLACK < target);
+                        if discard != discarding {
+                            self.set_discard_nonref(discard);
+                            discarding = discard;
+                        }
+                        if discard {
+                            stats.packets_discarding += 1;
+                            last_discarded_t = last_discarded_t.max(t.expect("discard needs a time"));
+                        }
+                    }
+                    packets_sent += 1;
                     if let Err(e) = self.decoder.send_packet(&packet) {
                         decode_error = Some(e);
                     }
@@ -235,7 +329,16 @@ impl VideoSource {
                 }
                 Err(e) => bail!("read error after {} frames (corrupt or truncated?): {e}", stats.frames_decoded),
             }
-            while self.decoder.receive_frame(&mut decoded).is_ok() {
+            loop {
+                match self.decoder.receive_frame(&mut decoded) {
+                    Ok(()) => {}
+                    Err(ffmpeg::Error::Eof) | Err(ffmpeg::Error::Other { errno: ffmpeg::util::error::EAGAIN }) => break,
+                    // Frame threads report a packet's decoding error here, not when it is sent.
+                    Err(e) => {
+                        decode_error = Some(e);
+                        break;
+                    }
+                }
                 stats.frames_decoded += 1;
                 let pts = decoded.timestamp().or(decoded.pts()).unwrap_or(0);
                 let t = (pts - self.start_pts) as f64 * self.time_base;
@@ -263,17 +366,131 @@ impl VideoSource {
         if stats.frames_decoded == 0 {
             match decode_error {
                 Some(e) => bail!("no decodable video frame: {e}"),
+                // Frame threads can drop a bad packet without an error.
+                None if packets_sent > 0 => bail!("no decodable video frame in {packets_sent} packets"),
                 None => bail!("no video frame in the stream (empty or truncated)"),
             }
         }
         if let (Some(d), Some(t)) = (self.stream_duration_s, last_t) {
             // The container promised d seconds but the data ran out well before: truncated.
             // The last frame's own duration counts, or a 3-frame clip at 1 fps would be short.
+            let t = t.max(last_discarded_t);
             if t + last_step.max(0.0) < 0.9 * d - 0.5 {
                 bail!("truncated: video data ends at {t:.2} s of a declared {d:.2} s");
             }
         }
         Ok(stats)
+    }
+
+    /// Seeks to the keyframe before `target` (seconds) when the container's index places it
+    /// further on than the last packet read; true if it did. Once per target.
+    fn seek_towards(&mut self, target: f64, seek: &mut SeekState) -> Result<bool> {
+        if seek.given_up || seek.sought_for == Some(target.to_bits()) || seek.verify.is_some() {
+            return Ok(false);
+        }
+        if seek.last_pos < 0 {
+            // Nothing read yet: the first packets are where decoding starts anyway.
+            return Ok(false);
+        }
+        seek.sought_for = Some(target.to_bits());
+        let lookup = self.first_tick_at(target);
+        // Index times may be decode times, up to the reorder delay before the display time.
+        let wanted = lookup - seek.max_delay;
+        let stream = self.input.stream(self.stream_index).expect("the decoded stream");
+        // SAFETY: the stream belongs to the open input; the entry is read before any other
+        // call on the input can invalidate it.
+        let entry = unsafe {
+            let e = ffmpeg::ffi::avformat_index_get_entry_from_timestamp(stream.as_ptr() as *mut _, wanted, ffmpeg::ffi::AVSEEK_FLAG_BACKWARD);
+            (!e.is_null()).then(|| ((*e).pos, (*e).timestamp))
+        };
+        let Some((pos, timestamp)) = entry else { return Ok(false) };
+        if pos <= seek.last_pos {
+            return Ok(false);
+        }
+        self.seek_to(timestamp)?;
+        seek.verify = Some(lookup);
+        Ok(true)
+    }
+
+    /// The first tick (stream time base) whose frame [`Sampler::take`] would keep for a target
+    /// at `target` seconds: every frame it can keep is shown at or after it.
+    fn first_tick_at(&self, target: f64) -> i64 {
+        let at = |tick: i64| (tick - self.start_pts) as f64 * self.time_base + SLACK >= target;
+        let mut tick = self.start_pts + ((target - SLACK) / self.time_base).ceil() as i64;
+        while at(tick - 1) {
+            tick -= 1;
+        }
+        while !at(tick) {
+            tick += 1;
+        }
+        tick
+    }
+
+    /// After a seek landed past `lookup`: seek to the keyframe before the packet it landed on,
+    /// and after a few tries to the start (always safe: frames before a target are not kept).
+    fn seek_back_from(&mut self, landed: &ffmpeg::Packet, lookup: i64, seek: &mut SeekState) -> Result<()> {
+        seek.retries += 1;
+        match landed.dts().or(landed.pts()) {
+            Some(ts) if seek.retries < 4 => {
+                self.seek_to(ts - 1)?;
+                seek.verify = Some(lookup);
+            }
+            _ => {
+                let stream = self.input.stream(self.stream_index).expect("the decoded stream");
+                // SAFETY: as in seek_towards; the first entry is the first keyframe.
+                let first = unsafe {
+                    let e = ffmpeg::ffi::avformat_index_get_entry(stream.as_ptr() as *mut _, 0);
+                    if e.is_null() { self.start_pts } else { (*e).timestamp }
+                };
+                self.seek_to(first)?;
+                seek.given_up = true;
+                seek.last_pos = -1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Seeks the demuxer to the keyframe at or before `ts` (stream time base) and empties the
+    /// decoder, whose frames in flight all come before the target being sought.
+    fn seek_to(&mut self, ts: i64) -> Result<()> {
+        // SAFETY: the input context is open and owned by self.
+        let ret = unsafe { ffmpeg::ffi::av_seek_frame(self.input.as_mut_ptr(), self.stream_index as i32, ts, ffmpeg::ffi::AVSEEK_FLAG_BACKWARD) };
+        if ret < 0 {
+            bail!("seek failed: {}", ffmpeg::Error::from(ret));
+        }
+        self.decoder.flush();
+        Ok(())
+    }
+
+    /// Makes the decoder drop frames no other frame references (or stop dropping them).
+    fn set_discard_nonref(&mut self, discard: bool) {
+        // SAFETY: a plain field of the open decoder; frame threads copy it for each packet.
+        unsafe {
+            (*self.decoder.as_mut_ptr()).skip_frame =
+                if discard { ffmpeg::ffi::AVDiscard::AVDISCARD_NONREF } else { ffmpeg::ffi::AVDiscard::AVDISCARD_DEFAULT };
+        }
+    }
+}
+
+/// What [`VideoSource::sample`] remembers about seeking.
+#[derive(Debug)]
+struct SeekState {
+    /// Largest display-minus-decode time of the packets read so far (stream time base).
+    max_delay: i64,
+    /// File position of the last packet read.
+    last_pos: i64,
+    /// The target (as f64 bits) last sought for: one seek per target.
+    sought_for: Option<u64>,
+    /// Set after a seek: the first packet must be a keyframe shown at or before this tick.
+    verify: Option<i64>,
+    retries: usize,
+    /// Seeking did not land where it should in this file: no more seeks.
+    given_up: bool,
+}
+
+impl Default for SeekState {
+    fn default() -> Self {
+        Self { max_delay: 0, last_pos: -1, sought_for: None, verify: None, retries: 0, given_up: false }
     }
 }
 

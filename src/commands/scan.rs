@@ -68,6 +68,10 @@ fn scan_with(args: ScanArgs, inputs: impl Iterator<Item = Input> + Send + 'stati
             None if args.frames == 0 => bail!("--frames must be at least 1"),
             None => Sampling::Frames(args.frames),
         },
+        decode: dfscan::decode::DecodeOptions {
+            threads: args.decode_threads.unwrap_or_else(dfscan::decode::default_threads).max(1),
+            shortcuts: !args.no_decode_shortcuts,
+        },
         margin: args.margin,
         detector: args.detector,
         aggregate: args.aggregate,

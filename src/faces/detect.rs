@@ -1,5 +1,5 @@
-//! Face detectors on OpenCV: the res10 SSD (default, through OpenCV DNN) and the frontal-face
-//! Haar cascade from Debian's opencv-data.
+//! Face detectors on OpenCV: the res10 SSD (default, through OpenCV DNN), YuNet (OpenCV DNN,
+//! with five keypoints per face) and the frontal-face Haar cascade from Debian's opencv-data.
 use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Context, Result};
@@ -18,6 +18,9 @@ pub enum DetectorKind {
     Res10,
     /// haarcascade_frontalface_default.xml from Debian's opencv-data.
     Haar,
+    /// YuNet (Wu, Peng, Yu 2023; 76k parameters, 640x640 ONNX), with five keypoints per face;
+    /// models/third_party/yunet/.
+    Yunet,
 }
 
 pub trait FaceDetector: Send {
@@ -35,15 +38,19 @@ pub fn build_detector(kind: DetectorKind, public_dir: &Path, min_confidence: f32
     Ok(match kind {
         DetectorKind::Res10 => Box::new(Res10::load(public_dir, min_confidence)?),
         DetectorKind::Haar => Box::new(Haar::load(Path::new(HAAR_CASCADE))?),
+        DetectorKind::Yunet => Box::new(Yunet::load(&yunet_path(public_dir), min_confidence)?),
     })
 }
 
-/// Wraps a frame's RGB bytes as a BGR Mat (OpenCV's detectors expect BGR).
-fn frame_bgr(frame: &Frame) -> Result<Mat> {
-    let rgb = Mat::new_rows_cols_with_bytes::<opencv::core::Vec3b>(frame.height as i32, frame.width as i32, &frame.rgb)?;
-    let mut bgr = Mat::default();
-    imgproc::cvt_color_def(&rgb, &mut bgr, imgproc::COLOR_RGB2BGR)?;
-    Ok(bgr)
+/// models/third_party/yunet/yunet_n_640_640.onnx beside `public_dir` (models/public).
+pub fn yunet_path(public_dir: &Path) -> PathBuf {
+    public_dir.parent().unwrap_or(Path::new(".")).join("third_party/yunet").join(YUNET_MODEL)
+}
+
+/// A frame's RGB bytes as a Mat, without a copy. The detectors take RGB directly (blobs swap
+/// to BGR after their resize, grey conversion reads RGB), so no full-size BGR copy is made.
+fn frame_rgb(frame: &Frame) -> Result<opencv::boxed_ref::BoxedRef<'_, Mat>> {
+    Ok(Mat::new_rows_cols_with_bytes::<opencv::core::Vec3b>(frame.height as i32, frame.width as i32, &frame.rgb)?)
 }
 
 pub struct Res10 {
@@ -68,9 +75,11 @@ impl Res10 {
 
 impl FaceDetector for Res10 {
     fn detect(&mut self, frame: &Frame) -> Result<Vec<Detection>> {
-        let bgr = frame_bgr(frame)?;
-        // The model's training preprocessing: 300x300 BGR, minus the per-channel means.
-        let blob = dnn::blob_from_image(&bgr, 1.0, Size::new(300, 300), Scalar::new(104.0, 177.0, 123.0, 0.0), false, false, CV_32F)?;
+        let rgb = frame_rgb(frame)?;
+        // The model's training preprocessing: 300x300 BGR, minus the per-channel means (given
+        // in BGR order). swapRB makes the blob BGR after the resize; the same floats as
+        // converting the whole frame to BGR first, as this did before.
+        let blob = dnn::blob_from_image(&rgb, 1.0, Size::new(300, 300), Scalar::new(104.0, 177.0, 123.0, 0.0), true, false, CV_32F)?;
         self.net.set_input(&blob, "", 1.0, Scalar::default())?;
         let out = self.net.forward_single_def()?;
         // Output [1, 1, N, 7]: image id, class, confidence, x1, y1, x2, y2 (relative).
@@ -83,7 +92,7 @@ impl FaceDetector for Res10 {
                 let (x1, y1) = (r[3].clamp(0.0, 1.0) * fw, r[4].clamp(0.0, 1.0) * fh);
                 let (x2, y2) = (r[5].clamp(0.0, 1.0) * fw, r[6].clamp(0.0, 1.0) * fh);
                 let bbox = FaceBox { x: x1, y: y1, w: x2 - x1, h: y2 - y1 };
-                (bbox.w >= MIN_FACE_SIDE && bbox.h >= MIN_FACE_SIDE).then_some(Detection { bbox, confidence: r[2].min(1.0) })
+                (bbox.w >= MIN_FACE_SIDE && bbox.h >= MIN_FACE_SIDE).then_some(Detection { bbox, confidence: r[2].min(1.0), landmarks: None })
             })
             .collect();
         faces.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
@@ -105,9 +114,9 @@ impl Haar {
 
 impl FaceDetector for Haar {
     fn detect(&mut self, frame: &Frame) -> Result<Vec<Detection>> {
-        let bgr = frame_bgr(frame)?;
+        let rgb = frame_rgb(frame)?;
         let mut gray = Mat::default();
-        imgproc::cvt_color_def(&bgr, &mut gray, imgproc::COLOR_BGR2GRAY)?;
+        imgproc::cvt_color_def(&rgb, &mut gray, imgproc::COLOR_RGB2GRAY)?;
         let mut equalized = Mat::default();
         imgproc::equalize_hist(&gray, &mut equalized)?;
         let mut rects = Vector::<Rect>::new();
@@ -118,7 +127,115 @@ impl FaceDetector for Haar {
             .map(|r| Detection {
                 bbox: FaceBox { x: r.x as f32, y: r.y as f32, w: r.width as f32, h: r.height as f32 },
                 confidence: 1.0,
+                landmarks: None,
             })
             .collect())
     }
+}
+
+pub const YUNET_MODEL: &str = "yunet_n_640_640.onnx";
+/// The fixed input side of [`YUNET_MODEL`].
+const YUNET_SIZE: i32 = 640;
+const YUNET_STRIDES: [i32; 3] = [8, 16, 32];
+/// Boxes overlapping a more confident one by more than this IoU are the same face.
+const NMS_IOU: f32 = 0.3;
+
+/// YuNet through OpenCV DNN's ONNX reader. Debian's OpenCV 4.6 `FaceDetectorYN` rejects this
+/// export, so the outputs are decoded here, as ../shared/reference/README.md describes: per
+/// stride S, `cls_S`, `obj_S` (N x 1), `bbox_S` (N x 4), `kps_S` (N x 10) over the row-major
+/// grid of priors. The frame is letterboxed (scaled to fit, padded right and bottom with
+/// black) so faces keep their shape.
+pub struct Yunet {
+    net: dnn::Net,
+    min_confidence: f32,
+    outputs: Vector<String>,
+}
+
+impl Yunet {
+    pub fn load(model: &Path, min_confidence: f32) -> Result<Self> {
+        ensure!(model.is_file(), "YuNet face detector {} not found", model.display());
+        let net = dnn::read_net_from_onnx(model.to_string_lossy().as_ref()).context("loading the YuNet face detector")?;
+        let mut outputs = Vector::<String>::new();
+        for kind in ["cls", "obj", "bbox", "kps"] {
+            for s in YUNET_STRIDES {
+                outputs.push(&format!("{kind}_{s}"));
+            }
+        }
+        Ok(Self { net, min_confidence, outputs })
+    }
+}
+
+impl FaceDetector for Yunet {
+    fn detect(&mut self, frame: &Frame) -> Result<Vec<Detection>> {
+        let rgb = frame_rgb(frame)?;
+        let scale = YUNET_SIZE as f32 / frame.width.max(frame.height) as f32;
+        let (w, h) = (((frame.width as f32 * scale).round() as i32).max(1), ((frame.height as f32 * scale).round() as i32).max(1));
+        let mut small = Mat::default();
+        imgproc::resize(&rgb, &mut small, Size::new(w, h), 0.0, 0.0, imgproc::INTER_LINEAR)?;
+        let mut boxed = Mat::default();
+        opencv::core::copy_make_border(&small, &mut boxed, 0, YUNET_SIZE - h, 0, YUNET_SIZE - w, opencv::core::BORDER_CONSTANT, Scalar::all(0.0))?;
+        // BGR, 0-255, no mean: swapRB turns our RGB into the BGR it was trained on.
+        let blob = dnn::blob_from_image(&boxed, 1.0, Size::new(YUNET_SIZE, YUNET_SIZE), Scalar::default(), true, false, CV_32F)?;
+        self.net.set_input(&blob, "", 1.0, Scalar::default())?;
+        let mut outs = Vector::<Mat>::new();
+        self.net.forward(&mut outs, &self.outputs)?;
+        let n = YUNET_STRIDES.len();
+        let mut faces = Vec::new();
+        for (k, stride) in YUNET_STRIDES.iter().enumerate() {
+            let cls = outs.get(k)?;
+            let obj = outs.get(n + k)?;
+            let bbox = outs.get(2 * n + k)?;
+            let kps = outs.get(3 * n + k)?;
+            let (cls, obj, bbox, kps) = (cls.data_typed::<f32>()?, obj.data_typed::<f32>()?, bbox.data_typed::<f32>()?, kps.data_typed::<f32>()?);
+            let cols = YUNET_SIZE / stride;
+            ensure!(cls.len() == (cols * cols) as usize && bbox.len() == 4 * cls.len() && kps.len() == 10 * cls.len(), "unexpected YuNet output shapes");
+            let s = *stride as f32;
+            for i in 0..cls.len() {
+                let score = (cls[i].clamp(0.0, 1.0) * obj[i].clamp(0.0, 1.0)).sqrt();
+                if score < self.min_confidence {
+                    continue;
+                }
+                let (r, c) = ((i as i32 / cols) as f32, (i as i32 % cols) as f32);
+                let b = &bbox[4 * i..4 * i + 4];
+                let (cx, cy) = ((c + b[0]) * s, (r + b[1]) * s);
+                let (bw, bh) = (b[2].exp() * s, b[3].exp() * s);
+                let x1 = ((cx - bw / 2.0) / scale).clamp(0.0, frame.width as f32);
+                let y1 = ((cy - bh / 2.0) / scale).clamp(0.0, frame.height as f32);
+                let x2 = ((cx + bw / 2.0) / scale).clamp(0.0, frame.width as f32);
+                let y2 = ((cy + bh / 2.0) / scale).clamp(0.0, frame.height as f32);
+                let bbox = FaceBox { x: x1, y: y1, w: x2 - x1, h: y2 - y1 };
+                if bbox.w < MIN_FACE_SIDE || bbox.h < MIN_FACE_SIDE {
+                    continue;
+                }
+                let p = &kps[10 * i..10 * i + 10];
+                let mut landmarks = [[0.0f32; 2]; 5];
+                for (j, point) in landmarks.iter_mut().enumerate() {
+                    *point = [(c + p[2 * j]) * s / scale, (r + p[2 * j + 1]) * s / scale];
+                }
+                faces.push(Detection { bbox, confidence: score, landmarks: Some(landmarks) });
+            }
+        }
+        Ok(non_max_suppression(faces, NMS_IOU))
+    }
+}
+
+/// Intersection over union of two boxes (0 when either is empty).
+pub fn iou(a: &FaceBox, b: &FaceBox) -> f32 {
+    let ix = (a.x + a.w).min(b.x + b.w) - a.x.max(b.x);
+    let iy = (a.y + a.h).min(b.y + b.h) - a.y.max(b.y);
+    let inter = ix.max(0.0) * iy.max(0.0);
+    let union = a.w * a.h + b.w * b.h - inter;
+    if union > 0.0 { inter / union } else { 0.0 }
+}
+
+/// The most confident detections first, each dropped if it overlaps a kept one above `max_iou`.
+fn non_max_suppression(mut faces: Vec<Detection>, max_iou: f32) -> Vec<Detection> {
+    faces.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
+    let mut kept: Vec<Detection> = Vec::new();
+    for f in faces {
+        if kept.iter().all(|k| iou(&k.bbox, &f.bbox) <= max_iou) {
+            kept.push(f);
+        }
+    }
+    kept
 }

@@ -41,4 +41,7 @@ pub struct Detection {
     pub bbox: FaceBox,
     /// The detector's own score in [0, 1]; Haar cascades have none and report 1.
     pub confidence: f32,
+    /// Five facial keypoints in frame pixels, from detectors that give them (YuNet): right
+    /// eye, left eye, nose tip, right and left mouth corner (the subject's right and left).
+    pub landmarks: Option<[[f32; 2]; 5]>,
 }

@@ -218,7 +218,7 @@ mod tests {
     use super::*;
 
     fn det(x: f32, y: f32, side: f32) -> Detection {
-        Detection { bbox: FaceBox { x, y, w: side, h: side }, confidence: 0.9 }
+        Detection { bbox: FaceBox { x, y, w: side, h: side }, confidence: 0.9, landmarks: None }
     }
 
     /// A few pixels of deterministic detector jitter.

@@ -61,6 +61,8 @@ const EVENT_QUEUE: usize = 256;
 #[derive(Clone, Debug)]
 pub struct ScanConfig {
     pub sampling: Sampling,
+    /// Decoder threads and shortcuts (they change neither the frames kept nor their pixels).
+    pub decode: crate::decode::DecodeOptions,
     /// Fraction of the face box added on each side of the square crop, for every model
     /// (`--margin`); None: each model's own crop contract ([`ModelSet::crop_plan`]).
     pub margin: Option<f32>,
@@ -285,8 +287,8 @@ pub fn run(
     let plan = models.crop_plan(cfg.margin, cfg.detector);
     let stages = vec![
         {
-            let (events, sampling, shutdown) = (event_tx.clone(), cfg.sampling, shutdown.clone());
-            thread::Builder::new().name("decode".into()).spawn(move || decode_stage(job_rx, frame_tx, events, sampling, timeout, shutdown))?
+            let (events, sampling, decode, shutdown) = (event_tx.clone(), cfg.sampling, cfg.decode, shutdown.clone());
+            thread::Builder::new().name("decode".into()).spawn(move || decode_stage(job_rx, frame_tx, events, sampling, decode, timeout, shutdown))?
         },
         {
             let (events, specs) = (event_tx.clone(), plan.specs.clone());

@@ -10,6 +10,7 @@ pub(super) fn decode_stage(
     out: Sender<Msg<Frame>>,
     events: Sender<Note>,
     sampling: Sampling,
+    decode: crate::decode::DecodeOptions,
     timeout: Option<Duration>,
     shutdown: Shutdown,
 ) {
@@ -31,7 +32,7 @@ pub(super) fn decode_stage(
             Some(problem) => Err(anyhow!(problem)),
             None => {
                 let poll = stop.clone();
-                guarded(|| VideoSource::open_interruptible(&input.path, Arc::new(move || poll.reason().is_some())))
+                guarded(|| VideoSource::open_with(&input.path, Arc::new(move || poll.reason().is_some()), decode))
             }
         };
         let (source, video) = match opened {
@@ -122,7 +123,7 @@ pub(super) fn faces_stage(
 /// (`specs`).
 fn faces_in_frame(source: &mut FaceSource, frame: &Frame, specs: &[CropSpec], tracker: &mut Tracker) -> Result<FacesInFrame> {
     let (detections, whole) = match source {
-        FaceSource::WholeFrame => (vec![Detection { bbox: faces::FaceBox { x: 0.0, y: 0.0, w: frame.width as f32, h: frame.height as f32 }, confidence: 1.0 }], true),
+        FaceSource::WholeFrame => (vec![Detection { bbox: faces::FaceBox { x: 0.0, y: 0.0, w: frame.width as f32, h: frame.height as f32 }, confidence: 1.0, landmarks: None }], true),
         FaceSource::Detector(detector) => (detector.detect(frame)?, false),
     };
     let tracks = tracker.update(&detections).ids;

@@ -1,0 +1,89 @@
+//! YuNet (`--detector yunet`) on the real OpenCV DNN: one face on the astronaut with five
+//! keypoints where a face has them, boxes that agree with res10's, no face on the test
+//! pattern, and the committed ONNX is the one its PROVENANCE.md names.
+mod common;
+
+use dfscan::decode::{Frame, Sampler, Sampling, VideoSource};
+use dfscan::faces::detect::iou;
+use dfscan::faces::{build_detector, DetectorKind};
+
+fn frames(name: &str, n: usize) -> Vec<Frame> {
+    let source = VideoSource::open(&common::samples().join(name)).unwrap();
+    let mut sampler = Sampler::new(Sampling::Frames(n), source.info.duration_s);
+    let mut out = Vec::new();
+    source
+        .sample(&mut sampler, |f| {
+            out.push(f);
+            Ok(true)
+        })
+        .unwrap();
+    out
+}
+
+fn public() -> std::path::PathBuf {
+    common::repo().join("models/public")
+}
+
+#[test]
+fn yunet_finds_the_astronaut_with_keypoints_and_agrees_with_res10() {
+    let mut yunet = build_detector(DetectorKind::Yunet, &public(), 0.5).unwrap();
+    let res10 = build_detector(DetectorKind::Res10, &public(), 0.5).ok();
+    let mut res10 = res10;
+    for frame in frames("astronaut_pan.mp4", 4).iter().chain(frames("astronaut_rotated.mp4", 2).iter()) {
+        let faces = yunet.detect(frame).unwrap();
+        assert_eq!(faces.len(), 1, "one face at {} s: {faces:?}", frame.pts_s);
+        let face = faces[0];
+        assert!(face.confidence > 0.7, "{face:?}");
+        let b = face.bbox;
+        let [re, le, nose, rm, lm] = face.landmarks.expect("YuNet gives keypoints");
+        for p in [re, le, nose, rm, lm] {
+            assert!(p[0] > b.x && p[0] < b.x + b.w && p[1] > b.y && p[1] < b.y + b.h, "keypoint {p:?} outside {b:?}");
+        }
+        // Upright face: eyes above the nose above the mouth; the subject's right eye and
+        // mouth corner are on the image's left.
+        assert!(re[1].max(le[1]) < nose[1] && nose[1] < rm[1].min(lm[1]), "{:?}", face.landmarks);
+        assert!(re[0] < le[0] && rm[0] < lm[0], "{:?}", face.landmarks);
+        if let Some(res10) = res10.as_mut() {
+            let other = res10.detect(frame).unwrap();
+            assert!(iou(&other[0].bbox, &b) > 0.6, "res10 {:?} vs yunet {b:?}", other[0].bbox);
+        }
+    }
+}
+
+#[test]
+fn yunet_finds_no_face_in_the_test_pattern() {
+    let mut yunet = build_detector(DetectorKind::Yunet, &public(), 0.5).unwrap();
+    for frame in frames("no_face.mp4", 8) {
+        assert!(yunet.detect(&frame).unwrap().is_empty(), "a face in the test pattern at {} s", frame.pts_s);
+    }
+}
+
+#[test]
+fn the_scan_runs_with_yunet() {
+    let model = common::repo().join("models/mesoinception4.safetensors");
+    let Some(model) = common::set_up_file("the_scan_runs_with_yunet", model) else { return };
+    let pan = common::samples().join("astronaut_pan.mp4");
+    let out = common::dfscan(&["scan", "-q", "--no-state", "--frames", "4", "--detector", "yunet", "--model", model.to_str().unwrap(), pan.to_str().unwrap()]);
+    let lines = common::json_lines(&out);
+    assert_eq!(lines[0]["status"], "ok", "{}", lines[0]);
+    assert_eq!(lines[0]["frames_with_faces"], 4, "{}", lines[0]);
+}
+
+#[test]
+fn the_committed_yunet_is_the_one_its_provenance_names() {
+    let dir = common::repo().join("models/third_party/yunet");
+    let provenance = std::fs::read_to_string(dir.join("PROVENANCE.md")).unwrap();
+    let bytes = std::fs::read(dir.join(dfscan::faces::detect::YUNET_MODEL)).unwrap();
+    let sha = sha256_hex(&bytes);
+    assert!(provenance.contains(&sha), "sha256 {sha} not in PROVENANCE.md");
+    assert!(dir.join("LICENSE").is_file());
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    let out = std::process::Command::new("sha256sum").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    use std::io::Write;
+    let mut child = out;
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_string()
+}

@@ -6,7 +6,7 @@ use std::ops::Range;
 
 use tch::{Device, Kind, Tensor};
 
-use super::weights::{OutputClass, Preprocess};
+use super::weights::{ChannelOrder, OutputClass, Preprocess};
 
 /// A model batch of examples, each the crops (`size` pixels a side) of one face in frame
 /// order: for a frame model (`frames` None) one crop each, `[N, S, S, 3]` as [`crop_batch`];
@@ -68,12 +68,17 @@ pub fn to_sequence_input(sequences: &Tensor, pre: &Preprocess, device: Device) -
 }
 
 /// The network's output as CPU logits of "fake", whichever class the network itself scores:
-/// logit(P(fake)) = logit(1 - P(real)) = -logit(P(real)).
+/// logit(P(fake)) = logit(1 - P(real)) = -logit(P(real)); for two-class logits, logit(softmax's
+/// fake entry) = l_fake - l_other; a probability p becomes logit(p), with p kept within 1e-12
+/// of 0 and 1 so that a saturated module gives a large finite logit, never an infinite one.
+/// `output` is `[N]` for one value per input, `[N, 2]` for two-class logits.
 pub(super) fn fake_logits_of(output: Tensor, class: OutputClass) -> Tensor {
     let logits = output.to_device(Device::Cpu).to_kind(Kind::Float);
     match class {
         OutputClass::Fake => logits,
         OutputClass::Real => -logits,
+        OutputClass::Probability => logits.to_kind(Kind::Double).logit(1e-12).to_kind(Kind::Float),
+        OutputClass::TwoClass { fake } => logits.select(1, fake) - logits.select(1, 1 - fake),
     }
 }
 
@@ -88,7 +93,13 @@ pub fn crop_batch<'a>(crops: impl IntoIterator<Item = &'a Vec<u8>>, size: i64) -
 /// The one place where u8 crops become network input, shared by scan and training so the
 /// two can never disagree on scaling, channel order or normalisation.
 pub fn to_network_input(crops: &Tensor, pre: &Preprocess, device: Device) -> Tensor {
-    let x = crops.to_device(device).permute([0, 3, 1, 2]).to_kind(Kind::Float) / 255.0;
+    let x = crops.to_device(device).permute([0, 3, 1, 2]).to_kind(Kind::Float);
+    let x = match pre.channels {
+        ChannelOrder::Rgb => x,
+        ChannelOrder::Bgr => x.flip([1]),
+    };
+    // Pixels in [0, 1] as every built-in model has always computed them; else scaled to pixel_max.
+    let x = if pre.pixel_max == 1.0 { x / 255.0 } else { x * (pre.pixel_max / 255.0) };
     let mean = Tensor::from_slice(&pre.mean).to_device(device).view([1, 3, 1, 1]).to_kind(Kind::Float);
     let std = Tensor::from_slice(&pre.std).to_device(device).view([1, 3, 1, 1]).to_kind(Kind::Float);
     (x - mean) / std

@@ -207,10 +207,10 @@ pub struct ContractArgs {
     #[arg(long, requires = "torchscript")]
     pub pixel_max: Option<f64>,
     /// Per-channel mean, in the input's channel order (default 0,0,0).
-    #[arg(long, value_delimiter = ',', num_args = 3, value_name = "A,B,C", requires = "torchscript")]
+    #[arg(long, value_delimiter = ',', value_name = "A,B,C", requires = "torchscript")]
     pub mean: Option<Vec<f64>>,
     /// Per-channel std (default 1,1,1).
-    #[arg(long, value_delimiter = ',', num_args = 3, value_name = "A,B,C", requires = "torchscript")]
+    #[arg(long, value_delimiter = ',', value_name = "A,B,C", requires = "torchscript")]
     pub std: Option<Vec<f64>>,
     /// What the module returns.
     #[arg(long, value_enum, requires = "torchscript")]

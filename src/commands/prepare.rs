@@ -33,7 +33,9 @@ pub fn import(args: ImportArgs) -> Result<()> {
 
 fn import_torchscript(module: &std::path::Path, flags: ContractArgs, output: &std::path::Path) -> Result<()> {
     use models::torchscript::Contract;
-    let three = |v: Option<Vec<f64>>| v.map(|v| [v[0], v[1], v[2]]);
+    let three = |flag: &str, v: Option<Vec<f64>>| -> Result<Option<[f64; 3]>> {
+        v.map(|v| <[f64; 3]>::try_from(v.as_slice()).map_err(|_| anyhow::anyhow!("--{flag} takes three values A,B,C, got {v:?}"))).transpose()
+    };
     let given = Contract {
         name: flags.name,
         input_size: flags.input_size,
@@ -41,8 +43,8 @@ fn import_torchscript(module: &std::path::Path, flags: ContractArgs, output: &st
         margin: flags.margin,
         channels: flags.channels,
         pixel_max: flags.pixel_max,
-        mean: three(flags.mean),
-        std: three(flags.std),
+        mean: three("mean", flags.mean)?,
+        std: three("std", flags.std)?,
         returns: flags.returns,
         fake_index: flags.fake_index,
     };

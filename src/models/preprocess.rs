@@ -137,4 +137,21 @@ mod tests {
         assert_eq!(x.size(), [2, 3, 3, 8, 8]);
         assert!(x.get(1).get(2).equal(&to_network_input(&seqs.get(1).narrow(0, 2, 1), &pre, Device::Cpu).get(0)));
     }
+
+    #[test]
+    fn channel_order_pixel_scale_and_output_kinds() {
+        let crops = Tensor::from_slice(&[10u8, 20, 30]).view([1, 1, 1, 3]);
+        let pre = Preprocess { channels: ChannelOrder::Bgr, pixel_max: 255.0, ..Preprocess::rgb(1, [1.0, 2.0, 3.0], [2.0; 3], OutputClass::Fake) };
+        let x = Vec::<f32>::try_from(to_network_input(&crops, &pre, Device::Cpu).flatten(0, -1)).unwrap();
+        assert_eq!(x, [(30.0 - 1.0) / 2.0, (20.0 - 2.0) / 2.0, (10.0 - 3.0) / 2.0]);
+        // Built-in headers are written as before (no new keys), so existing files read the same.
+        let json = serde_json::to_string(&Preprocess::meso_torch()).unwrap();
+        assert!(!json.contains("channels") && !json.contains("pixel_max"), "{json}");
+        let logits = |t: Tensor, class| Vec::<f32>::try_from(fake_logits_of(t, class)).unwrap();
+        let p = logits(Tensor::from_slice(&[0.5f32, 0.8, 1.0]), OutputClass::Probability);
+        assert!(p[0].abs() < 1e-6 && (p[1] - 4f32.ln()).abs() < 1e-5 && p[2].is_finite() && p[2] > 20.0, "{p:?}");
+        let two = Tensor::from_slice(&[1.0f32, 3.0, -2.0, 0.5]).view([2, 2]);
+        assert_eq!(logits(two.shallow_clone(), OutputClass::TwoClass { fake: 1 }), [2.0, 2.5]);
+        assert_eq!(logits(two, OutputClass::TwoClass { fake: 0 }), [-2.0, -2.5]);
+    }
 }

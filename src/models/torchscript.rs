@@ -179,7 +179,7 @@ impl ScriptModel {
         let result = self.module.forward_is(&[IValue::Tensor(input.shallow_clone())]).map_err(|e| self.forward_error(input, e))?;
         let out = match result {
             IValue::Tensor(t) => t,
-            other => bail!("the module returned {}, expected one tensor", describe(&other)),
+            other => bail!("it returned {}, expected one tensor", describe(&other)),
         };
         let (got, kind) = (out.size(), out.kind());
         let expected = match output {
@@ -188,14 +188,14 @@ impl ScriptModel {
         };
         ensure!(
             matches!(kind, Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16),
-            "the module returned a {kind:?} tensor of shape {got:?}, expected floating point {expected}"
+            "it returned a {kind:?} tensor of shape {got:?}, expected floating point {expected}"
         );
         let out = match (output, got.as_slice()) {
             (OutputClass::TwoClass { .. }, [m, 2]) if *m == n => out,
-            (OutputClass::TwoClass { .. }, _) => bail!("the module returned shape {got:?}, expected {expected}"),
+            (OutputClass::TwoClass { .. }, _) => bail!("it returned shape {got:?}, expected {expected}"),
             (_, [m]) if *m == n => out,
             (_, [m, 1]) if *m == n => out.squeeze_dim(1),
-            _ => bail!("the module returned shape {got:?} for {} inputs, expected {expected}", n),
+            _ => bail!("it returned shape {got:?} for {n} inputs, expected {expected}"),
         };
         Ok(out.to_device(Device::Cpu).to_kind(Kind::Float))
     }
@@ -203,13 +203,16 @@ impl ScriptModel {
     fn forward_error(&self, input: &Tensor, e: tch::TchError) -> anyhow::Error {
         let text = e.to_string();
         let layout = if self.frames.is_some() { "N x T x 3 x S x S" } else { "N x 3 x S x S" };
-        let first = text.lines().next().unwrap_or_default();
-        if self.device == Device::Cpu && text.to_lowercase().contains("cuda") {
+        // libtorch's text is a TorchScript traceback; the line that names the error says it.
+        let said = text.lines().find(|l| l.split(':').next().is_some_and(|w| w.ends_with("Error") && !w.contains(' '))).or(text.lines().next()).unwrap_or_default();
+        let said: String = said.chars().take(300).collect();
+        let lower = text.to_lowercase();
+        if self.device == Device::Cpu && (lower.contains("cuda") || lower.contains("nvidia")) {
             return anyhow::anyhow!(
-                "the module needs CUDA, and this scan runs on the CPU (libtorch sees no CUDA device, or --device cpu): it was probably traced on a GPU and keeps the device in its graph; trace it again on the CPU (scripts/export_torchscript.py --device cpu). libtorch said: {first}"
+                "it needs CUDA, and here it runs on the CPU (import checks on the CPU; a scan does without a CUDA device or with --device cpu): it was probably traced on a GPU and keeps the device in its graph; trace it again on the CPU (scripts/export_torchscript.py --device cpu). libtorch said: {said}"
             );
         }
-        anyhow::anyhow!("the module failed on the contract's input, a {:?} float32 tensor ({layout}): {first}", input.size())
+        anyhow::anyhow!("it failed on the contract's input, a {:?} float32 tensor ({layout}): {said}", input.size())
     }
 
     /// Runs the module on a made-up batch of the contract's shape, as the scan would feed it,
@@ -232,18 +235,19 @@ impl ScriptModel {
         let both = self.forward(&to_input(&crops), pre.output)?;
         let alone = self.forward(&to_input(&crops.narrow(0, 0, 1)), pre.output)?;
         let values = Vec::<f32>::try_from(both.flatten(0, -1))?;
-        ensure!(values.iter().all(|v| v.is_finite()), "the module gave non-finite outputs {values:?} on a made-up batch");
+        ensure!(values.iter().all(|v| v.is_finite()), "it gave non-finite outputs {values:?} on a made-up batch");
         if pre.output == OutputClass::Probability {
-            ensure!(values.iter().all(|p| (0.0..=1.0).contains(p)), "the contract says probability, the module gave {values:?}, outside [0, 1] (a logit? then --returns fake-logit)");
+            ensure!(values.iter().all(|p| (0.0..=1.0).contains(p)), "the contract says probability, it gave {values:?}, outside [0, 1] (a logit? then --returns fake-logit)");
         }
         let drift = (both.narrow(0, 0, 1) - &alone).abs().max().double_value(&[]);
         let scale = alone.abs().max().double_value(&[]).max(1.0);
         ensure!(
             drift <= 1e-4 * scale,
-            "an input's output changes by {drift:.3e} with the rest of its batch: the module normalises over the batch (traced in training mode? call model.eval() before tracing)"
+            "an input's output changes by {drift:.3e} with the rest of its batch: it normalises over the batch (traced in training mode? call model.eval() before tracing)"
         );
         let layout = self.frames.map_or(format!("[N, 3, {s}, {s}]"), |t| format!("[N, {t}, 3, {s}, {s}]"));
-        Ok(format!("{layout} float32 in, {:?} out on a made-up batch of 2, each input's output independent of its batch", both.size()))
+        let per_input = if matches!(pre.output, OutputClass::TwoClass { .. }) { "two logits" } else { "one value" };
+        Ok(format!("{layout} float32 in, {per_input} per input out on a made-up batch of 2, each input's output independent of its batch"))
     }
 }
 

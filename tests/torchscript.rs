@@ -240,3 +240,31 @@ torch.jit.save(torch.jit.trace(ex.TinyEfficientNet().train(), torch.randn(2, 3, 
     let err = fails("sd.pt", &["--input-size", "64", "--returns", "fake-logit"]);
     assert!(err.contains("not a TorchScript module"), "{err}");
 }
+
+#[test]
+fn the_mesonet_port_exported_as_torchscript_gives_the_reference_logits() {
+    let Some(python) = python() else { return };
+    let Some(shared) = shared() else {
+        eprintln!("torchscript: mesonet check skipped, ../shared/reference is not present");
+        return;
+    };
+    let reference = shared.join("reference");
+    let tmp = tempfile::tempdir().unwrap();
+    // The export script's own example: a plain state_dict of the built-in MesoInception4.
+    let pt = tmp.path().join("meso.pt");
+    let checkpoint = reference.join("mesonet-torch/mesonet_dfdc.pth");
+    let args = ["--module", "scripts/torchscript_examples.py:MesoInception4", "--checkpoint", checkpoint.to_str().unwrap(), "--input-shape", "1,3,256,256", "-o", pt.to_str().unwrap()];
+    run_python(&python, &std::fs::read_to_string(repo().join("scripts/export_torchscript.py")).unwrap(), &args);
+    let flags = ["--input-size", "256", "--mean", "0.5,0.5,0.5", "--std", "0.5,0.5,0.5", "--returns", "fake-logit"];
+    let model = imported(&pt, &tmp.path().join("meso-ts.safetensors"), &flags);
+    let images = reference.join("mesonet-test-images/256");
+    let out = dfscan(&["scan", "-q", "--no-state", "--faces", "none", "--per-frame", "--model", model.to_str().unwrap(), images.to_str().unwrap()]);
+    let lines = json_lines(&out);
+    let expected: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(reference.join("mesonet-torch/mesonet_dfdc.expected-256png.json")).unwrap()).unwrap();
+    assert_eq!(lines.len(), expected.as_object().unwrap().len());
+    for (image, want) in expected.as_object().unwrap() {
+        let ours = line_for(&lines, image)["frames"][0]["faces"][0]["logit"].as_f64().unwrap();
+        // The oracle is rounded to 5 decimals (tests/parity.rs holds the built-in network to 1e-3).
+        assert!((ours - want["logit"].as_f64().unwrap()).abs() < 1e-4, "{image}: TorchScript {ours}, reference {want}");
+    }
+}

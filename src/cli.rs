@@ -25,7 +25,7 @@ pub enum Command {
     #[command(mut_arg("paths", |a| a.help("Directories to watch, with their subdirectories").value_name("DIR")))]
     #[command(mut_arg("resume", |a| a.hide(true)))]
     Watch(WatchArgs),
-    /// Convert a public checkpoint (PyTorch .pth or Keras .h5) into dfscan weights.
+    /// Convert a public checkpoint (PyTorch .pth or Keras .h5), or a TorchScript module with its contract, into dfscan weights.
     Import(ImportArgs),
     /// Cut labelled inputs into a face-crop cache for training and evaluation.
     Extract(ExtractArgs),
@@ -167,10 +167,12 @@ pub struct WatchArgs {
 
 #[derive(Args, Debug)]
 pub struct ImportArgs {
-    #[arg(long, value_enum)]
-    pub arch: Arch,
-    /// PyTorch state_dict (.pth/.pt, legacy or zip), Keras .h5, or safetensors.
-    pub input: PathBuf,
+    /// The architecture of a public checkpoint (INPUT).
+    #[arg(long, value_enum, required_unless_present = "torchscript", conflicts_with = "torchscript")]
+    pub arch: Option<Arch>,
+    /// PyTorch state_dict (.pth/.pt, legacy or zip), Keras .h5, or safetensors (with --arch).
+    #[arg(required_unless_present = "torchscript")]
+    pub input: Option<PathBuf>,
     /// lrnet only: the second stream's state_dict (g2, after g1 in INPUT).
     pub second: Option<PathBuf>,
     #[arg(short, long)]
@@ -178,6 +180,51 @@ pub struct ImportArgs {
     /// Python with torch and h5py, used to read pickles and HDF5 (default: the set-up's .venv).
     #[arg(long)]
     pub python: Option<PathBuf>,
+    /// A TorchScript module (torch.jit.save; scripts/export_torchscript.py makes one), imported
+    /// with the contract below into one file that scans like a shipped model.
+    #[arg(long, value_name = "MODULE.pt", conflicts_with = "input")]
+    pub torchscript: Option<PathBuf>,
+    #[command(flatten)]
+    pub contract: ContractArgs,
+}
+
+/// The contract of a `--torchscript` module: how it was trained (see models::torchscript::Contract).
+#[derive(Args, Debug)]
+pub struct ContractArgs {
+    /// The contract as JSON (inline or a file) with the fields name, input_size, frames, margin,
+    /// channels, pixel_max, mean, std, returns, fake_index; flags win over it.
+    #[arg(long, value_name = "JSON|FILE", requires = "torchscript")]
+    pub contract: Option<String>,
+    /// The name JSON lines give it ("torchscript:NAME"; default: the output file's stem).
+    #[arg(long, requires = "torchscript")]
+    pub name: Option<String>,
+    /// Side S of the square input, N x 3 x S x S (frame) or N x T x 3 x S x S (sequence).
+    #[arg(long, value_name = "S", requires = "torchscript")]
+    pub input_size: Option<i64>,
+    /// T: a sequence module reading T crops of a face track (default: a frame module).
+    #[arg(long, value_name = "T", requires = "torchscript")]
+    pub frames: Option<i64>,
+    /// Margin the module's faces were cut with (default: the scan's --margin).
+    #[arg(long, requires = "torchscript")]
+    pub margin: Option<f32>,
+    /// Channel order of the input (default rgb).
+    #[arg(long, value_enum, requires = "torchscript")]
+    pub channels: Option<dfscan::models::ChannelOrder>,
+    /// What a full-scale pixel becomes before mean/std: 1 (default) or 255.
+    #[arg(long, requires = "torchscript")]
+    pub pixel_max: Option<f64>,
+    /// Per-channel mean, in the input's channel order (default 0,0,0).
+    #[arg(long, value_delimiter = ',', value_name = "A,B,C", requires = "torchscript")]
+    pub mean: Option<Vec<f64>>,
+    /// Per-channel std (default 1,1,1).
+    #[arg(long, value_delimiter = ',', value_name = "A,B,C", requires = "torchscript")]
+    pub std: Option<Vec<f64>>,
+    /// What the module returns.
+    #[arg(long, value_enum, requires = "torchscript")]
+    pub returns: Option<dfscan::models::torchscript::Returns>,
+    /// With two-class: the index (0 or 1) of "fake".
+    #[arg(long, requires = "torchscript")]
+    pub fake_index: Option<i64>,
 }
 
 #[derive(Args, Debug)]

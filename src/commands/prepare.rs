@@ -3,17 +3,21 @@
 
 use anyhow::{Context, Result};
 
-use crate::cli::{ExtractArgs, ImportArgs, SelfBlendArgs};
+use crate::cli::{ContractArgs, ExtractArgs, ImportArgs, SelfBlendArgs};
 use dfscan::decode::Sampling;
 use dfscan::models;
 
 use super::Outcome;
 
 pub fn import(args: ImportArgs) -> Result<()> {
+    if let Some(module) = &args.torchscript {
+        return import_torchscript(module, args.contract, &args.output);
+    }
+    let (Some(arch), Some(input)) = (args.arch, args.input) else { anyhow::bail!("import needs --arch and INPUT, or --torchscript") };
     let python = args.python.unwrap_or_else(super::python);
-    let inputs: Vec<&std::path::Path> = std::iter::once(args.input.as_path()).chain(args.second.as_deref()).collect();
-    let summary = models::import::import(args.arch, &inputs, &args.output, &python)
-        .with_context(|| format!("importing {}", args.input.display()))?;
+    let inputs: Vec<&std::path::Path> = std::iter::once(input.as_path()).chain(args.second.as_deref()).collect();
+    let summary = models::import::import(arch, &inputs, &args.output, &python)
+        .with_context(|| format!("importing {}", input.display()))?;
     eprintln!(
         "dfscan: wrote {} ({} tensors, {} layout, output {:?}, input {}x{})",
         args.output.display(),
@@ -24,6 +28,45 @@ pub fn import(args: ImportArgs) -> Result<()> {
         summary.header.preprocess.input_size,
     );
     eprintln!("dfscan: provenance: {}", summary.header.provenance);
+    Ok(())
+}
+
+fn import_torchscript(module: &std::path::Path, flags: ContractArgs, output: &std::path::Path) -> Result<()> {
+    use models::torchscript::Contract;
+    let three = |flag: &str, v: Option<Vec<f64>>| -> Result<Option<[f64; 3]>> {
+        v.map(|v| <[f64; 3]>::try_from(v.as_slice()).map_err(|_| anyhow::anyhow!("--{flag} takes three values A,B,C, got {v:?}"))).transpose()
+    };
+    let given = Contract {
+        name: flags.name,
+        input_size: flags.input_size,
+        frames: flags.frames,
+        margin: flags.margin,
+        channels: flags.channels,
+        pixel_max: flags.pixel_max,
+        mean: three("mean", flags.mean)?,
+        std: three("std", flags.std)?,
+        returns: flags.returns,
+        fake_index: flags.fake_index,
+    };
+    let contract = match &flags.contract {
+        Some(json) => Contract::parse(json)?.overridden_by(given),
+        None => given,
+    };
+    let summary = models::torchscript::import(module, &contract, output).with_context(|| format!("importing {}", module.display()))?;
+    let (h, pre) = (&summary.header, &summary.header.preprocess);
+    let kind = if h.network.is_sequence() { "sequence" } else { "frame" };
+    eprintln!("dfscan: wrote {} (TorchScript {kind} module, {} bytes)", output.display(), summary.module_bytes);
+    eprintln!(
+        "dfscan: contract: {:?} pixels to [0, {}], mean {:?}, std {:?}, returns {:?}, margin {}",
+        pre.channels,
+        pre.pixel_max,
+        pre.mean,
+        pre.std,
+        pre.output,
+        pre.crop.map_or("the scan's".to_string(), |c| c.margin.to_string())
+    );
+    eprintln!("dfscan: checked: {}", summary.checked);
+    eprintln!("dfscan: provenance: {}", h.provenance);
     Ok(())
 }
 

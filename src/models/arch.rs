@@ -1,6 +1,11 @@
 //! The architecture table: one row per network dfscan can build, train, import and scan with.
 //! Adding an architecture is its model file (config, layers named by checkpoint keys, its
 //! rename table for `dfscan import`) plus one [`Arch`] variant and one [`ARCHS`] row here.
+//!
+//! A TorchScript module (`dfscan import --torchscript`, `super::torchscript`) is not a row:
+//! dfscan neither builds nor trains nor renames it. Its file carries the module and its own
+//! contract (input side, margin, channel order, scaling, mean/std, what the output is, T), and
+//! it scans as a frame or sequence model beside the rows' networks.
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -193,6 +198,8 @@ pub fn build_network(root: &nn::Path, config: &NetworkConfig) -> Box<dyn ModuleT
         NetworkConfig::Lrnet(cfg) => Box::new(lrnet::Lrnet::new(root, cfg)),
         // Points and face flag, `[N, 1405]`; used through `facemesh::FaceMeshModel`.
         NetworkConfig::FaceMesh(cfg) => Box::new(facemesh::FaceMesh::new(root, cfg)),
+        // Not built: its module is loaded from the file's bytes (`load` checks first).
+        NetworkConfig::TorchScript(cfg) => panic!("build_network: {:?} is a TorchScript module, loaded with models::torchscript, not built", cfg.name),
     }
 }
 

@@ -3,12 +3,13 @@
 //! pretrained start into a fresh network ([`init_from_pretrained`]).
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};
 
 use super::preprocess::{fake_logits_of, to_network_input, to_sequence_input};
 use super::weights::{self, Header, NetworkConfig};
+use super::torchscript::{self, ScriptModel};
 use super::{build_network, ood, vit, vit_ood, ModelId};
 
 /// A frame network with its weights, ready to score face crops.
@@ -27,6 +28,20 @@ enum FrameNet {
     Vit(vit::Vit),
     /// A ViT with its attention VAE and abnormality module: also an out-of-distribution risk.
     VitOod(Box<vit_ood::VitOod>),
+    /// A TorchScript module with its own contract (`torchscript`).
+    Script(ScriptModel),
+}
+
+impl FrameNet {
+    /// Logits of "fake" for network input `input`.
+    fn fake_logits(&self, input: &Tensor, output: weights::OutputClass) -> Result<Tensor> {
+        Ok(match self {
+            FrameNet::Plain(net) => fake_logits_of(net.forward_t(input, false), output),
+            FrameNet::Vit(vit) => fake_logits_of(vit.forward_t(input, false), output),
+            FrameNet::VitOod(model) => fake_logits_of(model.vit.forward_t(input, false), output),
+            FrameNet::Script(model) => torchscript::fake_logits(model, input, output)?,
+        })
+    }
 }
 
 /// What a frame model says about a batch of crops.
@@ -100,6 +115,11 @@ fn load_strict(path: &Path, device: Device, sequence: bool) -> Result<Loaded> {
     let bytes = std::fs::read(path).with_context(|| format!("reading weights {}", path.display()))?;
     let header = Header::from_safetensors(&bytes).with_context(|| format!("{} is not a dfscan weights file", path.display()))?;
     let arch = header.network.arch_name();
+    let id = |name: String| ModelId {
+        name,
+        weights: path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        blake3: blake3::hash(&bytes).to_hex()[..16].to_string(),
+    };
     match header.network {
         NetworkConfig::Lrnet(_) => bail!("{}: lrnet reads landmark tracks, not crops: load it with models::lrnet::LrnetModel", path.display()),
         NetworkConfig::FaceMesh(_) => bail!("{}: facemesh is a landmarker, not a classifier: load it with models::facemesh::FaceMeshModel", path.display()),
@@ -109,6 +129,15 @@ fn load_strict(path: &Path, device: Device, sequence: bool) -> Result<Loaded> {
         (true, false) => bail!("{}: {arch} is a sequence model: it scores face tracks (SequenceModel), not single crops", path.display()),
         (false, true) => bail!("{}: {arch} scores single crops (FaceModel), not face tracks", path.display()),
         _ => {}
+    }
+    if let NetworkConfig::TorchScript(cfg) = &header.network {
+        // The module is checked again here, on the scan's device: one that needs CUDA fails
+        // at load on a CPU machine, not on every input.
+        let model = ScriptModel::from_weights_file(&bytes, cfg, device)
+            .and_then(|m| m.check(&header.preprocess).map(|_| m))
+            .with_context(|| format!("{}: TorchScript module {:?}", path.display(), cfg.name))?;
+        let id = id(format!("torchscript:{}", cfg.name));
+        return Ok(Loaded { id, header, net: FrameNet::Script(model), vs: nn::VarStore::new(device) });
     }
     let mut vs = nn::VarStore::new(device);
     let net = match (&header.network, &header.ood) {
@@ -133,11 +162,7 @@ fn load_strict(path: &Path, device: Device, sequence: bool) -> Result<Loaded> {
     vs.load(path).with_context(|| format!("loading {}", path.display()))?;
     // Loading takes the file's precision; f16 storage (weights::Storage) computes in f32.
     vs.float();
-    let id = ModelId {
-        name: arch.to_string(),
-        weights: path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-        blake3: blake3::hash(&bytes).to_hex()[..16].to_string(),
-    };
+    let id = id(arch.to_string());
     Ok(Loaded { id, header, net, vs })
 }
 
@@ -167,12 +192,9 @@ impl FaceModel {
     pub fn fake_logits(&self, crops: &Tensor) -> Tensor {
         let _guard = tch::no_grad_guard();
         let input = to_network_input(crops, &self.header.preprocess, self.device);
-        let output = match &self.net {
-            FrameNet::Plain(net) => net.forward_t(&input, false),
-            FrameNet::Vit(vit) => vit.forward_t(&input, false),
-            FrameNet::VitOod(model) => model.vit.forward_t(&input, false),
-        };
-        fake_logits_of(output, self.header.preprocess.output)
+        // Only a TorchScript module can fail here; like a built-in network's libtorch error, it
+        // panics (the scan's models stage catches a panic into the input's error line).
+        self.net.fake_logits(&input, self.header.preprocess.output).unwrap_or_else(|e| panic!("{}: {e:#}", self.id.name))
     }
 
     /// Everything the model says about `crops` (as [`FaceModel::fake_logits`] takes them).
@@ -180,18 +202,19 @@ impl FaceModel {
         let _guard = tch::no_grad_guard();
         let input = to_network_input(crops, &self.header.preprocess, self.device);
         let to_cpu = |t: Tensor| t.to_device(Device::Cpu).to_kind(Kind::Float);
-        let (output, ood_risk, attention) = match &self.net {
-            FrameNet::Plain(net) => (net.forward_t(&input, false), None, None),
+        let output = self.header.preprocess.output;
+        let (logits, ood_risk, attention) = match &self.net {
+            FrameNet::Plain(_) | FrameNet::Script(_) => (self.net.fake_logits(&input, output)?, None, None),
             FrameNet::Vit(vit) => {
                 let out = vit.forward_all_t(&input, false);
-                (vit::fake_logit(&out.logits), None, Some(vit_ood::normalised_attention(&out.attention)))
+                (fake_logits_of(vit::fake_logit(&out.logits), output), None, Some(vit_ood::normalised_attention(&out.attention)))
             }
             FrameNet::VitOod(model) => {
                 let out = model.forward(&input);
-                (out.classified.fake_logit, Some(Vec::<f32>::try_from(to_cpu(out.risk))?), Some(out.classified.attention))
+                (fake_logits_of(out.classified.fake_logit, output), Some(Vec::<f32>::try_from(to_cpu(out.risk))?), Some(out.classified.attention))
             }
         };
-        let logits = Vec::<f32>::try_from(fake_logits_of(output, self.header.preprocess.output))?;
+        let logits = Vec::<f32>::try_from(logits)?;
         Ok(CropScores { logits, ood_risk, attention: attention.map(|a| to_cpu(a).squeeze_dim(1)) })
     }
 
@@ -226,7 +249,8 @@ impl FaceModel {
 pub struct SequenceModel {
     pub id: ModelId,
     pub header: Header,
-    net: Box<dyn ModuleT>,
+    /// A built-in network or a TorchScript module.
+    net: FrameNet,
     device: Device,
     frames: i64,
     _vs: nn::VarStore,
@@ -236,9 +260,10 @@ impl SequenceModel {
     /// Loads a dfscan weights file of a sequence model, as strictly as [`FaceModel::load`].
     pub fn load(path: &Path, device: Device) -> Result<Self> {
         let Loaded { id, header, net, vs } = load_strict(path, device, true)?;
-        let FrameNet::Plain(net) = net else { bail!("{}: not a sequence network", path.display()) };
+        ensure!(matches!(net, FrameNet::Plain(_) | FrameNet::Script(_)), "{}: not a sequence network", path.display());
         let frames = match &header.network {
             NetworkConfig::ResnetLstm(cfg) => cfg.frames,
+            NetworkConfig::TorchScript(cfg) => cfg.frames.with_context(|| format!("{}: the module's contract has no T", path.display()))?,
             other => bail!("{}: {} is no sequence model", path.display(), other.arch_name()),
         };
         Ok(Self { id, header, net, device, frames, _vs: vs })
@@ -258,7 +283,8 @@ impl SequenceModel {
     pub fn fake_logits(&self, sequences: &Tensor) -> Tensor {
         let _guard = tch::no_grad_guard();
         let input = to_sequence_input(sequences, &self.header.preprocess, self.device);
-        fake_logits_of(self.net.forward_t(&input, false), self.header.preprocess.output)
+        // As in FaceModel::fake_logits: only a TorchScript module can fail here, and panics.
+        self.net.fake_logits(&input, self.header.preprocess.output).unwrap_or_else(|e| panic!("{}: {e:#}", self.id.name))
     }
 }
 

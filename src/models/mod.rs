@@ -28,6 +28,7 @@ pub mod ood;
 mod preprocess;
 pub mod resnet_lstm;
 pub mod set;
+pub mod torchscript;
 pub mod vae;
 pub mod vit;
 pub mod vit_ood;
@@ -40,7 +41,7 @@ use tch::Device;
 pub use arch::{build_network, imagenet_backbone, pretrained_weights, training_spec, Arch, ArchEntry, ModelKind, ARCHS};
 pub use load::{init_from_pretrained, AnyModel, CropScores, FaceModel, OodRisks, SequenceModel};
 pub use preprocess::{crop_batch, example_batch, pad_sequence, sequence_windows, to_example_input, to_network_input, to_sequence_input};
-pub use weights::{Header, NetworkConfig, OutputClass, Preprocess};
+pub use weights::{ChannelOrder, Header, NetworkConfig, OutputClass, Preprocess};
 
 /// `--device auto|cpu|cuda`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

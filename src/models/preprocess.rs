@@ -6,7 +6,7 @@ use std::ops::Range;
 
 use tch::{Device, Kind, Tensor};
 
-use super::weights::{OutputClass, Preprocess};
+use super::weights::{ChannelOrder, OutputClass, Preprocess};
 
 /// A model batch of examples, each the crops (`size` pixels a side) of one face in frame
 /// order: for a frame model (`frames` None) one crop each, `[N, S, S, 3]` as [`crop_batch`];
@@ -68,12 +68,17 @@ pub fn to_sequence_input(sequences: &Tensor, pre: &Preprocess, device: Device) -
 }
 
 /// The network's output as CPU logits of "fake", whichever class the network itself scores:
-/// logit(P(fake)) = logit(1 - P(real)) = -logit(P(real)).
+/// logit(P(fake)) = logit(1 - P(real)) = -logit(P(real)); for two-class logits, logit(softmax's
+/// fake entry) = l_fake - l_other; a probability p becomes logit(p), with p kept within 1e-12
+/// of 0 and 1 so that a saturated module gives a large finite logit, never an infinite one.
+/// `output` is `[N]` for one value per input, `[N, 2]` for two-class logits.
 pub(super) fn fake_logits_of(output: Tensor, class: OutputClass) -> Tensor {
     let logits = output.to_device(Device::Cpu).to_kind(Kind::Float);
     match class {
         OutputClass::Fake => logits,
         OutputClass::Real => -logits,
+        OutputClass::Probability => logits.to_kind(Kind::Double).logit(1e-12).to_kind(Kind::Float),
+        OutputClass::TwoClass { fake } => logits.select(1, fake) - logits.select(1, 1 - fake),
     }
 }
 
@@ -88,7 +93,13 @@ pub fn crop_batch<'a>(crops: impl IntoIterator<Item = &'a Vec<u8>>, size: i64) -
 /// The one place where u8 crops become network input, shared by scan and training so the
 /// two can never disagree on scaling, channel order or normalisation.
 pub fn to_network_input(crops: &Tensor, pre: &Preprocess, device: Device) -> Tensor {
-    let x = crops.to_device(device).permute([0, 3, 1, 2]).to_kind(Kind::Float) / 255.0;
+    let x = crops.to_device(device).permute([0, 3, 1, 2]).to_kind(Kind::Float);
+    let x = match pre.channels {
+        ChannelOrder::Rgb => x,
+        ChannelOrder::Bgr => x.flip([1]),
+    };
+    // Pixels in [0, 1] as every built-in model has always computed them; else scaled to pixel_max.
+    let x = if pre.pixel_max == 1.0 { x / 255.0 } else { x * (pre.pixel_max / 255.0) };
     let mean = Tensor::from_slice(&pre.mean).to_device(device).view([1, 3, 1, 1]).to_kind(Kind::Float);
     let std = Tensor::from_slice(&pre.std).to_device(device).view([1, 3, 1, 1]).to_kind(Kind::Float);
     (x - mean) / std
@@ -125,5 +136,22 @@ mod tests {
         let x = to_sequence_input(&seqs, &pre, Device::Cpu);
         assert_eq!(x.size(), [2, 3, 3, 8, 8]);
         assert!(x.get(1).get(2).equal(&to_network_input(&seqs.get(1).narrow(0, 2, 1), &pre, Device::Cpu).get(0)));
+    }
+
+    #[test]
+    fn channel_order_pixel_scale_and_output_kinds() {
+        let crops = Tensor::from_slice(&[10u8, 20, 30]).view([1, 1, 1, 3]);
+        let pre = Preprocess { channels: ChannelOrder::Bgr, pixel_max: 255.0, ..Preprocess::rgb(1, [1.0, 2.0, 3.0], [2.0; 3], OutputClass::Fake) };
+        let x = Vec::<f32>::try_from(to_network_input(&crops, &pre, Device::Cpu).flatten(0, -1)).unwrap();
+        assert_eq!(x, [(30.0 - 1.0) / 2.0, (20.0 - 2.0) / 2.0, (10.0 - 3.0) / 2.0]);
+        // Built-in headers are written as before (no new keys), so existing files read the same.
+        let json = serde_json::to_string(&Preprocess::meso_torch()).unwrap();
+        assert!(!json.contains("channels") && !json.contains("pixel_max"), "{json}");
+        let logits = |t: Tensor, class| Vec::<f32>::try_from(fake_logits_of(t, class)).unwrap();
+        let p = logits(Tensor::from_slice(&[0.5f32, 0.8, 1.0]), OutputClass::Probability);
+        assert!(p[0].abs() < 1e-6 && (p[1] - 4f32.ln()).abs() < 1e-5 && p[2].is_finite() && p[2] > 20.0, "{p:?}");
+        let two = Tensor::from_slice(&[1.0f32, 3.0, -2.0, 0.5]).view([2, 2]);
+        assert_eq!(logits(two.shallow_clone(), OutputClass::TwoClass { fake: 1 }), [2.0, 2.5]);
+        assert_eq!(logits(two, OutputClass::TwoClass { fake: 0 }), [-2.0, -2.5]);
     }
 }

@@ -15,24 +15,65 @@ use super::resnet_lstm::{self, ResnetLstmConfig};
 const METADATA_KEY: &str = "dfscan";
 pub const FORMAT_VERSION: u32 = 1;
 
+/// What the network's output is (`preprocess::fake_logits_of` turns each into logits of "fake").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum OutputClass {
     /// The logit is of P(fake) (label 1 = fake), as in the PyTorch port and dfscan's training.
     Fake,
     /// The logit is of P(real), as in the original Keras MesoNet (class 0 = deepfake).
     Real,
+    /// P(fake) itself, in [0, 1] (a TorchScript module that ends in a sigmoid).
+    Probability,
+    /// Two logits per input, softmax over them gives the classes; `fake` is the index (0 or 1)
+    /// of "fake" (a TorchScript module with a two-class head).
+    TwoClass { fake: i64 },
 }
 
-/// How pixels become network input and what the output means.
+/// The channel order a network reads its pixels in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelOrder {
+    /// Every built-in model.
+    #[default]
+    Rgb,
+    /// OpenCV-trained networks (a TorchScript contract can say so).
+    Bgr,
+}
+
+impl ChannelOrder {
+    fn is_rgb(&self) -> bool {
+        *self == ChannelOrder::Rgb
+    }
+}
+
+fn unit() -> f64 {
+    1.0
+}
+
+fn is_unit(x: &f64) -> bool {
+    *x == 1.0
+}
+
+/// How pixels become network input and what the output means (`preprocess::to_network_input`):
+/// u8 pixels in `channels` order, scaled so that 255 becomes `pixel_max`, then per channel
+/// `(x - mean) / std`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Preprocess {
-    /// Side of the square RGB input.
+    /// Side of the square input.
     pub input_size: i64,
-    /// Per-channel RGB mean and std, applied after scaling pixels to [0, 1].
+    /// Per-channel mean and std (in `channels` order), applied after scaling pixels to
+    /// [0, `pixel_max`].
     pub mean: [f64; 3],
     pub std: [f64; 3],
     pub output: OutputClass,
+    /// RGB for every built-in model; a TorchScript contract may say BGR.
+    #[serde(default, skip_serializing_if = "ChannelOrder::is_rgb")]
+    pub channels: ChannelOrder,
+    /// What a full-scale pixel (255) becomes before mean/std: 1 for every built-in model
+    /// (pixels in [0, 1]); a TorchScript contract may say 255 (raw pixel values).
+    #[serde(default = "unit", skip_serializing_if = "is_unit")]
+    pub pixel_max: f64,
     /// How faces were cut for training (the crop contract); the scan cuts this model's faces
     /// the same way unless `--margin` overrides. None in files made before it was recorded
     /// and in imports: the scan's flags decide.
@@ -41,53 +82,46 @@ pub struct Preprocess {
 }
 
 impl Preprocess {
+    /// RGB pixels in [0, 1], normalised by `mean` and `std`: the input of every built-in model.
+    pub fn rgb(input_size: i64, mean: [f64; 3], std: [f64; 3], output: OutputClass) -> Self {
+        Self { input_size, mean, std, output, channels: ChannelOrder::Rgb, pixel_max: 1.0, crop: None }
+    }
+
     /// The PyTorch MesoNet port: 256x256, mean 0.5, std 0.5, P(fake).
     pub fn meso_torch() -> Self {
-        Self { input_size: 256, mean: [0.5; 3], std: [0.5; 3], output: OutputClass::Fake, crop: None }
+        Self::rgb(256, [0.5; 3], [0.5; 3], OutputClass::Fake)
     }
     /// The Keras MesoNet: 256x256, pixels in [0, 1], P(real).
     pub fn meso_keras() -> Self {
-        Self { input_size: 256, mean: [0.0; 3], std: [1.0; 3], output: OutputClass::Real, crop: None }
+        Self::rgb(256, [0.0; 3], [1.0; 3], OutputClass::Real)
     }
     /// EfficientNet-Lite at the ImageNet resolution of `cfg` (Lite0 224, Lite2 260) and the
     /// normalisation all Lite models share (see `efficientnet`), P(fake).
     pub fn efficientnet_lite(cfg: &EfficientNetConfig) -> Self {
-        Self {
-            input_size: cfg.resolution,
-            mean: efficientnet::MEAN_RGB,
-            std: efficientnet::STD_RGB,
-            output: OutputClass::Fake,
-            crop: None,
-        }
+        Self::rgb(cfg.resolution, efficientnet::MEAN_RGB, efficientnet::STD_RGB, OutputClass::Fake)
     }
     /// DeiT at 224 with timm's ImageNet mean/std (see `vit`), P(fake).
     pub fn deit() -> Self {
-        Self { input_size: vit::INPUT_SIZE, mean: vit::IMAGENET_MEAN, std: vit::IMAGENET_STD, output: OutputClass::Fake, crop: None }
+        Self::rgb(vit::INPUT_SIZE, vit::IMAGENET_MEAN, vit::IMAGENET_STD, OutputClass::Fake)
     }
 
     /// torchvision's ImageNet input, as the ResNet-LSTM source trains with: 224x224, ImageNet
     /// mean/std, P(fake).
     pub fn imagenet() -> Self {
-        Self {
-            input_size: resnet_lstm::INPUT_SIZE,
-            mean: resnet_lstm::IMAGENET_MEAN,
-            std: resnet_lstm::IMAGENET_STD,
-            output: OutputClass::Fake,
-            crop: None,
-        }
+        Self::rgb(resnet_lstm::INPUT_SIZE, resnet_lstm::IMAGENET_MEAN, resnet_lstm::IMAGENET_STD, OutputClass::Fake)
     }
 
     /// LRNet reads landmarks, not pixels: `input_size` is the side of the calibrated face box
     /// the landmarks are measured in (400, mapped to [-1, 1]); mean and std are unused. P(fake).
     pub fn facemesh() -> Self {
         // x / 127.5 - 1, as (x / 255 - 0.5) / 0.5; the output is points, not a class.
-        Self { input_size: super::facemesh::INPUT_SIZE, mean: [0.5; 3], std: [0.5; 3], output: OutputClass::Fake, crop: None }
+        Self::rgb(super::facemesh::INPUT_SIZE, [0.5; 3], [0.5; 3], OutputClass::Fake)
     }
 
     /// LRNet reads landmarks, not pixels: `input_size` is the side of the calibrated face box
     /// the landmarks are measured in (400, mapped to [-1, 1]); mean and std are unused. P(fake).
     pub fn lrnet() -> Self {
-        Self { input_size: super::lrnet::FACE_SIDE, mean: [0.0; 3], std: [1.0; 3], output: OutputClass::Fake, crop: None }
+        Self::rgb(super::lrnet::FACE_SIDE, [0.0; 3], [1.0; 3], OutputClass::Fake)
     }
 }
 
@@ -106,6 +140,10 @@ pub enum NetworkConfig {
     /// The face landmarker: used by `models::facemesh::FaceMeshModel`, not scored.
     #[serde(rename = "facemesh")]
     FaceMesh(super::facemesh::FaceMeshConfig),
+    /// A TorchScript module carried in the file, with its own contract: no architecture
+    /// dfscan builds (`models::torchscript`).
+    #[serde(rename = "torchscript")]
+    TorchScript(super::torchscript::ScriptConfig),
 }
 
 impl NetworkConfig {
@@ -124,13 +162,18 @@ impl NetworkConfig {
             NetworkConfig::ResnetLstm(_) => "resnet-lstm",
             NetworkConfig::Lrnet(_) => "lrnet",
             NetworkConfig::FaceMesh(_) => "facemesh",
+            NetworkConfig::TorchScript(_) => "torchscript",
         }
     }
 
     /// Whether the network reads sequences of frames (`[N, T, 3, S, S]`) rather than single
     /// crops.
     pub fn is_sequence(&self) -> bool {
-        matches!(self, NetworkConfig::ResnetLstm(_))
+        match self {
+            NetworkConfig::ResnetLstm(_) => true,
+            NetworkConfig::TorchScript(cfg) => cfg.frames.is_some(),
+            _ => false,
+        }
     }
 }
 
@@ -199,6 +242,24 @@ pub fn save_as(path: &Path, tensors: &[(String, Tensor)], header: &Header, stora
         let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
         buffers.push((name.clone(), shape, dtype, bytes));
     }
+    write(path, &buffers, header)
+}
+
+/// Writes `bytes` as the one u8 tensor `name` (shape `[len]`) with `header` in the metadata:
+/// how a TorchScript module travels inside a weights file (`models::torchscript`).
+pub fn save_bytes(path: &Path, name: &str, bytes: &[u8], header: &Header) -> Result<()> {
+    write(path, &[(name.to_string(), vec![bytes.len()], safetensors::Dtype::U8, bytes.to_vec())], header)
+}
+
+/// The stored bytes of the tensor `name` of a safetensors buffer (any dtype, little-endian).
+pub fn tensor_bytes<'a>(file: &'a [u8], name: &str) -> Result<&'a [u8]> {
+    let tensors = safetensors::SafeTensors::deserialize(file).context("not a safetensors file")?;
+    let view = tensors.tensor(name).with_context(|| format!("no tensor {name:?}"))?;
+    Ok(view.data())
+}
+
+/// Writes (name, shape, dtype, bytes) tensors as safetensors with `header` in the metadata.
+fn write(path: &Path, buffers: &[(String, Vec<usize>, safetensors::Dtype, Vec<u8>)], header: &Header) -> Result<()> {
     let views = buffers
         .iter()
         .map(|(name, shape, dtype, bytes)| Ok((name.as_str(), safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes)?)))

@@ -55,22 +55,32 @@ pub struct ModelSet {
 /// See [`ModelSet::crop_plan`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct CropPlan {
-    /// The distinct crops cut of every face, in this order.
-    pub specs: Vec<CropSpec>,
-    /// Per member, the index of its crop in `specs`.
+    /// The distinct crops the faces stage makes of every face, in this order.
+    pub crops: Vec<PlannedCrop>,
+    /// Per member, the index of its crop in `crops`.
     pub members: Vec<usize>,
     /// The index of the extra OOD model's crop (`OodSource::Extra`).
     pub ood: Option<usize>,
 }
 
+/// One crop of every face: cut by a contract, at a network's input side.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PlannedCrop {
+    pub spec: CropSpec,
+    /// The network input's side: the cut, resized once if `spec.side` differs
+    /// ([`CropSpec::to_input`]), as training reads its cached crops.
+    pub input: i32,
+}
+
 impl CropPlan {
-    /// Index of `spec` in `specs`, added if new. Specs match on geometry: all faces of one scan
-    /// come from one detector, whichever a model's header names.
-    fn index_of(&mut self, spec: CropSpec) -> usize {
-        let same = |s: &CropSpec| s.margin == spec.margin && s.side == spec.side;
-        self.specs.iter().position(same).unwrap_or_else(|| {
-            self.specs.push(spec);
-            self.specs.len() - 1
+    /// Index of this crop in `crops`, added if new. Specs match on geometry: all faces of one
+    /// scan come from one detector, whichever a model's header names.
+    fn index_of(&mut self, spec: CropSpec, input: i64) -> usize {
+        let input = input as i32;
+        let same = |c: &PlannedCrop| c.spec.margin == spec.margin && c.spec.side == spec.side && c.input == input;
+        self.crops.iter().position(same).unwrap_or_else(|| {
+            self.crops.push(PlannedCrop { spec, input });
+            self.crops.len() - 1
         })
     }
 }
@@ -118,18 +128,18 @@ impl ModelSet {
         Ok(Self { members, weights, ood, stacker: None })
     }
 
-    /// The crops a scan cuts of each face, one per distinct contract, and which one each model
-    /// reads: a model's own contract (its header's `crop`, recorded at training), else the
+    /// The crops a scan makes of each face, one per distinct contract and input side, and
+    /// which one each model reads: a model's own contract (its header's `crop`, recorded at training), else the
     /// scan's margin at the model's input side. `margin` (`--margin`) overrides every model's
     /// margin, never its side.
     pub fn crop_plan(&self, margin: Option<f32>, detector: DetectorKind) -> CropPlan {
-        let mut plan = CropPlan { specs: Vec::new(), members: Vec::new(), ood: None };
+        let mut plan = CropPlan { crops: Vec::new(), members: Vec::new(), ood: None };
         for member in &self.members {
-            let k = plan.index_of(spec_of(member.header(), margin, detector));
+            let k = plan.index_of(spec_of(member.header(), margin, detector), member.input_size());
             plan.members.push(k);
         }
         if let Some(OodSource::Extra(model)) = &self.ood {
-            plan.ood = Some(plan.index_of(spec_of(&model.header, margin, detector)));
+            plan.ood = Some(plan.index_of(spec_of(&model.header, margin, detector), model.input_size()));
         }
         plan
     }

@@ -192,7 +192,8 @@ struct FoundFace {
     detection: Detection,
     /// The face track (person), linking it to the faces of earlier frames of its input.
     track: u32,
-    /// One crop per contract of the scan's [`CropPlan`], cut once here.
+    /// One crop per entry of the scan's [`CropPlan`], cut and sized here: the models stage
+    /// never resizes.
     crops: Vec<Vec<u8>>,
 }
 
@@ -291,7 +292,7 @@ pub fn run(
             thread::Builder::new().name("decode".into()).spawn(move || decode_stage(job_rx, frame_tx, events, sampling, decode, timeout, shutdown))?
         },
         {
-            let (events, specs) = (event_tx.clone(), plan.specs.clone());
+            let (events, specs) = (event_tx.clone(), plan.crops.clone());
             thread::Builder::new().name("faces".into()).spawn(move || faces_stage(frame_rx, crop_tx, events, face_source, specs))?
         },
         // `models_done` closes when this thread ends, however it ends.

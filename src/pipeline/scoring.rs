@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::aggregate::judge::{FaceEvidence, MemberEvidence, MemberKind, TrackWindows};
-use crate::faces::crop::CropSpec;
 use crate::models::set::{CropPlan, ModelSet, OodSource};
 use crate::models::{crop_batch, pad_sequence, sequence_windows, AnyModel, CropScores, SequenceModel};
 use crate::report::{FaceAttention, Facts, Outcome, SampledFace, SampledFrame};
@@ -67,7 +66,7 @@ impl JobState {
         }
         let pending = std::mem::take(&mut self.pending);
         let explainer = set.attention_model().filter(|_| explain);
-        let mut batches = Batches::new(&pending, &plan.specs);
+        let mut batches = Batches::new(&pending);
         // (model, its crop contract, its member index, whether it gives the risk)
         let mut runs: Vec<(&crate::models::FaceModel, usize, Option<usize>, bool)> = Vec::new();
         for (m, member) in set.members.iter().enumerate() {
@@ -91,7 +90,7 @@ impl JobState {
                 }
             }
             if explainer.is_some_and(|e| std::ptr::eq(e, model)) {
-                self.file_attention(&pending, &scores, k, plan.specs[k].side, model.input_size() as i32)?;
+                self.file_attention(&pending, &scores, k, plan.crops[k].input, model.input_size() as i32)?;
             }
         }
         Ok(())
@@ -120,7 +119,7 @@ impl JobState {
                         AnyModel::Sequence(model) => {
                             let k = plan.members[m];
                             let tracks = self.track_crops.range((k, 0)..=(k, u32::MAX)).map(|((_, id), crops)| (*id, crops));
-                            match guarded(|| sequence_windows_of(model, tracks, &plan.specs[k], ctx.batch_size)) {
+                            match guarded(|| sequence_windows_of(model, tracks, ctx.batch_size)) {
                                 Ok(windows) => MemberKind::Sequence(windows),
                                 Err(e) => {
                                     failed = Some(format!("model {}: {e:#}", member.id().name));
@@ -152,51 +151,34 @@ impl JobState {
     }
 }
 
-/// The pending crops as model batches, built at most once per (crop contract, input side):
-/// models that read the same crop at the same side (EfficientNet and the OOD ViT at 224)
-/// share one batch. A model whose input side differs from its contract's cut side gets the
-/// crop resized by the contract's own rule ([`CropSpec::to_input`]).
+/// The pending crops as model batches, built at most once per crop of the plan: models that
+/// read the same crop (EfficientNet and the OOD ViT at 224) share one batch. Crops come at
+/// the model's input side from the faces stage.
 struct Batches<'a> {
     pending: &'a [Pending],
-    specs: &'a [CropSpec],
-    built: HashMap<(usize, i64), tch::Tensor>,
+    built: HashMap<usize, tch::Tensor>,
 }
 
 impl<'a> Batches<'a> {
-    fn new(pending: &'a [Pending], specs: &'a [CropSpec]) -> Self {
-        Self { pending, specs, built: HashMap::new() }
+    fn new(pending: &'a [Pending]) -> Self {
+        Self { pending, built: HashMap::new() }
     }
 
-    /// A frame model's scores of the crops of contract `k`, at its input side.
+    /// A frame model's scores of the crops of plan entry `k`.
     fn score(&mut self, model: &crate::models::FaceModel, k: usize) -> Result<CropScores> {
         let side = model.input_size();
-        if !self.built.contains_key(&(k, side)) {
-            let batch = if side == self.specs[k].side as i64 {
-                crop_batch(self.pending.iter().map(|p| &p.crops[k]), side)
-            } else {
-                let resized: Vec<Vec<u8>> = self.pending.iter().map(|p| self.specs[k].to_input(&p.crops[k], side as i32)).collect::<Result<_>>()?;
-                crop_batch(&resized, side)
-            };
-            self.built.insert((k, side), batch);
-        }
-        model.score(&self.built[&(k, side)])
+        let batch = self.built.entry(k).or_insert_with(|| crop_batch(self.pending.iter().map(|p| &p.crops[k]), side));
+        model.score(batch)
     }
 }
 
 /// A sequence model's P(fake) of each window of T crops of each track (see
 /// `models::SequenceModel` for windows and padding).
-fn sequence_windows_of<'a>(model: &SequenceModel, track_crops: impl Iterator<Item = (u32, &'a Vec<Vec<u8>>)>, spec: &CropSpec, batch_size: usize) -> Result<Vec<TrackWindows>> {
+fn sequence_windows_of<'a>(model: &SequenceModel, track_crops: impl Iterator<Item = (u32, &'a Vec<Vec<u8>>)>, batch_size: usize) -> Result<Vec<TrackWindows>> {
     let (t, input) = (model.frames(), model.input_size());
     let per_batch = (batch_size as i64 / t).max(1) as usize;
     let mut tracks = Vec::new();
     for (id, crops) in track_crops {
-        let resized: Vec<Vec<u8>>;
-        let crops: &[Vec<u8>] = if input == spec.side as i64 {
-            crops
-        } else {
-            resized = crops.iter().map(|c| spec.to_input(c, input as i32)).collect::<Result<_>>()?;
-            &resized
-        };
         let frames = crop_batch(crops, input);
         let sequences: Vec<tch::Tensor> = sequence_windows(crops.len(), t as usize)
             .into_iter()

@@ -2,7 +2,7 @@
 //! its input queue and its output queue and knows no sibling.
 use super::*;
 use super::scoring::JobState;
-use crate::faces::crop::CropSpec;
+use crate::models::set::PlannedCrop;
 use crate::faces::{Tracker, TrackerConfig};
 
 pub(super) fn decode_stage(
@@ -75,7 +75,7 @@ pub(super) fn faces_stage(
     out: Sender<Msg<FacesInFrame>>,
     events: Sender<Note>,
     mut source: FaceSource,
-    specs: Vec<CropSpec>,
+    specs: Vec<PlannedCrop>,
 ) {
     // The first failure of each job; its later frames are skipped.
     let mut failed: HashMap<usize, String> = HashMap::new();
@@ -119,9 +119,9 @@ pub(super) fn faces_stage(
     }
 }
 
-/// A frame's faces with their tracks, each cut once per crop contract of the scan's models
-/// (`specs`).
-fn faces_in_frame(source: &mut FaceSource, frame: &Frame, specs: &[CropSpec], tracker: &mut Tracker) -> Result<FacesInFrame> {
+/// A frame's faces with their tracks, each cut and sized once per crop of the scan's plan
+/// (`specs`: a contract at a network's input side).
+fn faces_in_frame(source: &mut FaceSource, frame: &Frame, specs: &[PlannedCrop], tracker: &mut Tracker) -> Result<FacesInFrame> {
     let (detections, whole) = match source {
         FaceSource::WholeFrame => (vec![Detection { bbox: faces::FaceBox { x: 0.0, y: 0.0, w: frame.width as f32, h: frame.height as f32 }, confidence: 1.0, landmarks: None }], true),
         FaceSource::Detector(detector) => (detector.detect(frame)?, false),
@@ -131,7 +131,7 @@ fn faces_in_frame(source: &mut FaceSource, frame: &Frame, specs: &[CropSpec], tr
         .into_iter()
         .zip(tracks)
         .map(|(detection, track)| {
-            let crops = specs.iter().map(|s| if whole { faces::whole_frame(frame, s.side) } else { s.cut(frame, &detection.bbox) }).collect::<Result<_>>()?;
+            let crops = specs.iter().map(|c| if whole { faces::whole_frame(frame, c.input) } else { c.spec.to_input(&c.spec.cut(frame, &detection.bbox)?, c.input) }).collect::<Result<_>>()?;
             Ok(FoundFace { detection, track, crops })
         })
         .collect::<Result<_>>()?;

@@ -7,17 +7,19 @@
 #   4. the Python reference (scripts/bench_reference.py: OpenCV + PyTorch, same weights),
 # and prints seconds, ratios, peak RSS (GNU time) and per-stage frames/s (`dfscan bench`).
 #
-# usage: scripts/bench.sh [DFSCAN_BINARY] [EXTRA SCAN ARGS...]
-#   DFSCAN_BINARY  default target/release/dfscan
+# usage: scripts/bench.sh [DFSCAN_BINARY...]
+#   DFSCAN_BINARY  default target/release/dfscan; with several (e.g. before and after a change)
+#                  each step runs them in turn, so a busy machine slows them alike
+#   SCAN_ARGS      extra arguments for every scan (e.g. "--decode-threads 1")
 #   PYTHON         default .venv/bin/python (needs torch, safetensors, cv2; PYTHONPATH may add cv2)
 #   BENCH_PAUSE / BENCH_RESUME  commands run before/after each timed step (e.g. pause a
 #                  background job for a quiet CPU); a trap runs BENCH_RESUME on any exit.
 # Timing is wall-clock; repeat runs on a shared machine and compare within one run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=${1:-target/release/dfscan}
-shift || true
-EXTRA=("$@")
+BINS=("$@")
+[ ${#BINS[@]} -gt 0 ] || BINS=(target/release/dfscan)
+read -r -a EXTRA <<<"${SCAN_ARGS:-}"
 PYTHON=${PYTHON:-.venv/bin/python}
 DATA=${DATA:-../shared/data}
 PAUSE=${BENCH_PAUSE:-true}
@@ -52,31 +54,39 @@ timed() {
   /usr/bin/time -v -o "$TMP/$name.time" "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" || true
   t1=$(date +%s.%N)
   eval "$RESUME" >/dev/null 2>&1 || true
-  local rss
+  local rss cpu
   rss=$(awk -F': ' '/Maximum resident/ {print $2}' "$TMP/$name.time")
-  echo "$name $(echo "$t1 - $t0" | bc -l) $((rss / 1024))" >>"$TMP/results"
+  cpu=$(awk -F': ' '/User time|System time/ {s += $2} END {print s}' "$TMP/$name.time")
+  echo "$name $(echo "$t1 - $t0" | bc -l) $((rss / 1024)) $cpu" >>"$TMP/results"
 }
 
-echo "# dfscan bench: $(date -u +%FT%TZ), $(nproc) cores, binary $BIN ($(sha256sum "$BIN" | cut -c1-12)), ${#CLIPS[@]} clips, scan args: ${EXTRA[*]:-none}"
+echo "# dfscan bench: $(date -u +%FT%TZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), ${#CLIPS[@]} clips, scan args: ${EXTRA[*]:-none}"
+for i in "${!BINS[@]}"; do echo "# binary $i: ${BINS[$i]} (sha256 $(sha256sum "${BINS[$i]}" | cut -c1-12))"; done
 ffmpeg_all() { for c in "${CLIPS[@]}"; do ffmpeg -v error -nostdin -i "$c" -f null - || return 1; done; }
-export -f ffmpeg_all 2>/dev/null || true
 timed ffmpeg_decode bash -c "$(declare -p CLIPS); $(declare -f ffmpeg_all); ffmpeg_all"
-timed scan_default "$BIN" scan -q --no-state "${EXTRA[@]}" "${CLIPS[@]}"
-timed scan_meso "$BIN" scan -q --no-state --model models/mesoinception4.safetensors --ood-model none "${EXTRA[@]}" "${CLIPS[@]}"
+for i in "${!BINS[@]}"; do timed "scan_default.$i" "${BINS[$i]}" scan -q --no-state "${EXTRA[@]}" "${CLIPS[@]}"; done
 timed python_reference "$PYTHON" scripts/bench_reference.py --frames 32 "${CLIPS[@]}"
-timed stages "$BIN" bench --model models/mesoinception4.safetensors "$STAGE_CLIP"
+for i in "${!BINS[@]}"; do
+  timed "scan_meso.$i" "${BINS[$i]}" scan -q --no-state --model models/mesoinception4.safetensors --ood-model none "${EXTRA[@]}" "${CLIPS[@]}"
+done
+for i in "${!BINS[@]}"; do timed "stages.$i" "${BINS[$i]}" bench --model models/mesoinception4.safetensors "$STAGE_CLIP"; done
+echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 base=$(awk '$1=="ffmpeg_decode" {print $2}' "$TMP/results")
 py=$(awk '$1=="python_reference" {print $2}' "$TMP/results")
-printf '\n| what | seconds | x ffmpeg decode | x Python reference | peak RSS MB |\n| --- | --- | --- | --- | --- |\n'
-while read -r name secs rss; do
-  [ "$name" = stages ] && continue
-  printf '| %s | %.1f | %.2f | %.2f | %s |\n' "$name" "$secs" "$(echo "$secs / $base" | bc -l)" "$(echo "$secs / $py" | bc -l)" "$rss"
+printf '\n| what (.N = binary N) | seconds | x ffmpeg decode | x Python reference | CPU seconds (user+sys) | peak RSS MB |\n| --- | --- | --- | --- | --- | --- |\n'
+while read -r name secs rss cpu; do
+  case $name in stages*) continue ;; esac
+  printf '| %s | %.1f | %.2f | %.2f | %.1f | %s |\n' "$name" "$secs" "$(echo "$secs / $base" | bc -l)" "$(echo "$secs / $py" | bc -l)" "$cpu" "$rss"
 done <"$TMP/results"
-printf '\nScan lines ok/error: default %s/%s, meso %s/%s; Python reference: %s\n' \
-  "$(grep -c '"status":"ok"' "$TMP/scan_default.out" || true)" "$(grep -c '"status":"error"' "$TMP/scan_default.out" || true)" \
-  "$(grep -c '"status":"ok"' "$TMP/scan_meso.out" || true)" "$(grep -c '"status":"error"' "$TMP/scan_meso.out" || true)" \
-  "$(tail -1 "$TMP/python_reference.out")"
-printf '\nPer stage (%s bench on %s, MesoInception4):\n' "$(basename "$BIN")" "$(basename "$STAGE_CLIP")"
-cat "$TMP/stages.out" "$TMP/stages.err" | grep -E '^\{' || tail -3 "$TMP/stages.err"
+for i in "${!BINS[@]}"; do
+  printf '\nbinary %s scan lines ok/error: default %s/%s, meso %s/%s\n' "$i" \
+    "$(grep -c '"status":"ok"' "$TMP/scan_default.$i.out" || true)" "$(grep -c '"status":"error"' "$TMP/scan_default.$i.out" || true)" \
+    "$(grep -c '"status":"ok"' "$TMP/scan_meso.$i.out" || true)" "$(grep -c '"status":"error"' "$TMP/scan_meso.$i.out" || true)"
+done
+printf 'Python reference: %s\n' "$(tail -1 "$TMP/python_reference.out")"
+for i in "${!BINS[@]}"; do
+  printf '\nPer stage, binary %s (`dfscan bench` on %s, MesoInception4; every frame decoded and kept):\n' "$i" "$(basename "$STAGE_CLIP")"
+  cat "$TMP/stages.$i.out" "$TMP/stages.$i.err" | grep -E '^\{' || tail -3 "$TMP/stages.$i.err"
+done
 if [ -n "${BENCH_KEEP:-}" ]; then mkdir -p "$BENCH_KEEP" && cp "$TMP"/* "$BENCH_KEEP"/; fi

@@ -18,20 +18,6 @@ fn import_facemesh(dir: &std::path::Path) -> std::path::PathBuf {
     out
 }
 
-pub fn still(path: &std::path::Path) -> Frame {
-    use dfscan::decode::{Sampler, Sampling, VideoSource};
-    let source = VideoSource::open(path).unwrap();
-    let mut sampler = Sampler::new(Sampling::Frames(1), source.info.duration_s);
-    let mut frame = None;
-    source
-        .sample(&mut sampler, |f| {
-            frame = Some(f);
-            Ok(false)
-        })
-        .unwrap();
-    frame.unwrap()
-}
-
 /// The largest face the project's detector finds in `frame` (res10 when the set-up fetched it,
 /// else OpenCV's Haar cascade).
 pub fn face_box(frame: &Frame) -> FaceBox {
@@ -49,7 +35,7 @@ fn points_match_the_pytorch_port() {
     let Some(python) = venv_python("facemesh parity") else { return };
     let tmp = tempfile::tempdir().unwrap();
     let model = FaceMeshModel::load(&import_facemesh(tmp.path()), Device::Cpu).unwrap();
-    let frame = still(&samples().join("astronaut.jpg"));
+    let frame = first_frame(&samples().join("astronaut.jpg"));
     let bbox = face_box(&frame);
     let crop = facemesh::crop(&frame, &bbox).unwrap();
     let face = Tensor::from_slice(&crop).view([1, 192, 192, 3]);
@@ -84,7 +70,7 @@ fn ibug68_points_fall_in_their_regions() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let model = FaceMeshModel::load(&import_facemesh(tmp.path()), Device::Cpu).unwrap();
-    let frame = still(&samples().join("astronaut.jpg"));
+    let frame = first_frame(&samples().join("astronaut.jpg"));
     let bbox = face_box(&frame);
     let faces = model.detect(&frame, &[bbox]).unwrap();
     let lm = &faces[0].ibug68;
@@ -141,7 +127,7 @@ fn astronaut_landmarks() -> Option<(Frame, Vec<[f32; 2]>)> {
     venv_python("calibration")?;
     let tmp = tempfile::tempdir().unwrap();
     let model = FaceMeshModel::load(&import_facemesh(tmp.path()), Device::Cpu).unwrap();
-    let frame = still(&samples().join("astronaut.jpg"));
+    let frame = first_frame(&samples().join("astronaut.jpg"));
     let bbox = face_box(&frame);
     let lm = model.detect(&frame, &[bbox]).unwrap().remove(0).ibug68;
     Some((frame, lm))
@@ -182,7 +168,7 @@ fn facemesh_speed() {
     let Some(_) = venv_python("facemesh speed") else { return };
     let tmp = tempfile::tempdir().unwrap();
     let model = FaceMeshModel::load(&import_facemesh(tmp.path()), Device::Cpu).unwrap();
-    let frame = still(&samples().join("astronaut.jpg"));
+    let frame = first_frame(&samples().join("astronaut.jpg"));
     let bbox = face_box(&frame);
     for batch in [1usize, 8] {
         let boxes = vec![bbox; batch];

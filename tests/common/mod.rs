@@ -170,11 +170,10 @@ pub fn dfscan_guarded<S: AsRef<std::ffi::OsStr>>(args: &[S], limit: std::time::D
     reader.join().unwrap()
 }
 
-/// The astronaut still as `--faces none` feeds a model: decoded by FFmpeg, resized to `size`
-/// by the crop stage, as a `[1, size, size, 3]` u8 batch.
-pub fn astronaut_crop(size: i64) -> tch::Tensor {
+/// The first frame of `path` as the scan decodes it (FFmpeg, upright RGB).
+pub fn first_frame(path: &Path) -> dfscan::decode::Frame {
     use dfscan::decode::{Sampler, Sampling, VideoSource};
-    let source = VideoSource::open(&samples().join("astronaut.jpg")).unwrap();
+    let source = VideoSource::open(path).unwrap();
     let mut sampler = Sampler::new(Sampling::Frames(1), source.info.duration_s);
     let mut frame = None;
     source
@@ -183,7 +182,13 @@ pub fn astronaut_crop(size: i64) -> tch::Tensor {
             Ok(false)
         })
         .unwrap();
-    let crop = dfscan::faces::whole_frame(&frame.unwrap(), size as i32).unwrap();
+    frame.expect("a decodable frame")
+}
+
+/// The astronaut still as `--faces none` feeds a model: decoded by FFmpeg, resized to `size`
+/// by the crop stage, as a `[1, size, size, 3]` u8 batch.
+pub fn astronaut_crop(size: i64) -> tch::Tensor {
+    let crop = dfscan::faces::whole_frame(&first_frame(&samples().join("astronaut.jpg")), size as i32).unwrap();
     tch::Tensor::from_slice(&crop).view([1, size, size, 3])
 }
 

@@ -18,51 +18,12 @@ import time
 import cv2
 import numpy as np
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 from safetensors.torch import load_file
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-class Inception(nn.Module):
-    def __init__(self, c_in, a, b, c, d):
-        super().__init__()
-        self.conv1 = nn.Conv2d(c_in, a, 1)
-        self.conv2 = nn.Conv2d(c_in, b, 1)
-        self.conv3 = nn.Conv2d(b, b, 3, padding=1)
-        self.conv4 = nn.Conv2d(c_in, c, 1)
-        self.conv5 = nn.Conv2d(c, c, 3, padding=2, dilation=2)
-        self.conv6 = nn.Conv2d(c_in, d, 1)
-        self.conv7 = nn.Conv2d(d, d, 3, padding=3, dilation=3)
-
-    def forward(self, x):
-        a = F.relu(self.conv1(x))
-        b = F.relu(self.conv3(F.relu(self.conv2(x))))
-        c = F.relu(self.conv5(F.relu(self.conv4(x))))
-        d = F.relu(self.conv7(F.relu(self.conv6(x))))
-        return torch.cat([a, b, c, d], 1)
-
-
-class MesoInception4(nn.Module):
-    """The PyTorch port's layout (src/models/meso.rs): the same state_dict keys."""
-
-    def __init__(self):
-        super().__init__()
-        self.inception1 = Inception(3, 1, 4, 4, 2)
-        self.inception2 = Inception(11, 2, 4, 4, 2)
-        self.bn1, self.bn2 = nn.BatchNorm2d(11), nn.BatchNorm2d(12)
-        self.conv1 = nn.Conv2d(12, 16, 5, padding=2)
-        self.conv2 = nn.Conv2d(16, 16, 5, padding=2)
-        self.bn3, self.bn4 = nn.BatchNorm2d(16), nn.BatchNorm2d(16)
-        self.fc1, self.fc2 = nn.Linear(1024, 16), nn.Linear(16, 1)
-
-    def forward(self, x):
-        x = F.max_pool2d(self.bn1(self.inception1(x)), 2)
-        x = F.max_pool2d(self.bn2(self.inception2(x)), 2)
-        x = F.max_pool2d(self.bn3(self.conv1(x)), 2)
-        x = F.max_pool2d(self.bn4(self.conv2(x)), 4)
-        return self.fc2(F.leaky_relu(self.fc1(x.flatten(1)), 0.1)).squeeze(1)
+sys.path.insert(0, os.path.join(REPO, "scripts"))
+# The port's layout, with the same state_dict keys as src/models/meso.rs.
+from torchscript_examples import MesoInception4  # noqa: E402
 
 
 def square_crop(frame, box, margin=0.3, size=256):

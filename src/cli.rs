@@ -2,13 +2,16 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use dfscan::aggregate::{AcrossTracks, Strategy};
+use dfscan::aggregate::Strategy;
 use dfscan::faces::DetectorKind;
 use dfscan::models::weights::Storage;
 use dfscan::models::{Arch, DeviceChoice};
 use dfscan::crops::augment::Perturbation;
 use dfscan::train::cv::Recipe;
 use dfscan::crops::dataset::Split;
+
+mod scan_args;
+pub use scan_args::ScanArgs;
 
 #[derive(Parser, Debug)]
 #[command(name = "dfscan", version, about = "Streaming video deepfake scanner: one JSON line per input on stdout")]
@@ -53,100 +56,6 @@ pub enum FacesMode {
     Auto,
     /// Take the whole frame as one face (for pre-cropped face images).
     None,
-}
-
-#[derive(Args, Debug)]
-pub struct ScanArgs {
-    /// Files, directories (recursive) or `-` to read paths from stdin, one per line.
-    #[arg(required = true)]
-    pub paths: Vec<PathBuf>,
-    /// Weights file (default: models/default.safetensors, with models/vit.safetensors for the
-    /// out-of-distribution risk).
-    #[arg(long, conflicts_with = "models")]
-    pub model: Option<PathBuf>,
-    /// Several models in one pass over the frames, e.g. `mesoinception4,resnet-lstm`: names of
-    /// shipped models (models/NAME.safetensors) or paths. Their scores are combined by a
-    /// weighted mean and each is reported.
-    #[arg(long, value_delimiter = ',', value_name = "NAME|PATH,...")]
-    pub models: Vec<String>,
-    /// Ensemble weights, one per model of --models (default: equal).
-    #[arg(long, value_delimiter = ',', requires = "models")]
-    pub model_weights: Vec<f32>,
-    /// A learned, calibrated ensemble made by `dfscan fit-ensemble`: its members are the
-    /// models, combined by its weights instead of a mean.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["model", "models"])]
-    pub ensemble: Option<PathBuf>,
-    /// The model whose abnormality module gives `ood_risk` (made by `dfscan train-ood`), or
-    /// `none`. Default: a model of the set that has one; with neither --model nor --models,
-    /// models/vit.safetensors.
-    #[arg(long, value_name = "PATH|none")]
-    pub ood_model: Option<String>,
-    /// Inputs whose out-of-distribution risk reaches this are "uncertain" instead of fake or real.
-    #[arg(long, default_value_t = dfscan::aggregate::DEFAULT_OOD_THRESHOLD)]
-    pub ood_threshold: f32,
-    /// Write a PNG per face with the ViT's attention over the crop into DIR (needs a ViT: the
-    /// OOD model or a member); each JSON line names its folder and files.
-    #[arg(long, value_name = "DIR")]
-    pub explain: Option<PathBuf>,
-    /// Frames sampled evenly over each video.
-    #[arg(long, default_value_t = 32, conflicts_with = "fps")]
-    pub frames: usize,
-    /// Sample this many frames per second instead of --frames.
-    #[arg(long)]
-    pub fps: Option<f64>,
-    #[arg(long, value_enum, default_value_t = DetectorKind::Res10)]
-    pub detector: DetectorKind,
-    /// FFmpeg decoder threads (default: one per core, at most 8).
-    #[arg(long, value_name = "N")]
-    pub decode_threads: Option<usize>,
-    /// Decode every frame: no discarding of non-reference frames before a sampled frame, no
-    /// seeking to the keyframe before it. The same frames are kept either way; for comparison.
-    #[arg(long)]
-    pub no_decode_shortcuts: bool,
-    #[arg(long, value_enum, default_value_t = FacesMode::Auto)]
-    pub faces: FacesMode,
-    /// Faces below this detector confidence are ignored (res10 and yunet).
-    #[arg(long, default_value_t = 0.5)]
-    pub min_face_confidence: f32,
-    /// Fraction of the face box added on each side of the square crop, for every model.
-    /// Default: each model's own crop contract (recorded at training), else 0.3.
-    #[arg(long)]
-    pub margin: Option<f32>,
-    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
-    pub device: DeviceChoice,
-    #[arg(long, value_enum, default_value_t = Strategy::Confident)]
-    pub aggregate: Strategy,
-    /// How face tracks (one per person) make the video score: the most fake track, or all
-    /// faces pooled.
-    #[arg(long, value_enum, default_value_t = AcrossTracks::Max)]
-    pub across_tracks: AcrossTracks,
-    /// Videos scoring at or above this P(fake) are "fake".
-    #[arg(long, default_value_t = 0.5)]
-    pub threshold: f32,
-    /// Most face crops per forward pass.
-    #[arg(long, default_value_t = 32)]
-    pub batch_size: usize,
-    /// Add per-frame, per-face evidence to each JSON line.
-    #[arg(long)]
-    pub per_frame: bool,
-    /// No progress bars.
-    #[arg(long, short)]
-    pub quiet: bool,
-    /// Abandon an input still in progress after SECS seconds: it gets an error line, the others go on.
-    #[arg(long, value_name = "SECS")]
-    pub timeout: Option<f64>,
-    /// State database of finished scans (default: $XDG_STATE_HOME/dfscan/state.sqlite3).
-    #[arg(long, value_name = "PATH")]
-    pub state: Option<PathBuf>,
-    /// Neither read nor write the state database.
-    #[arg(long, conflicts_with_all = ["state", "resume"])]
-    pub no_state: bool,
-    /// Skip inputs already scanned at the same path, with the same content, model and settings: they print nothing.
-    #[arg(long)]
-    pub resume: bool,
-    /// Scan every input, even those the state database has (overrides --resume); results are still recorded.
-    #[arg(long)]
-    pub rescan: bool,
 }
 
 /// `scan`'s settings, plus where the lines go. A watcher always resumes (unless --rescan).

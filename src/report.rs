@@ -17,7 +17,10 @@ use crate::models::ModelId;
 /// each track's and face's `models`), the out-of-distribution risk (`ood_risk`,
 /// `ood_threshold`, `ood_model`, the "uncertain" verdict and its `verdict_reason`) and
 /// `explain`; a face's `score` and `logit` are null when only sequence models scored. 4: an
-/// input without a face is `status: "ok"` with the verdict "no_face" (it was an error).
+/// input without a face is `status: "ok"` with the verdict "no_face" (it was an error); a
+/// member may abstain (`models[].score` null with its `note`, e.g. "too short for lrnet"), a
+/// track's `models` entry is null for a model that did not score it, a sequence member has
+/// `share_fake`, and with `--per-frame` a frame says its `clip` and a face its `landmarks`.
 pub const SCHEMA_VERSION: u32 = 4;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -91,6 +94,9 @@ pub struct VideoSummary {
 pub struct FrameReport {
     pub index: usize,
     pub pts_s: f64,
+    /// The clip (`--clips`) this frame belongs to, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clip: Option<usize>,
     pub faces: Vec<FaceReport>,
 }
 
@@ -109,6 +115,10 @@ pub struct FaceReport {
     pub models: Vec<Option<f32>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ood_risk: Option<f32>,
+    /// The 68 iBUG 300-W landmarks (x, y) in frame pixels, where a landmarker ran on this face
+    /// (`--landmarks`, or a model that reads landmarks, on the frames it reads).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub landmarks: Option<Vec<[f32; 2]>>,
     /// File name of this face's attention overlay in the line's `explain` folder.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub explain: Option<String>,
@@ -119,8 +129,17 @@ pub struct FaceReport {
 pub struct MemberScore {
     #[serde(flatten)]
     pub member: crate::models::set::MemberId,
-    /// This model's P(fake) of the input; null when the input could not be judged.
+    /// This model's P(fake) of the input; null when the input could not be judged or the
+    /// model abstained (`note` says why).
     pub score: Option<f32>,
+    /// Why the model has no score, or why some of its tracks have none (e.g. "too short for
+    /// lrnet").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// A sequence model's share of windows with P(fake) >= 0.5 (LRNet's blocks: the source's
+    /// video score, reported beside `score`, the mean, which the ensemble uses).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub share_fake: Option<f32>,
 }
 
 /// An attention overlay to draw (`--explain`): a face crop and the map of where the ViT looked.
@@ -166,6 +185,8 @@ pub struct Facts {
 pub struct SampledFrame {
     pub index: usize,
     pub pts_s: f64,
+    /// The clip it belongs to (`--clips`).
+    pub clip: Option<usize>,
     pub faces: Vec<SampledFace>,
 }
 
@@ -174,6 +195,8 @@ pub struct SampledFace {
     pub bbox: FaceBox,
     pub confidence: f32,
     pub track: u32,
+    /// 68 iBUG points in frame pixels, when the landmarker ran on it.
+    pub landmarks: Option<Vec<[f32; 2]>>,
 }
 
 #[derive(Clone, Debug)]
@@ -228,11 +251,12 @@ pub fn build(facts: Facts, outcome: Outcome, settings: &LineSettings) -> VideoRe
                 logit: scored.and_then(|f| f.logit),
                 models: scored.map(|f| f.models.clone()).unwrap_or_else(|| vec![None; settings.members.len()]),
                 ood_risk: evidence.as_ref().and_then(|e| e.faces.get(face_pos)).and_then(|f| f.ood_risk),
+                landmarks: face.landmarks.clone(),
                 explain,
             });
             face_pos += 1;
         }
-        frames.push(FrameReport { index: frame.index, pts_s: frame.pts_s, faces });
+        frames.push(FrameReport { index: frame.index, pts_s: frame.pts_s, clip: frame.clip, faces });
     }
     let face_count = frames.iter().map(|f| f.faces.len()).sum();
     VideoReport {
@@ -246,7 +270,12 @@ pub fn build(facts: Facts, outcome: Outcome, settings: &LineSettings) -> VideoRe
         aggregate: settings.aggregate,
         across_tracks: settings.across_tracks,
         model: settings.model.clone(),
-        models: settings.members.iter().enumerate().map(|(m, member)| MemberScore { member: member.clone(), score: judged.and_then(|j| j.models[m]) }).collect(),
+        models: settings.members.iter().enumerate().map(|(m, member)| MemberScore {
+                member: member.clone(),
+                score: judged.and_then(|j| j.models[m]),
+                note: judgement.as_ref().and_then(|j| j.notes.get(m).cloned().flatten()),
+                share_fake: judged.and_then(|j| j.share_fake.get(m).copied().flatten()),
+            }).collect(),
         ood_risk: judged.and_then(|j| j.ood_risk),
         ood_threshold: settings.ood_threshold,
         ood_model: settings.ood_model.clone(),
@@ -292,9 +321,9 @@ mod tests {
 
     /// Two frames: one face each (track 0), then a frame without a face.
     fn facts(logits: &[f32]) -> (Facts, Evidence) {
-        let face = |track| SampledFace { bbox: FaceBox { x: 1.0, y: 2.0, w: 3.0, h: 4.0 }, confidence: 0.9, track };
-        let mut frames: Vec<SampledFrame> = logits.iter().enumerate().map(|(i, _)| SampledFrame { index: i * 10, pts_s: i as f64, faces: vec![face(0)] }).collect();
-        frames.push(SampledFrame { index: 99, pts_s: 9.9, faces: Vec::new() });
+        let face = |track| SampledFace { bbox: FaceBox { x: 1.0, y: 2.0, w: 3.0, h: 4.0 }, confidence: 0.9, track, landmarks: None };
+        let mut frames: Vec<SampledFrame> = logits.iter().enumerate().map(|(i, _)| SampledFrame { index: i * 10, pts_s: i as f64, clip: None, faces: vec![face(0)] }).collect();
+        frames.push(SampledFrame { index: 99, pts_s: 9.9, clip: None, faces: Vec::new() });
         let faces = logits.iter().map(|&l| FaceEvidence { track: 0, logits: vec![Some(l)], ood_risk: Some(0.25) }).collect();
         let evidence = Evidence { frames_sampled: frames.len(), faces, members: vec![MemberEvidence { name: "m".into(), kind: MemberKind::Frame }] };
         (Facts { path: "dir/clip.mp4".into(), frames, ..Facts::default() }, evidence)

@@ -149,3 +149,52 @@ fn the_scan_scores_the_same_with_and_without_the_shortcuts() {
     assert!(plain.iter().all(|l| l.3.len() == 8), "{plain:?}");
     assert_eq!(plain, fast, "the shortcuts changed a score or a frame time");
 }
+
+/// Each kept frame's decoded frame number (pts x 25 fps), role and pixel hash, one decode.
+fn clip_sampled(path: &Path, spread: Option<Sampling>, clips: dfscan::decode::Clips, options: DecodeOptions) -> (Vec<(usize, dfscan::decode::Role, String)>, DecodeStats) {
+    let source = VideoSource::open_with(path, std::sync::Arc::new(|| false), options).unwrap();
+    let mut sampler = Sampler::plan(spread, Some(clips), source.info.duration_s, source.info.frame_rate);
+    let mut kept = Vec::new();
+    let stats = source
+        .sample(&mut sampler, |f| {
+            kept.push(((f.pts_s * 25.0).round() as usize, f.role, blake3::hash(&f.rgb).to_hex().to_string()));
+            Ok(true)
+        })
+        .unwrap();
+    (kept, stats)
+}
+
+#[test]
+fn clip_sampling_gives_runs_of_consecutive_frames_in_one_decode() {
+    use dfscan::decode::Clips;
+    // 12 s at 25 fps (300 frames), keyframe every second, B-frames.
+    let clip = gop_clip("gop25", 25, &[]);
+    let clips = Clips { count: 3, len: 31 };
+    for spread in [None, Some(Sampling::Frames(8))] {
+        let (plain, plain_stats) = clip_sampled(&clip, spread, clips, PLAIN);
+        let (fast, fast_stats) = clip_sampled(&clip, spread, clips, FAST);
+        assert!(plain == fast, "{spread:?}: the shortcuts changed the frames kept");
+        assert_eq!(plain_stats.frames_kept, plain.len());
+        // M runs of T consecutive frame numbers, spread over the video.
+        let mut runs: Vec<Vec<usize>> = vec![Vec::new(); 3];
+        for (frame, role, _) in &plain {
+            if let Some((c, pos)) = role.clip {
+                assert_eq!(pos, runs[c].len());
+                runs[c].push(*frame);
+            }
+        }
+        for run in &runs {
+            assert_eq!(run.len(), 31, "{runs:?}");
+            assert!(run.windows(2).all(|w| w[1] == w[0] + 1), "not consecutive: {run:?}");
+        }
+        // Room 12 - 1.24 s: starts near 1.8, 5.4 and 9.0 s.
+        assert_eq!(runs.iter().map(|r| r[0]).collect::<Vec<_>>(), [45, 135, 225]);
+        // With the spread frames too, each frame is kept once, some for both.
+        let spread_count = plain.iter().filter(|(_, r, _)| r.spread).count();
+        assert_eq!(spread_count, if spread.is_some() { 8 } else { 0 });
+        let mut frames: Vec<usize> = plain.iter().map(|k| k.0).collect();
+        frames.dedup();
+        assert_eq!(frames.len(), plain.len());
+        assert!(fast_stats.frames_decoded < plain_stats.frames_decoded, "the shortcuts skipped nothing: {fast_stats:?}");
+    }
+}

@@ -111,7 +111,7 @@ fn crop_geometry_matches_the_crop() {
             rgb[i..i + 3].fill(255);
         }
     }
-    let frame = Frame { index: 0, pts_s: 0.0, width: w, height: h, rgb };
+    let frame = Frame { index: 0, pts_s: 0.0, width: w, height: h, rgb, role: Default::default() };
     let bbox = FaceBox { x: 190.0, y: 90.0, w: 60.0, h: 60.0 };
     let crop = Tensor::from_slice(&facemesh::crop(&frame, &bbox).unwrap()).view([192, 192, 3]).to_kind(Kind::Float);
     let white = crop.select(2, 0).gt(128.0).nonzero();

@@ -6,10 +6,16 @@
 //! The steps, in order:
 //! 1. each face: each frame model's P(fake) (sigmoid of its logit), and the face's own score,
 //!    the members combined (the stacker, else the weighted mean);
-//! 2. each model, each track: a frame model's faces under `--aggregate`, a sequence model's
-//!    windows by their mean;
-//! 3. each model, the input: its tracks under `--across-tracks`;
-//! 4. across models: the stacker, else the weighted mean, for each track and the input;
+//! 2. each model, each track: a frame model's faces under `--aggregate` (the faces it scored:
+//!    frames kept only for the clips have none of its logits), a sequence model's windows by
+//!    their mean (LRNet's windows are its blocks: the mean is its score; the source's
+//!    share-of-blocks rule is reported beside it as `share_fake`, not used);
+//! 3. each model, the input: its tracks under `--across-tracks`. A model with no track to
+//!    score (a track too short for LRNet, a frame model whose frames had no face) abstains:
+//!    no score, and a note saying why;
+//! 4. across models: the stacker, else the weighted mean of the models that did not abstain,
+//!    for each track and the input. If every model abstained, the input is an error with
+//!    their notes, never a made-up score;
 //! 5. the out-of-distribution rule (mean risk of the faces >= `--ood-threshold`: "uncertain"),
 //!    then the threshold. No face at all is the verdict "no_face", never a guess.
 use super::{ensemble_tracks, logit, sigmoid, track_scores, verdict, video_score, video_score_across_tracks, weighted_mean};
@@ -56,6 +62,8 @@ pub struct TrackWindows {
     /// Crops of the track (its frames with a face).
     pub frames: usize,
     pub windows: Vec<f32>,
+    /// Why there are no windows (e.g. "too short for lrnet: ..."); the track is not scored.
+    pub note: Option<String>,
 }
 
 /// How evidence becomes a verdict: the scan's flags and the model set's combination.
@@ -79,8 +87,13 @@ pub struct Judgement {
     /// Why the verdict is "uncertain".
     pub verdict_reason: Option<String>,
     pub score: Option<f32>,
-    /// Each member's P(fake) of the input.
+    /// Each member's P(fake) of the input; None for a member that abstained.
     pub models: Vec<Option<f32>>,
+    /// Per member: why it has no score, or why some of its tracks have none.
+    pub notes: Vec<Option<String>>,
+    /// Per sequence member: the share of its windows with P(fake) >= 0.5 (LRNet's source
+    /// rule for a video's score), reported beside its score.
+    pub share_fake: Vec<Option<f32>>,
     pub tracks: Vec<TrackScore>,
     pub ood_risk: Option<f32>,
     /// One per face of the evidence, in its order.
@@ -102,7 +115,8 @@ pub struct FaceJudgement {
 /// The scores and verdict of one input. See the module's text for the steps.
 pub fn judge(evidence: &Evidence, settings: &Settings) -> Judgement {
     let faces = face_judgements(evidence, settings);
-    let mut judgement = Judgement { verdict: None, verdict_reason: None, score: None, models: vec![None; evidence.members.len()], tracks: Vec::new(), ood_risk: None, faces, error: None };
+    let n = evidence.members.len();
+    let mut judgement = Judgement { verdict: None, verdict_reason: None, score: None, models: vec![None; n], notes: vec![None; n], share_fake: vec![None; n], tracks: Vec::new(), ood_risk: None, faces, error: None };
     if evidence.faces.is_empty() {
         judgement.verdict = Some(Verdict::NoFace);
         return judgement;
@@ -111,18 +125,34 @@ pub fn judge(evidence: &Evidence, settings: &Settings) -> Judgement {
     for (m, member) in evidence.members.iter().enumerate() {
         let (tracks, score) = match &member.kind {
             MemberKind::Frame => {
-                let scored: Vec<(u32, f32)> = evidence.faces.iter().zip(&judgement.faces).map(|(f, j)| (f.track, j.models[m].unwrap_or(f32::NAN))).collect();
+                // The faces this model scored (not those of frames kept only for the clips).
+                let scored: Vec<(u32, f32)> = evidence.faces.iter().zip(&judgement.faces).filter_map(|(f, j)| f.logits[m].map(|_| (f.track, j.models[m].unwrap_or(f32::NAN)))).collect();
+                if scored.is_empty() {
+                    judgement.notes[m] = Some(format!("{}: no face in the frames it reads", member.name));
+                    per_model.push(Vec::new());
+                    continue;
+                }
                 let tracks = track_scores(&scored, settings.aggregate);
                 let all: Vec<f32> = scored.iter().map(|&(_, s)| s).collect();
                 let score = video_score_across_tracks(&tracks, &all, evidence.frames_sampled, settings.aggregate, settings.across_tracks);
                 (tracks, score)
             }
             MemberKind::Sequence(windows) => {
-                let tracks: Vec<TrackScore> = windows
-                    .iter()
-                    .map(|t| TrackScore { id: t.id, frames: t.frames, score: video_score(&t.windows, Strategy::Mean).unwrap_or(f32::NAN), models: Vec::new() })
-                    .collect();
-                let all: Vec<f32> = windows.iter().flat_map(|t| t.windows.iter().copied()).collect();
+                let notes: Vec<&str> = windows.iter().filter(|t| t.windows.is_empty()).map(|t| t.note.as_deref().unwrap_or("no window")).collect();
+                let scored: Vec<&TrackWindows> = windows.iter().filter(|t| !t.windows.is_empty()).collect();
+                if !notes.is_empty() {
+                    judgement.notes[m] = Some(notes.iter().zip(windows.iter().filter(|t| t.windows.is_empty())).map(|(n, t)| format!("track {}: {n}", t.id)).collect::<Vec<_>>().join("; "));
+                }
+                if scored.is_empty() {
+                    let why = judgement.notes[m].take().unwrap_or_else(|| "no face track".into());
+                    judgement.notes[m] = Some(format!("{}: {why}", member.name));
+                    per_model.push(Vec::new());
+                    continue;
+                }
+                let tracks: Vec<TrackScore> =
+                    scored.iter().map(|t| TrackScore { id: t.id, frames: t.frames, score: video_score(&t.windows, Strategy::Mean).unwrap_or(f32::NAN), models: Vec::new() }).collect();
+                let all: Vec<f32> = scored.iter().flat_map(|t| t.windows.iter().copied()).collect();
+                judgement.share_fake[m] = Some(all.iter().filter(|&&p| p >= 0.5).count() as f32 / all.len() as f32);
                 let score = video_score_across_tracks(&tracks, &all, evidence.frames_sampled, settings.aggregate, settings.across_tracks);
                 (tracks, score)
             }
@@ -135,17 +165,26 @@ pub fn judge(evidence: &Evidence, settings: &Settings) -> Judgement {
         judgement.models[m] = score;
         per_model.push(tracks);
     }
+    if judgement.models.iter().all(Option::is_none) {
+        // Every model abstained: their reasons, no score.
+        judgement.error = Some(judgement.notes.iter().flatten().cloned().collect::<Vec<_>>().join("; "));
+        return judgement;
+    }
     judgement.tracks = ensemble_tracks(&per_model, &settings.weights);
     judgement.score = match &settings.stacker {
         Some(stacker) => {
             for track in &mut judgement.tracks {
-                let models: Vec<Option<f32>> = track.models.iter().map(|&s| Some(s)).collect();
-                track.score = stacker.combine(&models).unwrap_or(f32::NAN);
+                track.score = stacker.combine(&track.models).unwrap_or(f32::NAN);
             }
             stacker.combine(&judgement.models)
         }
         None => weighted_mean(settings.weights.iter().zip(&judgement.models).filter_map(|(&w, s)| s.map(|s| (w, s)))),
     };
+    if judgement.score.is_none() {
+        // A stacker never fills in a member that abstained.
+        judgement.error = Some(format!("the ensemble needs every member's score: {}", judgement.notes.iter().flatten().cloned().collect::<Vec<_>>().join("; ")));
+        return judgement;
+    }
     let risks: Vec<f32> = evidence.faces.iter().filter_map(|f| f.ood_risk).collect();
     judgement.ood_risk = (!risks.is_empty()).then(|| risks.iter().sum::<f32>() / risks.len() as f32);
     judgement.verdict = match (judgement.score, judgement.ood_risk) {
@@ -233,13 +272,14 @@ mod tests {
     fn ensemble_weights_combine_frame_and_sequence_models() {
         // Model a (frame) says 0.2 on both faces of track 0; model b (sequence) 0.8 on its windows.
         let faces = vec![FaceEvidence { track: 0, logits: vec![Some(logit(0.2)), None], ood_risk: None }; 2];
-        let windows = vec![TrackWindows { id: 0, frames: 2, windows: vec![0.7, 0.9] }];
+        let windows = vec![TrackWindows { id: 0, frames: 2, windows: vec![0.7, 0.9], note: None }];
         let evidence = Evidence { frames_sampled: 2, faces, members: vec![frame("a"), MemberEvidence { name: "b".into(), kind: MemberKind::Sequence(windows) }] };
         let j = judge(&evidence, &settings(&[0.75, 0.25]));
         assert!(close(j.models[0].unwrap(), 0.2) && close(j.models[1].unwrap(), 0.8));
         assert!(close(j.score.unwrap(), 0.75 * 0.2 + 0.25 * 0.8));
         assert_eq!(j.verdict, Some(Verdict::Real));
-        assert_eq!(j.tracks[0].models, [j.models[0].unwrap(), j.models[1].unwrap()]);
+        assert_eq!(j.tracks[0].models, [j.models[0], j.models[1]]);
+        assert_eq!(j.share_fake, [None, Some(1.0)]);
         // A face's own score is the frame models' only.
         assert!(close(j.faces[0].score.unwrap(), 0.2));
         assert_eq!(j.faces[0].models[1], None);
@@ -281,5 +321,49 @@ mod tests {
         let j = judge(&evidence, &settings(&[1.0]));
         assert_eq!((j.verdict, j.score), (None, None));
         assert!(j.error.unwrap().contains("broken"));
+    }
+
+    fn lrnet(tracks: Vec<TrackWindows>) -> MemberEvidence {
+        MemberEvidence { name: "lrnet".into(), kind: MemberKind::Sequence(tracks) }
+    }
+
+    fn too_short(id: u32, frames: usize) -> TrackWindows {
+        TrackWindows { id, frames, windows: Vec::new(), note: Some(format!("too short for lrnet: {frames} consecutive frames of landmarks, it needs at least 31")) }
+    }
+
+    #[test]
+    fn an_abstaining_member_leaves_the_verdict_to_the_others() {
+        // Model a scores track 0's faces 0.8; lrnet's only track is too short.
+        let faces = vec![FaceEvidence { track: 0, logits: vec![Some(logit(0.8)), None], ood_risk: None }; 2];
+        let evidence = Evidence { frames_sampled: 2, faces, members: vec![frame("a"), lrnet(vec![too_short(0, 20)])] };
+        let j = judge(&evidence, &settings(&[0.5, 0.5]));
+        assert_eq!(j.error, None);
+        assert_eq!(j.models[1], None);
+        assert!(close(j.score.unwrap(), 0.8), "the other member alone: {j:?}");
+        assert_eq!(j.verdict, Some(Verdict::Fake));
+        assert!(j.notes[1].as_deref().unwrap().starts_with("lrnet: track 0: too short for lrnet"), "{:?}", j.notes);
+        assert_eq!(j.tracks[0].models, [j.models[0], None]);
+        // With a stacker, a missing member is an error, never a guess.
+        let stacker = Stacker { members: vec!["a".into(), "lrnet".into()], weights: vec![1.0, 1.0], bias: 0.0, provenance: String::new() };
+        let stacked = judge(&evidence, &Settings { stacker: Some(stacker), ..settings(&[0.5, 0.5]) });
+        assert!(stacked.score.is_none() && stacked.error.unwrap().contains("too short for lrnet"));
+    }
+
+    #[test]
+    fn lrnet_alone_too_short_is_an_error_and_a_long_track_counts_without_the_short_one() {
+        let faces = vec![FaceEvidence { track: 0, logits: vec![None], ood_risk: None }; 20];
+        let evidence = Evidence { frames_sampled: 20, faces, members: vec![lrnet(vec![too_short(0, 20)])] };
+        let j = judge(&evidence, &settings(&[1.0]));
+        assert_eq!((j.verdict, j.score), (None, None));
+        assert!(j.error.as_deref().unwrap().starts_with("lrnet: track 0: too short for lrnet: 20"), "{:?}", j.error);
+        // Track 1 has two blocks; track 0 is too short and is left out, with its note.
+        let long = TrackWindows { id: 1, frames: 61, windows: vec![0.7, 0.2], note: None };
+        let faces = vec![FaceEvidence { track: 1, logits: vec![None], ood_risk: None }; 61];
+        let evidence = Evidence { frames_sampled: 81, faces, members: vec![lrnet(vec![too_short(0, 20), long])] };
+        let j = judge(&evidence, &settings(&[1.0]));
+        assert!(close(j.score.unwrap(), 0.45) && j.error.is_none());
+        assert_eq!(j.share_fake, [Some(0.5)]);
+        assert_eq!(j.tracks.iter().map(|t| t.id).collect::<Vec<_>>(), [1]);
+        assert!(j.notes[0].as_deref().unwrap().contains("track 0: too short"));
     }
 }

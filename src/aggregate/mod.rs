@@ -81,8 +81,8 @@ pub struct TrackScore {
     /// ensemble, the weighted mean of `models`.
     pub score: f32,
     /// Each model's P(fake) of the track, in the order of the line's `models` (empty while a
-    /// single model's tracks are being built).
-    pub models: Vec<f32>,
+    /// single model's tracks are being built); null for a model that did not score it.
+    pub models: Vec<Option<f32>>,
 }
 
 /// The tracks of `faces`, given as (track id, P(fake)), in order of id.
@@ -129,18 +129,22 @@ pub fn weighted_mean(pairs: impl IntoIterator<Item = (f32, f32)>) -> Option<f32>
     (total > 0.0).then(|| (sum / total) as f32)
 }
 
-/// The tracks of an ensemble: `per_model[m]` holds model m's tracks (the same ids in the same
-/// order for every model); each track's score is the `weights`-weighted mean of its models'.
+/// The tracks of an ensemble: `per_model[m]` holds model m's tracks, in order of id (empty for
+/// a model that abstained). Every track any model scored is one track here, in order of id;
+/// its score is the `weights`-weighted mean of the models that scored it, and a model that did
+/// not (a frame model that saw none of its faces, a temporal model for which it was too short)
+/// is null in its `models`.
 pub fn ensemble_tracks(per_model: &[Vec<TrackScore>], weights: &[f32]) -> Vec<TrackScore> {
-    let Some(first) = per_model.first() else { return Vec::new() };
-    first
-        .iter()
-        .enumerate()
-        .map(|(t, track)| {
-            let models: Vec<f32> = per_model.iter().map(|tracks| tracks[t].score).collect();
-            debug_assert!(per_model.iter().all(|tracks| tracks[t].id == track.id));
-            let score = weighted_mean(weights.iter().copied().zip(models.iter().copied())).unwrap_or(f32::NAN);
-            TrackScore { id: track.id, frames: track.frames, score, models }
+    let mut ids: Vec<u32> = per_model.iter().flatten().map(|t| t.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.into_iter()
+        .map(|id| {
+            let found: Vec<Option<&TrackScore>> = per_model.iter().map(|tracks| tracks.iter().find(|t| t.id == id)).collect();
+            let models: Vec<Option<f32>> = found.iter().map(|t| t.map(|t| t.score)).collect();
+            let frames = found.iter().flatten().map(|t| t.frames).max().unwrap_or(0);
+            let score = weighted_mean(weights.iter().zip(&models).filter_map(|(&w, s)| s.map(|s| (w, s)))).unwrap_or(f32::NAN);
+            TrackScore { id, frames, score, models }
         })
         .collect()
 }
@@ -264,7 +268,13 @@ mod tests {
         assert_eq!(tracks.iter().map(|t| t.id).collect::<Vec<_>>(), [0, 3]);
         assert!(close(tracks[0].score, 0.75 * 0.2 + 0.25 * 0.6));
         assert!(close(tracks[1].score, 0.75 * 0.8 + 0.25 * 0.4));
-        assert_eq!(tracks[1].models, [0.8, 0.4]);
+        assert_eq!(tracks[1].models, [Some(0.8), Some(0.4)]);
+        // A track only one model scored: the others are null, its score that model's.
+        let per_model = [vec![track(0, 0.2)], vec![track(0, 0.6), track(2, 0.9)], Vec::new()];
+        let tracks = ensemble_tracks(&per_model, &[0.5, 0.25, 0.25]);
+        assert_eq!(tracks.iter().map(|t| t.id).collect::<Vec<_>>(), [0, 2]);
+        assert_eq!(tracks[1].models, [None, Some(0.9), None]);
+        assert!(close(tracks[1].score, 0.9) && close(tracks[0].score, (0.5 * 0.2 + 0.25 * 0.6) / 0.75));
         assert_eq!(weighted_mean([(2.0, 1.0), (2.0, 0.0)]), Some(0.5));
         assert_eq!(weighted_mean([(0.0, 1.0)]), None);
     }

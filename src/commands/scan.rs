@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 
 use super::Outcome;
 use crate::cli::{FacesMode, ScanArgs, WatchArgs};
-use dfscan::decode::Sampling;
+use dfscan::decode::{Clips, Sampling};
 use dfscan::inputs::Input;
 use dfscan::models;
 use dfscan::models::set::{ModelSet, OodChoice};
@@ -61,7 +61,18 @@ fn scan_with(args: ScanArgs, inputs: impl Iterator<Item = Input> + Send + 'stati
             args.min_face_confidence,
         )?),
     };
+    let clips = match (args.clips, set.needs_landmarks()) {
+        (Some(0), _) => None,
+        (Some(count), _) => Some(Clips { count, len: args.clip_len }),
+        (None, true) => Some(Clips { count: DEFAULT_CLIPS, len: args.clip_len }),
+        (None, false) => None,
+    };
+    if clips.is_some() && args.clip_len == 0 {
+        bail!("--clip-len must be at least 1");
+    }
     let cfg = ScanConfig {
+        clips,
+        landmarks: args.landmarks,
         sampling: match args.fps {
             Some(fps) if fps > 0.0 => Sampling::Fps(fps),
             Some(fps) => bail!("--fps must be positive, got {fps}"),
@@ -117,6 +128,47 @@ fn scan_with(args: ScanArgs, inputs: impl Iterator<Item = Input> + Send + 'stati
     })
 }
 
+/// Clips per video when a landmark model is in the set and `--clips` is not given.
+const DEFAULT_CLIPS: usize = 2;
+
+/// Models resolved from the committed third-party weights, imported on first use into the
+/// public folder: `lrnet` is LRNet's DeeperForensics-1.0 pair (trained on neither of the
+/// corpora we evaluate on, FF++ examples and DFDC, so its scores there are out of its training
+/// set; `lrnet-ffpp` is the FF++ pair, `lrnet-dfo` the same as `lrnet`), and `facemesh` the
+/// landmarker. (name, files under models/third_party, the imported file's name)
+const THIRD_PARTY: [(&str, &str, &[&str], &str); 4] = [
+    ("lrnet", "lrnet", &["dfo_g1.pth", "dfo_g2.pth"], "lrnet-dfo"),
+    ("lrnet-dfo", "lrnet", &["dfo_g1.pth", "dfo_g2.pth"], "lrnet-dfo"),
+    ("lrnet-ffpp", "lrnet", &["ffpp_g1.pth", "ffpp_g2.pth"], "lrnet-ffpp"),
+    ("facemesh", "facemesh", &["facemesh.pth"], "facemesh"),
+];
+
+/// A `--models` entry: a third-party name (imported on first use, see [`THIRD_PARTY`]), else
+/// a shipped name or a path.
+pub(crate) fn resolve_model(entry: &str) -> Result<PathBuf> {
+    let dir = super::models_dir();
+    let shipped = models::set::resolve(&dir, entry);
+    let Some((_, folder, files, out)) = THIRD_PARTY.iter().find(|t| t.0 == entry) else { return Ok(shipped) };
+    if shipped.is_file() {
+        return Ok(shipped);
+    }
+    let path = dir.join("public").join(format!("{out}.safetensors"));
+    if !path.is_file() {
+        let arch = if *folder == "lrnet" { models::Arch::Lrnet } else { models::Arch::Facemesh };
+        let sources: Vec<PathBuf> = files.iter().map(|f| dir.join("third_party").join(folder).join(f)).collect();
+        if let Some(missing) = sources.iter().find(|p| !p.is_file()) {
+            bail!("{entry}: its public weights are missing at {}", missing.display());
+        }
+        // Written beside, then renamed: scans starting at once never read half a file.
+        let partial = path.with_extension(format!("partial-{}", std::process::id()));
+        let refs: Vec<&Path> = sources.iter().map(PathBuf::as_path).collect();
+        models::import::import(arch, &refs, &partial, &super::python()).with_context(|| format!("importing {entry}"))?;
+        std::fs::rename(&partial, &path)?;
+        eprintln!("dfscan: imported {} -> {}", files.join(" "), path.display());
+    }
+    Ok(path)
+}
+
 /// The scan's models: `--models`, or `--model`, or the default model; and the OOD model
 /// (`--ood-model`, else a member with an abnormality module, else for the default scan the
 /// shipped ViT).
@@ -133,9 +185,9 @@ fn load_models(args: &ScanArgs) -> Result<ModelSet> {
         None => None,
     };
     let paths: Vec<PathBuf> = match (&args.model, args.models.is_empty(), &stacker) {
-        (_, _, Some(stacker)) => stacker.members.iter().map(|m| models::set::resolve(&super::models_dir(), m)).collect(),
+        (_, _, Some(stacker)) => stacker.members.iter().map(|m| resolve_model(m)).collect::<Result<_>>()?,
         (Some(path), _, None) => vec![path.clone()],
-        (None, false, None) => args.models.iter().map(|m| models::set::resolve(&super::models_dir(), m)).collect(),
+        (None, false, None) => args.models.iter().map(|m| resolve_model(m)).collect::<Result<_>>()?,
         (None, true, None) => vec![super::default_model()],
     };
     for path in &paths {
@@ -162,8 +214,12 @@ fn load_models(args: &ScanArgs) -> Result<ModelSet> {
         bail!("--model-weights has {} values for {} models", args.model_weights.len(), paths.len());
     }
     let weights = (!args.model_weights.is_empty()).then_some(args.model_weights.as_slice());
-    let mut set = ModelSet::load(&paths, weights, ood, args.device.resolve()?)?;
+    let device = args.device.resolve()?;
+    let mut set = ModelSet::load(&paths, weights, ood, device)?;
     set.stacker = stacker;
+    if set.needs_landmarks() || args.landmarks {
+        set.landmarker = Some(models::facemesh::FaceMeshModel::load(&resolve_model("facemesh")?, device)?);
+    }
     Ok(set)
 }
 

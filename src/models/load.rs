@@ -293,13 +293,17 @@ impl SequenceModel {
 pub enum AnyModel {
     Frame(FaceModel),
     Sequence(SequenceModel),
+    /// A model of a face track's landmarks over consecutive frames (LRNet): it reads no crop.
+    Landmarks(super::lrnet::LrnetModel),
 }
 
 impl AnyModel {
     pub fn load(path: &Path, device: Device) -> Result<Self> {
         let bytes = std::fs::read(path).with_context(|| format!("reading weights {}", path.display()))?;
         let header = Header::from_safetensors(&bytes).with_context(|| format!("{} is not a dfscan weights file", path.display()))?;
-        Ok(if header.network.is_sequence() {
+        Ok(if matches!(header.network, NetworkConfig::Lrnet(_)) {
+            AnyModel::Landmarks(super::lrnet::LrnetModel::load(path, device)?)
+        } else if header.network.is_sequence() {
             AnyModel::Sequence(SequenceModel::load(path, device)?)
         } else {
             AnyModel::Frame(FaceModel::load(path, device)?)
@@ -310,6 +314,7 @@ impl AnyModel {
         match self {
             AnyModel::Frame(m) => &m.id,
             AnyModel::Sequence(m) => &m.id,
+            AnyModel::Landmarks(m) => &m.id,
         }
     }
 
@@ -317,6 +322,7 @@ impl AnyModel {
         match self {
             AnyModel::Frame(m) => &m.header,
             AnyModel::Sequence(m) => &m.header,
+            AnyModel::Landmarks(m) => &m.header,
         }
     }
 
@@ -327,17 +333,18 @@ impl AnyModel {
     /// T of a sequence model; None for a frame model.
     pub fn sequence_frames(&self) -> Option<i64> {
         match self {
-            AnyModel::Frame(_) => None,
+            AnyModel::Frame(_) | AnyModel::Landmarks(_) => None,
             AnyModel::Sequence(m) => Some(m.frames()),
         }
     }
 
     /// Logits of "fake" for an [`example_batch`] made with [`AnyModel::sequence_frames`]: one per
-    /// crop, or one per sequence.
+    /// crop, or one per sequence; for LRNet, one per `[N, 30, 136]` block of landmarks.
     pub fn fake_logits(&self, batch: &Tensor) -> Tensor {
         match self {
             AnyModel::Frame(m) => m.fake_logits(batch),
             AnyModel::Sequence(m) => m.fake_logits(batch),
+            AnyModel::Landmarks(m) => tch::no_grad(|| nn::ModuleT::forward_t(&m.net, batch, false)),
         }
     }
 }

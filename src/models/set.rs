@@ -50,6 +50,9 @@ pub struct ModelSet {
     /// A learned, calibrated combination of the members (`scan --ensemble`), in place of the
     /// weighted mean.
     pub stacker: Option<crate::aggregate::Stacker>,
+    /// The face landmarker, when a member reads landmarks or the scan shows them
+    /// (`--landmarks`); the pipeline runs it in the faces stage.
+    pub landmarker: Option<super::facemesh::FaceMeshModel>,
 }
 
 /// See [`ModelSet::crop_plan`].
@@ -57,7 +60,8 @@ pub struct ModelSet {
 pub struct CropPlan {
     /// The distinct crops the faces stage makes of every face, in this order.
     pub crops: Vec<PlannedCrop>,
-    /// Per member, the index of its crop in `crops`.
+    /// Per member, the index of its crop in `crops` ([`CropPlan::NONE`] for a landmark model,
+    /// which reads no crop).
     pub members: Vec<usize>,
     /// The index of the extra OOD model's crop (`OodSource::Extra`).
     pub ood: Option<usize>,
@@ -73,6 +77,9 @@ pub struct PlannedCrop {
 }
 
 impl CropPlan {
+    /// A member's crop index when it reads none.
+    pub const NONE: usize = usize::MAX;
+
     /// Index of this crop in `crops`, added if new. Specs match on geometry: all faces of one
     /// scan come from one detector, whichever a model's header names.
     fn index_of(&mut self, spec: CropSpec, input: i64) -> usize {
@@ -125,7 +132,7 @@ impl ModelSet {
                 Some(OodSource::Extra(model))
             }
         };
-        Ok(Self { members, weights, ood, stacker: None })
+        Ok(Self { members, weights, ood, stacker: None, landmarker: None })
     }
 
     /// The crops a scan makes of each face, one per distinct contract and input side, and
@@ -135,6 +142,10 @@ impl ModelSet {
     pub fn crop_plan(&self, margin: Option<f32>, detector: DetectorKind) -> CropPlan {
         let mut plan = CropPlan { crops: Vec::new(), members: Vec::new(), ood: None };
         for member in &self.members {
+            if matches!(member, AnyModel::Landmarks(_)) {
+                plan.members.push(CropPlan::NONE);
+                continue;
+            }
             let k = plan.index_of(spec_of(member.header(), margin, detector), member.input_size());
             plan.members.push(k);
         }
@@ -142,6 +153,17 @@ impl ModelSet {
             plan.ood = Some(plan.index_of(spec_of(&model.header, margin, detector), model.input_size()));
         }
         plan
+    }
+
+    /// Whether a member reads face landmarks over consecutive frames (LRNet).
+    pub fn needs_landmarks(&self) -> bool {
+        self.members.iter().any(|m| matches!(m, AnyModel::Landmarks(_)))
+    }
+
+    /// Whether a member (or the OOD model) reads the frames spread over the video
+    /// (`--frames`/`--fps`): every model but the landmark ones, which read clips.
+    pub fn reads_spread_frames(&self) -> bool {
+        matches!(self.ood, Some(OodSource::Extra(_))) || self.members.iter().any(|m| !matches!(m, AnyModel::Landmarks(_)))
     }
 
     pub fn member_ids(&self) -> Vec<MemberId> {
@@ -157,7 +179,7 @@ impl ModelSet {
         match &self.ood {
             Some(OodSource::Member(i)) => match &self.members[*i] {
                 AnyModel::Frame(m) => Some(m),
-                AnyModel::Sequence(_) => None,
+                AnyModel::Sequence(_) | AnyModel::Landmarks(_) => None,
             },
             Some(OodSource::Extra(m)) => Some(m),
             None => None,

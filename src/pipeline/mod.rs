@@ -32,7 +32,7 @@ use anyhow::{anyhow, Result};
 use crossbeam_channel::{bounded, select, Receiver, Sender};
 
 use crate::aggregate::{self, AcrossTracks, Strategy};
-use crate::decode::{Frame, Sampler, Sampling, VideoSource};
+use crate::decode::{Clips, Frame, Role, Sampler, Sampling, VideoSource};
 use crate::faces::{self, Detection, FaceDetector};
 use crate::inputs::Input;
 use crate::models::set::ModelSet;
@@ -40,6 +40,7 @@ use crate::models::set::CropPlan;
 use crate::report::{self, LineSettings, Status, VideoReport, VideoSummary};
 use crate::state::{ScanKey, StateDb};
 
+mod landmarks;
 mod scoring;
 mod shutdown;
 mod stages;
@@ -60,7 +61,13 @@ const EVENT_QUEUE: usize = 256;
 /// Everything a scan needs besides its inputs, detector and model.
 #[derive(Clone, Debug)]
 pub struct ScanConfig {
+    /// The frames spread over the video for the frame models (unless only landmark models,
+    /// which read clips, are in the set).
     pub sampling: Sampling,
+    /// Runs of consecutive frames for the models that read them (`--clips`, `--clip-len`).
+    pub clips: Option<Clips>,
+    /// Run the landmarker on every face of every kept frame and show its points (`--landmarks`).
+    pub landmarks: bool,
     /// Decoder threads and shortcuts (they change neither the frames kept nor their pixels).
     pub decode: crate::decode::DecodeOptions,
     /// Fraction of the face box added on each side of the square crop, for every model
@@ -87,8 +94,10 @@ impl ScanConfig {
     /// detector; `ood_model`: the BLAKE3 of the model that gives the out-of-distribution risk.
     pub fn settings_key(&self, faces: &str, ood_model: Option<&str>) -> String {
         format!(
-            "sampling={:?} faces={faces} margin={:?} aggregate={:?} across_tracks={:?} threshold={} per_frame={} ood={} ood_threshold={} schema={}",
+            "sampling={:?} clips={:?} landmarks={} faces={faces} margin={:?} aggregate={:?} across_tracks={:?} threshold={} per_frame={} ood={} ood_threshold={} schema={}",
             self.sampling,
+            self.clips,
+            self.landmarks,
             self.margin,
             self.aggregate,
             self.across_tracks,
@@ -185,6 +194,8 @@ enum Msg<T> {
 struct FacesInFrame {
     index: usize,
     pts_s: f64,
+    /// What the frame was kept for: the frame models, a clip, or both.
+    role: Role,
     faces: Vec<FoundFace>,
 }
 
@@ -195,6 +206,27 @@ struct FoundFace {
     /// One crop per entry of the scan's [`CropPlan`], cut and sized here: the models stage
     /// never resizes.
     crops: Vec<Vec<u8>>,
+    /// The 68 iBUG points in frame pixels, where the landmarker ran.
+    landmarks: Option<Vec<[f32; 2]>>,
+    /// On a clip frame, for a model that reads landmarks: the pixels around the face that the
+    /// landmark calibration reads (see `landmarks`).
+    region: Option<landmarks::Region>,
+}
+
+/// The landmarker as the faces stage runs it.
+struct Landmarker {
+    model: crate::models::facemesh::FaceMeshModel,
+    /// On every kept frame (`--landmarks`); else on clip frames only.
+    every_frame: bool,
+    /// Cut each clip face's region (a model reads landmarks).
+    regions: bool,
+}
+
+/// Which frames decode keeps for each input.
+#[derive(Clone, Copy, Debug)]
+struct SamplingPlan {
+    spread: Option<Sampling>,
+    clips: Option<Clips>,
 }
 
 /// What the models stage needs besides the faces, fixed for the whole scan.
@@ -286,14 +318,22 @@ pub fn run(
         })?;
     }
     let plan = models.crop_plan(cfg.margin, cfg.detector);
+    let mut models = models;
+    let needs_landmarks = models.needs_landmarks();
+    if (needs_landmarks || cfg.landmarks) && models.landmarker.is_none() {
+        return Err(anyhow!("landmarks are needed (a landmark model or --landmarks) but no landmarker was loaded"));
+    }
+    let landmarker = models.landmarker.take().filter(|_| needs_landmarks || cfg.landmarks).map(|model| Landmarker { model, every_frame: cfg.landmarks, regions: needs_landmarks });
+    // Spread frames only for the models that read them; clips only when asked for.
+    let plan_of = SamplingPlan { spread: models.reads_spread_frames().then_some(cfg.sampling), clips: cfg.clips };
     let stages = vec![
         {
-            let (events, sampling, decode, shutdown) = (event_tx.clone(), cfg.sampling, cfg.decode, shutdown.clone());
-            thread::Builder::new().name("decode".into()).spawn(move || decode_stage(job_rx, frame_tx, events, sampling, decode, timeout, shutdown))?
+            let (events, decode, shutdown) = (event_tx.clone(), cfg.decode, shutdown.clone());
+            thread::Builder::new().name("decode".into()).spawn(move || decode_stage(job_rx, frame_tx, events, plan_of, decode, timeout, shutdown))?
         },
         {
             let (events, specs) = (event_tx.clone(), plan.crops.clone());
-            thread::Builder::new().name("faces".into()).spawn(move || faces_stage(frame_rx, crop_tx, events, face_source, specs))?
+            thread::Builder::new().name("faces".into()).spawn(move || faces_stage(frame_rx, crop_tx, events, face_source, specs, landmarker))?
         },
         // `models_done` closes when this thread ends, however it ends.
         {

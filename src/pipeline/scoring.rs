@@ -28,30 +28,50 @@ pub(super) struct JobState {
     /// `(contract, track) -> crops`.
     track_crops: BTreeMap<(usize, u32), Vec<Vec<u8>>>,
     attention: Vec<FaceAttention>,
+    /// The landmark models' tracks, clip by clip.
+    clip_tracks: super::landmarks::ClipTracks,
     pub(super) error: Option<String>,
 }
 
 impl JobState {
     pub(super) fn new(start: JobStart) -> Self {
-        Self { start, frames: Vec::new(), faces: Vec::new(), pending: Vec::new(), track_crops: BTreeMap::new(), attention: Vec::new(), error: None }
+        Self {
+            start,
+            frames: Vec::new(),
+            faces: Vec::new(),
+            pending: Vec::new(),
+            track_crops: BTreeMap::new(),
+            attention: Vec::new(),
+            clip_tracks: super::landmarks::ClipTracks::new(crate::faces::calibrate::CalibrationConfig::default()),
+            error: None,
+        }
     }
 
-    /// Files a frame's faces and queues their crops.
+    /// Files a frame's faces and queues their crops: for the frame and sequence models if the
+    /// frame is one of the spread frames, for the landmark models (their landmarks and
+    /// regions) if it is in a clip. Every face is in the evidence, in frame order; one of a
+    /// frame kept only for a clip has no frame model's logit.
     pub(super) fn add_frame(&mut self, in_frame: FacesInFrame, set: &ModelSet, plan: &CropPlan) {
         // The contracts the sequence models read, once each (two models may share one).
         let mut sequence_crops: Vec<usize> = set.members.iter().zip(&plan.members).filter(|(m, _)| matches!(m, AnyModel::Sequence(_))).map(|(_, &k)| k).collect();
         sequence_crops.sort_unstable();
         sequence_crops.dedup();
         let mut faces = Vec::with_capacity(in_frame.faces.len());
-        for FoundFace { detection, track, crops } in in_frame.faces {
-            faces.push(SampledFace { bbox: detection.bbox, confidence: detection.confidence, track });
-            for &k in &sequence_crops {
-                self.track_crops.entry((k, track)).or_default().push(crops[k].clone());
+        let role = in_frame.role;
+        for FoundFace { detection, track, crops, landmarks, region } in in_frame.faces {
+            if let (Some((clip, pos)), Some(points), Some(region)) = (role.clip, &landmarks, region) {
+                self.clip_tracks.add(clip, pos, track, points.clone(), region);
             }
-            self.pending.push(Pending { face: self.faces.len(), crops });
+            faces.push(SampledFace { bbox: detection.bbox, confidence: detection.confidence, track, landmarks });
+            if role.spread {
+                for &k in &sequence_crops {
+                    self.track_crops.entry((k, track)).or_default().push(crops[k].clone());
+                }
+                self.pending.push(Pending { face: self.faces.len(), crops });
+            }
             self.faces.push(FaceEvidence { track, logits: vec![None; set.members.len()], ood_risk: None });
         }
-        self.frames.push(SampledFrame { index: in_frame.index, pts_s: in_frame.pts_s, faces });
+        self.frames.push(SampledFrame { index: in_frame.index, pts_s: in_frame.pts_s, clip: role.clip.map(|c| c.0), faces });
     }
 
     pub(super) fn pending(&self) -> usize {
@@ -108,6 +128,7 @@ impl JobState {
     /// The input's line. `error` is the first failure upstream or here, if any.
     pub(super) fn finish(self, error: Option<String>, ctx: &ModelsContext) -> VideoReport {
         let (set, plan) = (&ctx.set, &ctx.plan);
+        let mut clip_tracks = self.clip_tracks;
         let outcome = match error {
             Some(error) => Outcome::Failed(error),
             None => {
@@ -120,6 +141,15 @@ impl JobState {
                             let k = plan.members[m];
                             let tracks = self.track_crops.range((k, 0)..=(k, u32::MAX)).map(|((_, id), crops)| (*id, crops));
                             match guarded(|| sequence_windows_of(model, tracks, ctx.batch_size)) {
+                                Ok(windows) => MemberKind::Sequence(windows),
+                                Err(e) => {
+                                    failed = Some(format!("model {}: {e:#}", member.id().name));
+                                    break;
+                                }
+                            }
+                        }
+                        AnyModel::Landmarks(model) => {
+                            match guarded(|| clip_tracks.windows(model)) {
                                 Ok(windows) => MemberKind::Sequence(windows),
                                 Err(e) => {
                                     failed = Some(format!("model {}: {e:#}", member.id().name));
@@ -189,7 +219,7 @@ fn sequence_windows_of<'a>(model: &SequenceModel, track_crops: impl Iterator<Ite
             let logits = Vec::<f32>::try_from(model.fake_logits(&tch::Tensor::stack(chunk, 0)))?;
             windows.extend(logits.into_iter().map(aggregate::sigmoid));
         }
-        tracks.push(TrackWindows { id, frames: crops.len(), windows });
+        tracks.push(TrackWindows { id, frames: crops.len(), windows, note: None });
     }
     Ok(tracks)
 }

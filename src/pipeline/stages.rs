@@ -9,7 +9,7 @@ pub(super) fn decode_stage(
     jobs: Receiver<Job>,
     out: Sender<Msg<Frame>>,
     events: Sender<Note>,
-    sampling: Sampling,
+    sampling: SamplingPlan,
     decode: crate::decode::DecodeOptions,
     timeout: Option<Duration>,
     shutdown: Shutdown,
@@ -52,7 +52,7 @@ pub(super) fn decode_stage(
             }
         };
         let source = source.expect("opened");
-        let mut sampler = Sampler::new(sampling, source.info.duration_s);
+        let mut sampler = Sampler::plan(sampling.spread, sampling.clips, source.info.duration_s, source.info.frame_rate);
         let _ = events.send(Event::Started { id, path: input.path.clone(), planned_frames: sampler.planned() }.into());
         if out.send(Msg::Start(JobStart { id, path: input.path, started, video, stop: stop.clone(), key })).is_err() {
             return;
@@ -76,6 +76,7 @@ pub(super) fn faces_stage(
     events: Sender<Note>,
     mut source: FaceSource,
     specs: Vec<PlannedCrop>,
+    landmarker: Option<Landmarker>,
 ) {
     // The first failure of each job; its later frames are skipped.
     let mut failed: HashMap<usize, String> = HashMap::new();
@@ -99,7 +100,7 @@ pub(super) fn faces_stage(
                 }
                 let _ = events.try_send(Event::FrameDone { id }.into());
                 let tracker = trackers.get_mut(&id).expect("a job's frames come after its start");
-                match guarded(|| faces_in_frame(&mut source, &frame, &specs, tracker)) {
+                match guarded(|| faces_in_frame(&mut source, &frame, &specs, tracker, landmarker.as_ref())) {
                     Ok(faces) => Msg::Item(id, faces),
                     Err(e) => {
                         failed.insert(id, format!("face detection failed on frame {}: {e:#}", frame.index));
@@ -120,22 +121,34 @@ pub(super) fn faces_stage(
 }
 
 /// A frame's faces with their tracks, each cut and sized once per crop of the scan's plan
-/// (`specs`: a contract at a network's input side).
-fn faces_in_frame(source: &mut FaceSource, frame: &Frame, specs: &[PlannedCrop], tracker: &mut Tracker) -> Result<FacesInFrame> {
+/// (`specs`: a contract at a network's input side), with their landmarks where the
+/// `landmarker` runs on this frame.
+fn faces_in_frame(source: &mut FaceSource, frame: &Frame, specs: &[PlannedCrop], tracker: &mut Tracker, landmarker: Option<&Landmarker>) -> Result<FacesInFrame> {
     let (detections, whole) = match source {
         FaceSource::WholeFrame => (vec![Detection { bbox: faces::FaceBox { x: 0.0, y: 0.0, w: frame.width as f32, h: frame.height as f32 }, confidence: 1.0, landmarks: None }], true),
         FaceSource::Detector(detector) => (detector.detect(frame)?, false),
     };
     let tracks = tracker.update(&detections).ids;
+    let in_clip = frame.role.clip.is_some();
+    let points = match landmarker {
+        Some(l) if l.every_frame || (in_clip && l.regions) => {
+            let boxes: Vec<faces::FaceBox> = detections.iter().map(|d| d.bbox).collect();
+            l.model.detect(frame, &boxes)?.into_iter().map(|f| Some(f.ibug68)).collect()
+        }
+        _ => vec![None; detections.len()],
+    };
+    let regions = landmarker.is_some_and(|l| l.regions && in_clip);
     let faces = detections
         .into_iter()
         .zip(tracks)
-        .map(|(detection, track)| {
+        .zip(points)
+        .map(|((detection, track), landmarks)| {
             let crops = specs.iter().map(|c| if whole { faces::whole_frame(frame, c.input) } else { c.spec.to_input(&c.spec.cut(frame, &detection.bbox)?, c.input) }).collect::<Result<_>>()?;
-            Ok(FoundFace { detection, track, crops })
+            let region = (regions && landmarks.is_some()).then(|| super::landmarks::Region::cut(frame, &detection.bbox));
+            Ok(FoundFace { detection, track, crops, landmarks, region })
         })
         .collect::<Result<_>>()?;
-    Ok(FacesInFrame { index: frame.index, pts_s: frame.pts_s, faces })
+    Ok(FacesInFrame { index: frame.index, pts_s: frame.pts_s, role: frame.role, faces })
 }
 
 pub(super) fn models_stage(crops: Receiver<Msg<FacesInFrame>>, events: Sender<Note>, ctx: ModelsContext) {

@@ -19,6 +19,10 @@ use ffmpeg_next as ffmpeg;
 use ffmpeg::format::Pixel;
 use ffmpeg::software::scaling;
 
+mod sampler;
+pub use sampler::{Clips, Role, Sampler, Sampling};
+use sampler::SLACK;
+
 /// An upright RGB24 frame, rows packed without padding.
 #[derive(Clone, Debug)]
 pub struct Frame {
@@ -29,10 +33,10 @@ pub struct Frame {
     pub width: u32,
     pub height: u32,
     pub rgb: Vec<u8>,
+    /// What it was kept for: the spread frames, a clip, or both.
+    pub role: Role,
 }
 
-/// Timestamps are rounded to the stream's time base; a frame this close to a target meets it.
-const SLACK: f64 = 1e-6;
 
 /// How the decoder works; none of it changes which frames are kept or their pixels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,95 +59,6 @@ pub fn default_threads() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8)
 }
 
-/// Which frames to keep (`--frames N` or `--fps F`).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Sampling {
-    /// N frames evenly spread over the duration (the first N frames if it is unknown).
-    Frames(usize),
-    /// One frame every 1/F seconds.
-    Fps(f64),
-}
-
-/// Decides, frame by frame in presentation order, which frames are kept.
-#[derive(Clone, Debug)]
-pub struct Sampler {
-    plan: Plan,
-    kept: usize,
-}
-
-#[derive(Clone, Debug)]
-enum Plan {
-    /// Target times; a frame is kept when it is the first at or after the next target.
-    Times { targets: Vec<f64>, next: usize },
-    Every { period: f64, next_t: f64 },
-    FirstN(usize),
-}
-
-impl Sampler {
-    pub fn new(sampling: Sampling, duration_s: Option<f64>) -> Self {
-        let plan = match (sampling, duration_s) {
-            (Sampling::Frames(n), Some(d)) if d > 0.0 => {
-                Plan::Times { targets: (0..n).map(|i| d * i as f64 / n as f64).collect(), next: 0 }
-            }
-            (Sampling::Frames(n), _) => Plan::FirstN(n),
-            (Sampling::Fps(f), _) => Plan::Every { period: 1.0 / f, next_t: 0.0 },
-        };
-        Self { plan, kept: 0 }
-    }
-
-    /// Whether to keep the frame shown at `t` seconds. Several targets that fall before the
-    /// same frame are served by it once: a short clip cannot give more frames than it has.
-    pub fn take(&mut self, t: f64) -> bool {
-        let keep = match &mut self.plan {
-            Plan::Times { targets, next } => {
-                let keep = *next < targets.len() && t + SLACK >= targets[*next];
-                while *next < targets.len() && targets[*next] <= t + SLACK {
-                    *next += 1;
-                }
-                keep
-            }
-            Plan::Every { period, next_t } => {
-                let keep = t + SLACK >= *next_t;
-                if keep {
-                    *next_t = ((t + SLACK) / *period).floor() * *period + *period;
-                }
-                keep
-            }
-            Plan::FirstN(n) => self.kept < *n,
-        };
-        self.kept += keep as usize;
-        keep
-    }
-
-    /// True once no later frame can be kept, so decoding can stop early.
-    pub fn done(&self) -> bool {
-        match &self.plan {
-            Plan::Times { targets, next } => *next >= targets.len(),
-            Plan::Every { .. } => false,
-            Plan::FirstN(n) => self.kept >= *n,
-        }
-    }
-
-    /// The time of the next frame this plan wants: no frame shown before it can be kept. None
-    /// when any frame may be (the first N) or none will be (done).
-    pub fn next_time(&self) -> Option<f64> {
-        match &self.plan {
-            Plan::Times { targets, next } => targets.get(*next).copied(),
-            Plan::Every { next_t, .. } => Some(*next_t),
-            Plan::FirstN(_) => None,
-        }
-    }
-
-    /// How many frames this plan asks for, when that is known in advance.
-    pub fn planned(&self) -> Option<usize> {
-        match &self.plan {
-            Plan::Times { targets, .. } => Some(targets.len()),
-            Plan::Every { .. } => None,
-            Plan::FirstN(n) => Some(*n),
-        }
-    }
-}
-
 /// What the container says about the video stream.
 #[derive(Clone, Debug)]
 pub struct VideoInfo {
@@ -154,6 +69,8 @@ pub struct VideoInfo {
     /// Clockwise rotation applied to show the frames upright (0, 90, 180 or 270).
     pub rotation: u32,
     pub codec: String,
+    /// Frames per second the stream says it averages, if it says.
+    pub frame_rate: Option<f64>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -237,6 +154,8 @@ impl VideoSource {
         let stream_duration_s = (stream.duration() > 0).then(|| stream.duration() as f64 * time_base);
         let container_duration_s = (input.duration() > 0).then(|| input.duration() as f64 / f64::from(ffmpeg::ffi::AV_TIME_BASE));
         let rotation = display_rotation(&stream);
+        let rate = stream.avg_frame_rate();
+        let frame_rate = (rate.numerator() > 0 && rate.denominator() > 0).then(|| f64::from(rate));
         let mut context = ffmpeg::codec::context::Context::from_parameters(stream.parameters())?;
         // SAFETY: the context is not opened yet; these fields are read when it is.
         unsafe {
@@ -255,6 +174,7 @@ impl VideoSource {
             duration_s: stream_duration_s.or(container_duration_s),
             rotation,
             codec: decoder.codec().map(|c| c.name().to_string()).unwrap_or_default(),
+            frame_rate,
         };
         Ok(Self { _file: file, interrupt, input, stream_index, decoder, time_base, start_pts, stream_duration_s, options, info })
     }
@@ -346,9 +266,7 @@ impl VideoSource {
                     last_step = t - prev;
                 }
                 last_t = Some(t);
-                if !sampler.take(t) {
-                    continue;
-                }
+                let Some(role) = sampler.take_as(t) else { continue };
                 let key = (decoded.format(), decoded.width(), decoded.height());
                 if scaler.as_ref().map(|(_, k)| *k) != Some(key) {
                     let ctx = scaling::Context::get(key.0, key.1, key.2, Pixel::RGB24, key.1, key.2, scaling::Flags::BILINEAR)?;
@@ -356,7 +274,7 @@ impl VideoSource {
                 }
                 let mut rgb = ffmpeg::frame::Video::empty();
                 scaler.as_mut().expect("set above").0.run(&decoded, &mut rgb)?;
-                let frame = upright(packed_rgb(&rgb), self.info.rotation, stats.frames_kept, t);
+                let frame = upright(packed_rgb(&rgb), self.info.rotation, stats.frames_kept, t, role);
                 stats.frames_kept += 1;
                 if !on_frame(frame)? || sampler.done() {
                     return Ok(stats);
@@ -519,9 +437,9 @@ fn packed_rgb(rgb: &ffmpeg::frame::Video) -> (Vec<u8>, u32, u32) {
     (out, w as u32, h as u32)
 }
 
-fn upright((rgb, width, height): (Vec<u8>, u32, u32), rotation: u32, index: usize, pts_s: f64) -> Frame {
+fn upright((rgb, width, height): (Vec<u8>, u32, u32), rotation: u32, index: usize, pts_s: f64, role: Role) -> Frame {
     let (rgb, width, height) = rotate_clockwise(rgb, width, height, rotation / 90);
-    Frame { index, pts_s, width, height, rgb }
+    Frame { index, pts_s, width, height, rgb, role }
 }
 
 /// Rotates a packed RGB image clockwise by `quarter_turns` x 90 degrees.
@@ -550,39 +468,6 @@ pub fn rotate_clockwise(rgb: Vec<u8>, width: u32, height: u32, quarter_turns: u3
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn kept(sampler: &mut Sampler, times: impl Iterator<Item = f64>) -> Vec<usize> {
-        times.enumerate().filter(|(_, t)| sampler.take(*t)).map(|(i, _)| i).collect()
-    }
-
-    #[test]
-    fn frames_are_spread_evenly_over_the_duration() {
-        // 10 s at 10 fps, 5 frames wanted: targets 0, 2, 4, 6, 8 s.
-        let mut s = Sampler::new(Sampling::Frames(5), Some(10.0));
-        assert_eq!(kept(&mut s, (0..100).map(|i| i as f64 / 10.0)), vec![0, 20, 40, 60, 80]);
-        assert!(s.done());
-    }
-
-    #[test]
-    fn a_short_clip_gives_each_frame_once() {
-        // 3 frames, 32 wanted: each frame is kept once, never duplicated.
-        let mut s = Sampler::new(Sampling::Frames(32), Some(0.12));
-        assert_eq!(kept(&mut s, [0.0, 0.04, 0.08].into_iter()), vec![0, 1, 2]);
-    }
-
-    #[test]
-    fn unknown_duration_takes_the_first_frames() {
-        let mut s = Sampler::new(Sampling::Frames(3), None);
-        assert_eq!(kept(&mut s, (0..10).map(|i| i as f64)), vec![0, 1, 2]);
-        assert!(s.done());
-    }
-
-    #[test]
-    fn fps_sampling_keeps_one_frame_per_period() {
-        // 25 fps source sampled at 2 fps: frames at 0, 0.5, 1.0, 1.5 s.
-        let mut s = Sampler::new(Sampling::Fps(2.0), Some(2.0));
-        assert_eq!(kept(&mut s, (0..50).map(|i| i as f64 / 25.0)), vec![0, 13, 25, 38]);
-    }
 
     #[test]
     fn rotation_moves_pixels_clockwise() {

@@ -148,13 +148,15 @@ fn haar_detector_finds_the_face_too() {
 }
 
 #[test]
-fn generated_clip_without_faces_is_an_error_not_a_guess() {
+fn generated_clip_without_faces_is_no_face_not_a_guess() {
     let tmp = tempfile::tempdir().unwrap();
     let model = untrained_weights(tmp.path());
     let clip = tmp.path().join("bars.mkv");
     ffmpeg(&["-f", "lavfi", "-i", "smptebars=duration=1:size=320x240:rate=10", s(&clip)]);
-    let line = &json_lines(&dfscan(&["scan", "-q", "--model", s(&model), s(&clip)]))[0];
-    assert_eq!(line["status"], "error");
+    let out = dfscan(&["scan", "-q", "--model", s(&model), s(&clip)]);
+    let line = &json_lines(&out)[0];
+    assert_eq!((&line["status"], &line["verdict"], &line["score"]), (&serde_json::json!("ok"), &serde_json::json!("no_face"), &Value::Null), "{line}");
+    assert_eq!(out.status.code(), Some(0), "no face is no failure");
     assert_eq!(line["frames_sampled"], 10, "a 10-frame clip gives 10 frames, not 32: {line}");
     assert_eq!(line["faces"], 0);
 }

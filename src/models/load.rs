@@ -9,7 +9,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::preprocess::{fake_logits_of, to_network_input, to_sequence_input};
 use super::weights::{self, Header, NetworkConfig};
-use super::{build_network, ood, vit, vit_ood, ModelId};
+use super::{build_network, ood, spectrum, vit, vit_ood, ModelId};
 
 /// A frame network with its weights, ready to score face crops.
 pub struct FaceModel {
@@ -27,6 +27,8 @@ enum FrameNet {
     Vit(vit::Vit),
     /// A ViT with its attention VAE and abnormality module: also an out-of-distribution risk.
     VitOod(Box<vit_ood::VitOod>),
+    /// The spectrum detector: reads the crops' spectra, not normalised pixels.
+    Spectrum(spectrum::SpectrumNet),
 }
 
 /// What a frame model says about a batch of crops.
@@ -115,6 +117,7 @@ fn load_strict(path: &Path, device: Device, sequence: bool) -> Result<Loaded> {
         (NetworkConfig::Vit(cfg), Some(heads)) => FrameNet::VitOod(Box::new(vit_ood::VitOod::new(&vs.root(), cfg, heads))),
         (_, Some(_)) => bail!("{}: out-of-distribution heads belong to a ViT, not to {arch}", path.display()),
         (NetworkConfig::Vit(cfg), None) => FrameNet::Vit(vit::Vit::new(&vs.root(), cfg)),
+        (NetworkConfig::Spectrum(cfg), None) => FrameNet::Spectrum(spectrum::SpectrumNet::new(&vs.root(), cfg)),
         (network, None) => FrameNet::Plain(build_network(&vs.root(), network)),
     };
     let stored = weights::tensor_names(&bytes)?;
@@ -166,30 +169,38 @@ impl FaceModel {
     /// Logits of "fake" for `crops`, a `[N, S, S, 3]` u8 RGB batch at `input_size()`.
     pub fn fake_logits(&self, crops: &Tensor) -> Tensor {
         let _guard = tch::no_grad_guard();
-        let input = to_network_input(crops, &self.header.preprocess, self.device);
+        let input = || to_network_input(crops, &self.header.preprocess, self.device);
         let output = match &self.net {
-            FrameNet::Plain(net) => net.forward_t(&input, false),
-            FrameNet::Vit(vit) => vit.forward_t(&input, false),
-            FrameNet::VitOod(model) => model.vit.forward_t(&input, false),
+            FrameNet::Plain(net) => net.forward_t(&input(), false),
+            FrameNet::Vit(vit) => vit.forward_t(&input(), false),
+            FrameNet::VitOod(model) => model.vit.forward_t(&input(), false),
+            // Like a network fed a batch of the wrong shape, a malformed batch is a bug: panic.
+            FrameNet::Spectrum(net) => net.forward_t(&self.spectra(net, crops).unwrap_or_else(|e| panic!("{e:#}")), false),
         };
         fake_logits_of(output, self.header.preprocess.output)
+    }
+
+    /// The spectra of `crops` on the model's device (the spectrum detector's input).
+    fn spectra(&self, net: &spectrum::SpectrumNet, crops: &Tensor) -> Result<Tensor> {
+        Ok(spectrum::spectra(crops, net.config.bins).context("the spectra of the crops")?.to_device(self.device))
     }
 
     /// Everything the model says about `crops` (as [`FaceModel::fake_logits`] takes them).
     pub fn score(&self, crops: &Tensor) -> Result<CropScores> {
         let _guard = tch::no_grad_guard();
-        let input = to_network_input(crops, &self.header.preprocess, self.device);
+        let input = || to_network_input(crops, &self.header.preprocess, self.device);
         let to_cpu = |t: Tensor| t.to_device(Device::Cpu).to_kind(Kind::Float);
         let (output, ood_risk, attention) = match &self.net {
-            FrameNet::Plain(net) => (net.forward_t(&input, false), None, None),
+            FrameNet::Plain(net) => (net.forward_t(&input(), false), None, None),
             FrameNet::Vit(vit) => {
-                let out = vit.forward_all_t(&input, false);
+                let out = vit.forward_all_t(&input(), false);
                 (vit::fake_logit(&out.logits), None, Some(vit_ood::normalised_attention(&out.attention)))
             }
             FrameNet::VitOod(model) => {
-                let out = model.forward(&input);
+                let out = model.forward(&input());
                 (out.classified.fake_logit, Some(Vec::<f32>::try_from(to_cpu(out.risk))?), Some(out.classified.attention))
             }
+            FrameNet::Spectrum(net) => (net.forward_t(&self.spectra(net, crops)?, false), None, None),
         };
         let logits = Vec::<f32>::try_from(fake_logits_of(output, self.header.preprocess.output))?;
         Ok(CropScores { logits, ood_risk, attention: attention.map(|a| to_cpu(a).squeeze_dim(1)) })

@@ -77,8 +77,14 @@ impl Preprocess {
         }
     }
 
-    /// LRNet reads landmarks, not pixels: `input_size` is the side of the calibrated face box
-    /// the landmarks are measured in (400, mapped to [-1, 1]); mean and std are unused. P(fake).
+    /// The spectrum detector reads crops at `input_size` (the side it was fitted at: the
+    /// spectrum depends on resolution; 256 is `dfscan extract`'s default side); mean and std
+    /// are unused. P(fake).
+    pub fn spectrum() -> Self {
+        Self { input_size: 256, mean: [0.0; 3], std: [1.0; 3], output: OutputClass::Fake, crop: None }
+    }
+
+    /// MediaPipe FaceMesh: 192x192, pixels mapped to [-1, 1]; its output is points, not a class.
     pub fn facemesh() -> Self {
         // x / 127.5 - 1, as (x / 255 - 0.5) / 0.5; the output is points, not a class.
         Self { input_size: super::facemesh::INPUT_SIZE, mean: [0.5; 3], std: [0.5; 3], output: OutputClass::Fake, crop: None }
@@ -106,6 +112,8 @@ pub enum NetworkConfig {
     /// The face landmarker: used by `models::facemesh::FaceMeshModel`, not scored.
     #[serde(rename = "facemesh")]
     FaceMesh(super::facemesh::FaceMeshConfig),
+    /// The spectrum detector (`models::spectrum`): a classifier on crops' 1-D spectra.
+    Spectrum(super::spectrum::SpectrumConfig),
 }
 
 impl NetworkConfig {
@@ -124,6 +132,7 @@ impl NetworkConfig {
             NetworkConfig::ResnetLstm(_) => "resnet-lstm",
             NetworkConfig::Lrnet(_) => "lrnet",
             NetworkConfig::FaceMesh(_) => "facemesh",
+            NetworkConfig::Spectrum(_) => "spectrum",
         }
     }
 

@@ -5,6 +5,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use dfscan::aggregate::Strategy;
 use dfscan::faces::DetectorKind;
 use dfscan::models::weights::Storage;
+use dfscan::models::spectrum::ClassifierKind;
 use dfscan::models::{Arch, DeviceChoice};
 use dfscan::crops::augment::Perturbation;
 use dfscan::train::cv::Recipe;
@@ -276,6 +277,29 @@ pub struct TrainArgs {
     pub probe: Option<Recipe>,
     #[command(flatten)]
     pub head: HeadArgs,
+    /// `--arch spectrum`: the classifier fitted on the crops' spectra (smartcore).
+    #[arg(long, value_enum, default_value_t = ClassifierKind::SvmPoly)]
+    pub classifier: ClassifierKind,
+    #[command(flatten)]
+    pub spectrum: SpectrumArgs,
+}
+
+/// The spectrum detector's classifier fit (`train --arch spectrum`, `cv --spectrum`).
+#[derive(Args, Debug, Clone, Copy)]
+pub struct SpectrumArgs {
+    /// The SVM's C.
+    #[arg(long, default_value_t = 1.0)]
+    pub svm_c: f64,
+    /// Most rows an SVM is fitted on, half of each class drawn at random (smartcore's solver
+    /// grows with rows times support vectors); the logistic regression takes all.
+    #[arg(long, default_value_t = 3000)]
+    pub svm_max_rows: usize,
+}
+
+impl SpectrumArgs {
+    pub fn fit(self, classifier: ClassifierKind, seed: u64) -> dfscan::train::spectrum::FitConfig {
+        dfscan::train::spectrum::FitConfig { c: self.svm_c, max_rows: self.svm_max_rows, seed, ..dfscan::train::spectrum::FitConfig::new(classifier) }
+    }
 }
 
 /// The linear probe's data and fit (`train --probe`, `cv`).
@@ -334,8 +358,18 @@ pub struct CvArgs {
     /// Trained frame models scored as they are, one row each: names of shipped models or paths.
     #[arg(long, value_delimiter = ',', value_name = "NAME|PATH,...")]
     pub models: Vec<String>,
-    /// Score only the --models, fitting no probe.
-    #[arg(long, requires = "models")]
+    /// Spectrum detector rows (seed 004), each classifier fitted per fold on the spectra of the
+    /// training origins' crops (computed in memory).
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "CLASSIFIER,...")]
+    pub spectrum: Vec<ClassifierKind>,
+    /// With --spectrum: also rows whose classifier reads the spectrum beside the probe
+    /// backbone's pooled ImageNet features (the seed's spectrum + ResNet-50 variant).
+    #[arg(long, requires = "spectrum", conflicts_with = "no_probes")]
+    pub spectrum_cnn: bool,
+    #[command(flatten)]
+    pub spectrum_fit: SpectrumArgs,
+    /// Fit no probe: score only the --models and fit only the --spectrum rows.
+    #[arg(long)]
     pub no_probes: bool,
     /// Origins the --models trained on: their cells are marked in-sample.
     #[arg(long, value_delimiter = ',', value_name = "ORIGIN,...")]

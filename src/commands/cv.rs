@@ -1,13 +1,14 @@
 //! `dfscan cv` and `dfscan train --probe`: linear probes on a frozen ImageNet backbone,
 //! judged by held-out origin, and the probe fitted on a whole split for shipping.
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use tch::Device;
 
 use super::train::pretrained_start;
 use dfscan::output::progress_bar;
 use crate::cli::{CvArgs, FitEnsembleArgs, TrainArgs};
 use dfscan::models::{self, Arch, NetworkConfig};
-use dfscan::train::cv::{self, CvConfig, FixedModel, Recipe};
+use dfscan::train::cv::{self, CvConfig, FixedModel, FoldedRecipe, Recipe};
+use dfscan::train::spectrum;
 use dfscan::crops::dataset::{CropSet, Split};
 use dfscan::train::probe::{self, Backbone, FeatureConfig, FeatureTable};
 
@@ -36,6 +37,9 @@ fn features(set: &CropSet, backbone: &Backbone, sbi_views: usize, seed: u64, dev
 
 pub fn cv(args: CvArgs) -> Result<()> {
     let device = args.device.resolve()?;
+    if args.no_probes && args.models.is_empty() && args.spectrum.is_empty() {
+        bail!("--no-probes leaves nothing to report: give --models or --spectrum");
+    }
     let set = CropSet::open(&args.crops)?;
     // Fixed models alone need no features.
     let table = match args.no_probes {
@@ -54,14 +58,49 @@ pub fn cv(args: CvArgs) -> Result<()> {
         (false, true) => vec![false, true],
         (false, false) => vec![false],
     };
+    let folded = spectrum_recipes(&args, &set, &table)?;
     let cfg = CvConfig { recipes: args.recipes.clone(), taps, head: args.head.head(), aggregate: args.aggregate, origins: args.origins.clone() };
-    let report = cv::cross_validate(&set, &table, args.arch.name(), &fixed, &cfg)?;
+    let report = cv::cross_validate(&set, &table, args.arch.name(), &folded, &fixed, &cfg)?;
     print!("{}", report.table());
     if let Some(path) = &args.report {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
         eprintln!("dfscan: full report in {}", path.display());
     }
     Ok(())
+}
+
+/// The `--spectrum` rows: each classifier on every crop's spectrum (computed here, in memory),
+/// and with `--spectrum-cnn` also on the spectrum beside the probe's pooled features.
+fn spectrum_recipes(args: &CvArgs, set: &CropSet, table: &FeatureTable) -> Result<Vec<FoldedRecipe>> {
+    if args.spectrum.is_empty() {
+        return Ok(Vec::new());
+    }
+    let bar = progress_bar(0, "spectra [{bar:30}] {pos}/{len} crops {eta}");
+    let all: Vec<usize> = (0..set.records.len()).collect();
+    let side = spectrum::side_of(set);
+    let spectra = spectrum::crop_spectra(set, &all, side, models::spectrum::BINS, |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })?;
+    bar.finish_and_clear();
+    let mut inputs = vec![("spectrum".to_string(), spectra.shallow_clone())];
+    if args.spectrum_cnn {
+        // The probe table's clean row of each crop, in crop order.
+        let mut row_of = vec![-1i64; set.records.len()];
+        for r in table.rows(|_, blended| !blended) {
+            row_of[table.record[r as usize]] = r;
+        }
+        ensure!(row_of.iter().all(|&r| r >= 0), "the feature table lacks crops");
+        let cnn = table.columns(false).index_select(0, &tch::Tensor::from_slice(&row_of));
+        inputs.push((format!("spectrum+{}", args.arch.name()), tch::Tensor::cat(&[spectra, cnn.to_kind(tch::Kind::Float)], 1)));
+    }
+    let mut recipes = Vec::new();
+    for (name, x) in &inputs {
+        for &kind in &args.spectrum {
+            recipes.push(FoldedRecipe { name: format!("{name} {}", kind.name()), x: x.shallow_clone(), fit: args.spectrum_fit.fit(kind, args.seed) });
+        }
+    }
+    Ok(recipes)
 }
 
 /// `dfscan train --probe RECIPE`: the head fitted on the train split's features.

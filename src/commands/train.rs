@@ -10,6 +10,9 @@ pub fn train(args: TrainArgs) -> Result<()> {
     if let Some(recipe) = args.probe {
         return super::cv::train_probe(&args, recipe);
     }
+    if args.arch == models::Arch::Spectrum {
+        return train_spectrum(&args);
+    }
     use dfscan::crops::augment::AugmentConfig;
     use dfscan::train::trainer::{self, TrainConfig, TrainEvent};
     let set = dfscan::crops::dataset::CropSet::open(&args.crops)?;
@@ -90,6 +93,53 @@ pub fn train(args: TrainArgs) -> Result<()> {
     if summary.paused {
         eprintln!("dfscan: stopped after --stop-after-steps; the same command with --resume goes on");
     }
+    Ok(())
+}
+
+/// `dfscan train --arch spectrum`: the classifier fitted on the spectra of the train split's
+/// crops (of `--origins`, if given); the validation split's video AUC is reported.
+fn train_spectrum(args: &TrainArgs) -> Result<()> {
+    use dfscan::crops::dataset::{CropSet, Split};
+    use dfscan::train::spectrum;
+    let set = CropSet::open(&args.crops)?;
+    let plan = args.split.plan();
+    let wanted = |i: usize| args.origins.is_empty() || args.origins.contains(&set.records[i].origin);
+    let of_split = |split: Split| (0..set.records.len()).filter(|&i| wanted(i) && plan.split_of(&set.records[i].group) == split).collect::<Vec<_>>();
+    let (train, val) = (of_split(Split::Train), of_split(Split::Val));
+    let side = spectrum::side_of(&set);
+    let bins = models::spectrum::BINS;
+    let bar = progress_bar(0, "spectra [{bar:30}] {pos}/{len} crops {eta}");
+    let spectra = |idx: &[usize]| {
+        bar.reset();
+        spectrum::crop_spectra(&set, idx, side, bins, |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        })
+    };
+    let (x_train, x_val) = (spectra(&train)?, spectra(&val)?);
+    bar.finish_and_clear();
+    let fake = |idx: &[usize]| idx.iter().map(|&i| set.records[i].label.is_fake()).collect::<Vec<_>>();
+    let cfg = args.spectrum.fit(args.classifier, args.seed);
+    let fitted = spectrum::fit(&x_train, &fake(&train), bins, &cfg)?;
+    let val_auc = match val.is_empty() {
+        true => None,
+        false => {
+            let probs: Vec<f32> = fitted.logits(&x_val)?.into_iter().map(dfscan::aggregate::sigmoid).collect();
+            let sources: Vec<&str> = val.iter().map(|&i| set.records[i].source.as_str()).collect();
+            let (v, l) = dfscan::eval::metrics::per_video(&probs, &fake(&val), &sources, dfscan::aggregate::Strategy::Confident);
+            dfscan::eval::metrics::roc_auc(&v, &l)
+        }
+    };
+    eprintln!(
+        "dfscan: spectrum {} fitted on {} of {} train crops at {side}px; validation video AUC {}",
+        cfg.classifier.name(),
+        fitted.rows,
+        train.len(),
+        val_auc.map_or("n/a (empty split)".into(), |a| format!("{a:.4}"))
+    );
+    let provenance = format!("{} ({} of {} train crops)", std::env::args().collect::<Vec<_>>().join(" "), fitted.rows, train.len());
+    spectrum::save(&fitted, side, set.spec, provenance, &args.output)?;
+    eprintln!("dfscan: wrote {}", args.output.display());
     Ok(())
 }
 

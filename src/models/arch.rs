@@ -16,7 +16,7 @@ use tch::Tensor;
 
 use super::import::Mapped;
 use super::weights::{NetworkConfig, Preprocess};
-use super::{efficientnet, facemesh, lrnet, meso, resnet_lstm, vit};
+use super::{efficientnet, facemesh, lrnet, meso, resnet_lstm, spectrum, vit};
 
 /// The architectures dfscan can build (`--arch`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -48,6 +48,9 @@ pub enum Arch {
     /// MediaPipe FaceMesh, the face landmarker (`facemesh`); imported from the port's weights
     /// (`dfscan import --arch facemesh models/third_party/facemesh/facemesh.pth`).
     Facemesh,
+    /// Seed 004's spectrum detector: a crop's 1-D amplitude spectrum into an SVM or a logistic
+    /// regression (`spectrum`), fitted by smartcore (`dfscan train --arch spectrum --classifier`).
+    Spectrum,
 }
 
 /// What a model scores.
@@ -92,7 +95,7 @@ pub struct ArchEntry {
 }
 
 /// The table. Order is `--arch`'s.
-pub const ARCHS: [ArchEntry; 8] = [
+pub const ARCHS: [ArchEntry; 9] = [
     ArchEntry {
         arch: Arch::Meso4,
         name: "meso4",
@@ -168,6 +171,16 @@ pub const ARCHS: [ArchEntry; 8] = [
         import: Importer::One(facemesh::import),
         shipped: None,
     },
+    ArchEntry {
+        arch: Arch::Spectrum,
+        name: "spectrum",
+        kind: ModelKind::Frame,
+        // Fitted, not trained by gradient: the classifier and the side come from `dfscan train`.
+        training: || (NetworkConfig::Spectrum(spectrum::SpectrumConfig::seed()), Preprocess::spectrum()),
+        pretrained: None,
+        import: Importer::One(spectrum::import),
+        shipped: None,
+    },
 ];
 
 impl Arch {
@@ -200,6 +213,8 @@ pub fn build_network(root: &nn::Path, config: &NetworkConfig) -> Box<dyn ModuleT
         NetworkConfig::FaceMesh(cfg) => Box::new(facemesh::FaceMesh::new(root, cfg)),
         // Not built: its module is loaded from the file's bytes (`load` checks first).
         NetworkConfig::TorchScript(cfg) => panic!("build_network: {:?} is a TorchScript module, loaded with models::torchscript, not built", cfg.name),
+        // Spectra in (`spectrum::spectra` of the crops), logits out; `FaceModel` makes the spectra.
+        NetworkConfig::Spectrum(cfg) => Box::new(spectrum::SpectrumNet::new(root, cfg)),
     }
 }
 

@@ -10,7 +10,7 @@ use tch::{Device, Kind, Tensor};
 use super::preprocess::{fake_logits_of, to_network_input, to_sequence_input};
 use super::weights::{self, Header, NetworkConfig};
 use super::torchscript::{self, ScriptModel};
-use super::{build_network, ood, vit, vit_ood, ModelId};
+use super::{build_network, ood, spectrum, vit, vit_ood, ModelId};
 
 /// A frame network with its weights, ready to score face crops.
 pub struct FaceModel {
@@ -30,6 +30,8 @@ enum FrameNet {
     VitOod(Box<vit_ood::VitOod>),
     /// A TorchScript module with its own contract (`torchscript`).
     Script(ScriptModel),
+    /// The spectrum detector: reads the crops' spectra, not normalised pixels.
+    Spectrum(spectrum::SpectrumNet),
 }
 
 impl FrameNet {
@@ -40,6 +42,7 @@ impl FrameNet {
             FrameNet::Vit(vit) => fake_logits_of(vit.forward_t(input, false), output),
             FrameNet::VitOod(model) => fake_logits_of(model.vit.forward_t(input, false), output),
             FrameNet::Script(model) => torchscript::fake_logits(model, input, output)?,
+            FrameNet::Spectrum(_) => anyhow::bail!("the spectrum detector reads crops, not network input"),
         })
     }
 }
@@ -144,6 +147,7 @@ fn load_strict(path: &Path, device: Device, sequence: bool) -> Result<Loaded> {
         (NetworkConfig::Vit(cfg), Some(heads)) => FrameNet::VitOod(Box::new(vit_ood::VitOod::new(&vs.root(), cfg, heads))),
         (_, Some(_)) => bail!("{}: out-of-distribution heads belong to a ViT, not to {arch}", path.display()),
         (NetworkConfig::Vit(cfg), None) => FrameNet::Vit(vit::Vit::new(&vs.root(), cfg)),
+        (NetworkConfig::Spectrum(cfg), None) => FrameNet::Spectrum(spectrum::SpectrumNet::new(&vs.root(), cfg)),
         (network, None) => FrameNet::Plain(build_network(&vs.root(), network)),
     };
     let stored = weights::tensor_names(&bytes)?;
@@ -191,28 +195,40 @@ impl FaceModel {
     /// Logits of "fake" for `crops`, a `[N, S, S, 3]` u8 RGB batch at `input_size()`.
     pub fn fake_logits(&self, crops: &Tensor) -> Tensor {
         let _guard = tch::no_grad_guard();
-        let input = to_network_input(crops, &self.header.preprocess, self.device);
-        // Only a TorchScript module can fail here; like a built-in network's libtorch error, it
-        // panics (the scan's models stage catches a panic into the input's error line).
-        self.net.fake_logits(&input, self.header.preprocess.output).unwrap_or_else(|e| panic!("{}: {e:#}", self.id.name))
+        match &self.net {
+            // Like a network fed a batch of the wrong shape, a malformed batch is a bug: panic.
+            FrameNet::Spectrum(net) => fake_logits_of(net.forward_t(&self.spectra(net, crops).unwrap_or_else(|e| panic!("{e:#}")), false), self.header.preprocess.output),
+            _ => {
+                let input = to_network_input(crops, &self.header.preprocess, self.device);
+                // A TorchScript module can fail here; like a built-in network's libtorch error, it
+                // panics (the scan's models stage catches a panic into the input's error line).
+                self.net.fake_logits(&input, self.header.preprocess.output).unwrap_or_else(|e| panic!("{}: {e:#}", self.id.name))
+            }
+        }
+    }
+
+    /// The spectra of `crops` on the model's device (the spectrum detector's input).
+    fn spectra(&self, net: &spectrum::SpectrumNet, crops: &Tensor) -> Result<Tensor> {
+        Ok(spectrum::spectra(crops, net.config.bins).context("the spectra of the crops")?.to_device(self.device))
     }
 
     /// Everything the model says about `crops` (as [`FaceModel::fake_logits`] takes them).
     pub fn score(&self, crops: &Tensor) -> Result<CropScores> {
         let _guard = tch::no_grad_guard();
-        let input = to_network_input(crops, &self.header.preprocess, self.device);
+        let input = || to_network_input(crops, &self.header.preprocess, self.device);
         let to_cpu = |t: Tensor| t.to_device(Device::Cpu).to_kind(Kind::Float);
         let output = self.header.preprocess.output;
         let (logits, ood_risk, attention) = match &self.net {
-            FrameNet::Plain(_) | FrameNet::Script(_) => (self.net.fake_logits(&input, output)?, None, None),
+            FrameNet::Plain(_) | FrameNet::Script(_) => (self.net.fake_logits(&input(), output)?, None, None),
             FrameNet::Vit(vit) => {
-                let out = vit.forward_all_t(&input, false);
+                let out = vit.forward_all_t(&input(), false);
                 (fake_logits_of(vit::fake_logit(&out.logits), output), None, Some(vit_ood::normalised_attention(&out.attention)))
             }
             FrameNet::VitOod(model) => {
-                let out = model.forward(&input);
+                let out = model.forward(&input());
                 (fake_logits_of(out.classified.fake_logit, output), Some(Vec::<f32>::try_from(to_cpu(out.risk))?), Some(out.classified.attention))
             }
+            FrameNet::Spectrum(net) => (fake_logits_of(net.forward_t(&self.spectra(net, crops)?, false), output), None, None),
         };
         let logits = Vec::<f32>::try_from(logits)?;
         Ok(CropScores { logits, ood_risk, attention: attention.map(|a| to_cpu(a).squeeze_dim(1)) })

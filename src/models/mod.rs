@@ -28,6 +28,7 @@ pub mod ood;
 mod preprocess;
 pub mod resnet_lstm;
 pub mod set;
+pub mod spectrum;
 pub mod torchscript;
 pub mod vae;
 pub mod vit;

@@ -111,8 +111,14 @@ impl Preprocess {
         Self::rgb(resnet_lstm::INPUT_SIZE, resnet_lstm::IMAGENET_MEAN, resnet_lstm::IMAGENET_STD, OutputClass::Fake)
     }
 
-    /// LRNet reads landmarks, not pixels: `input_size` is the side of the calibrated face box
-    /// the landmarks are measured in (400, mapped to [-1, 1]); mean and std are unused. P(fake).
+    /// The spectrum detector reads crops at `input_size` (the side it was fitted at: the
+    /// spectrum depends on resolution; 256 is `dfscan extract`'s default side); mean and std
+    /// are unused. P(fake).
+    pub fn spectrum() -> Self {
+        Self::rgb(256, [0.0; 3], [1.0; 3], OutputClass::Fake)
+    }
+
+    /// MediaPipe FaceMesh: 192x192, pixels mapped to [-1, 1]; its output is points, not a class.
     pub fn facemesh() -> Self {
         // x / 127.5 - 1, as (x / 255 - 0.5) / 0.5; the output is points, not a class.
         Self::rgb(super::facemesh::INPUT_SIZE, [0.5; 3], [0.5; 3], OutputClass::Fake)
@@ -144,6 +150,8 @@ pub enum NetworkConfig {
     /// dfscan builds (`models::torchscript`).
     #[serde(rename = "torchscript")]
     TorchScript(super::torchscript::ScriptConfig),
+    /// The spectrum detector (`models::spectrum`): a classifier on crops' 1-D spectra.
+    Spectrum(super::spectrum::SpectrumConfig),
 }
 
 impl NetworkConfig {
@@ -163,6 +171,7 @@ impl NetworkConfig {
             NetworkConfig::Lrnet(_) => "lrnet",
             NetworkConfig::FaceMesh(_) => "facemesh",
             NetworkConfig::TorchScript(_) => "torchscript",
+            NetworkConfig::Spectrum(_) => "spectrum",
         }
     }
 

@@ -8,7 +8,9 @@
 //! in the held-out origin (one person filmed in two sources stays out of both sides).
 //!
 //! The recipes are linear probes ([`super::probe`]): features are computed once for the
-//! whole cache, so a fold costs one head fit. Already-trained models (the shipped default)
+//! whole cache, so a fold costs one head fit. The spectrum detector's classifiers
+//! ([`super::spectrum`]) are folded the same way ([`FoldedRecipe`]): spectra once per crop, one
+//! smartcore fit per fold. Already-trained models (the shipped default)
 //! are scored on each origin as they are; they were fitted without folds, so on origins they
 //! trained on their figure is in-sample (the report says which origins a model saw).
 use std::collections::{BTreeMap, BTreeSet};
@@ -70,7 +72,7 @@ pub struct Fold {
     pub train_crops: usize,
 }
 
-/// A row of the table: one probe recipe, or one fixed model.
+/// A row of the table: one probe recipe, one folded recipe, or one fixed model.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Row {
     pub name: String,
@@ -117,6 +119,15 @@ pub struct CvConfig {
     pub origins: Vec<String>,
 }
 
+/// A classifier fitted per fold on per-crop features of its own: the spectrum detector on the
+/// crops' spectra (alone, or beside the probe backbone's features). Never in-sample.
+pub struct FoldedRecipe {
+    pub name: String,
+    /// `[crops, F]`: row i holds crop i's features.
+    pub x: Tensor,
+    pub fit: super::spectrum::FitConfig,
+}
+
 /// A model scored as it is: its P(fake) for every crop of the cache (cut by the cache's
 /// contract, resized to the model's input), and the origins it saw.
 pub struct FixedModel {
@@ -126,7 +137,8 @@ pub struct FixedModel {
 }
 
 /// Runs the folds. `table` holds the features of every crop of `set` (and blended views).
-pub fn cross_validate(set: &CropSet, table: &FeatureTable, backbone: &str, fixed: &[FixedModel], cfg: &CvConfig) -> Result<CvReport> {
+/// `folded` recipes are fitted per fold like the probes, and `fixed` models scored as they are.
+pub fn cross_validate(set: &CropSet, table: &FeatureTable, backbone: &str, folded: &[FoldedRecipe], fixed: &[FixedModel], cfg: &CvConfig) -> Result<CvReport> {
     ensure!(set.records.iter().all(|r| !r.origin.is_empty()), "the crop cache has inputs without an origin (extract from a manifest with an origin column: scripts/manifest.py)");
     let origins = if cfg.origins.is_empty() { set.origins() } else { cfg.origins.clone() };
     ensure!(origins.len() >= 2, "cross-source validation needs at least two origins");
@@ -134,7 +146,7 @@ pub fn cross_validate(set: &CropSet, table: &FeatureTable, backbone: &str, fixed
     let clean_row: BTreeMap<usize, i64> = table.rows(|_, blended| !blended).into_iter().map(|r| (table.record[r as usize], r)).collect();
     let probes: Vec<(bool, Recipe)> = cfg.taps.iter().flat_map(|&t| cfg.recipes.iter().map(move |&r| (t, r))).collect();
     let columns: Vec<Tensor> = cfg.taps.iter().map(|&t| table.columns(t)).collect();
-    let n_rows = probes.len() + fixed.len();
+    let n_rows = probes.len() + folded.len() + fixed.len();
     let mut folds = Vec::new();
     let mut aucs: Vec<Vec<Option<f64>>> = vec![Vec::new(); n_rows];
     let mut out_of_fold: Vec<OutOfFold> = Vec::new();
@@ -152,6 +164,13 @@ pub fn cross_validate(set: &CropSet, table: &FeatureTable, backbone: &str, fixed
             let head = fit_logistic(&x.index_select(0, &Tensor::from_slice(&rows)), &y, &cfg.head)?;
             let test_rows = Tensor::from_slice(&test.iter().map(|i| clean_row[i]).collect::<Vec<_>>());
             row_scores.push(head.logits(&x.index_select(0, &test_rows)).into_iter().map(sigmoid).collect());
+        }
+        let train: Vec<usize> = (0..set.records.len()).filter(|&i| train_crop(i)).collect();
+        let y: Vec<bool> = train.iter().map(|&i| set.records[i].label.is_fake()).collect();
+        let index = |idx: &[usize]| Tensor::from_slice(&idx.iter().map(|&i| i as i64).collect::<Vec<_>>());
+        for recipe in folded {
+            let fitted = super::spectrum::fit(&recipe.x.index_select(0, &index(&train)), &y, recipe.x.size()[1] as usize, &recipe.fit)?;
+            row_scores.push(fitted.logits(&recipe.x.index_select(0, &index(&test)))?.into_iter().map(sigmoid).collect());
         }
         for model in fixed {
             row_scores.push(test.iter().map(|&i| model.crop_probs[i]).collect());
@@ -177,11 +196,15 @@ pub fn cross_validate(set: &CropSet, table: &FeatureTable, backbone: &str, fixed
             origin: origin.clone(),
             real_videos: video_labels.iter().filter(|&&f| !f).count(),
             fake_videos: video_labels.iter().filter(|&&f| f).count(),
-            train_crops: (0..set.records.len()).filter(|&i| train_crop(i)).count(),
+            train_crops: train.len(),
         });
     }
-    let names = probes.iter().map(|(t, r)| format!("{backbone}{} probe, {}", if *t { "+taps" } else { "" }, r.name())).chain(fixed.iter().map(|m| m.name.clone()));
-    let seen = probes.iter().map(|_| Vec::new()).chain(fixed.iter().map(|m| m.seen.clone()));
+    let names = probes
+        .iter()
+        .map(|(t, r)| format!("{backbone}{} probe, {}", if *t { "+taps" } else { "" }, r.name()))
+        .chain(folded.iter().map(|f| f.name.clone()))
+        .chain(fixed.iter().map(|m| m.name.clone()));
+    let seen = (0..probes.len() + folded.len()).map(|_| Vec::new()).chain(fixed.iter().map(|m| m.seen.clone()));
     // A row's summary covers only the origins it never trained on.
     let rows = names
         .zip(seen)
@@ -308,7 +331,7 @@ mod tests {
     fn each_origin_is_held_out_once_and_its_groups_stay_out_of_training() {
         let (set, table) = synthetic();
         let cfg = CvConfig { recipes: vec![Recipe::Labelled], taps: vec![true], head: HeadConfig::default(), aggregate: Strategy::Mean, origins: Vec::new() };
-        let report = cross_validate(&set, &table, "test", &[], &cfg).unwrap();
+        let report = cross_validate(&set, &table, "test", &[], &[], &cfg).unwrap();
         assert_eq!(report.folds.iter().map(|f| f.origin.as_str()).collect::<Vec<_>>(), ["a", "b", "c"]);
         // Holding out "a" also drops the "shared" group's video of "b": 16 + 24 - 3 crops train.
         assert_eq!(report.folds[0].train_crops, 8 * 3 + 8 * 3 - 3);
@@ -319,7 +342,7 @@ mod tests {
         assert_eq!(report.out_of_fold.len(), 24);
         // A fixed model is scored as it is: a constant model is at chance everywhere.
         let fixed = FixedModel { name: "constant".into(), crop_probs: vec![0.5; set.records.len()], seen: vec!["a".into()] };
-        let report = cross_validate(&set, &table, "test", &[fixed], &cfg).unwrap();
+        let report = cross_validate(&set, &table, "test", &[], &[fixed], &cfg).unwrap();
         assert!(report.rows[1].auc.iter().all(|a| (a.unwrap() - 0.5).abs() < 1e-9));
         // Its summary leaves out the origin it saw: 16 held-out videos of "b" and "c" pooled.
         assert_eq!(report.rows[1].reliability.iter().map(|b| b.count).sum::<usize>(), 16);
@@ -327,7 +350,7 @@ mod tests {
         // Without origins there is nothing to hold out.
         let mut bare = set;
         bare.records.iter_mut().for_each(|r| r.origin.clear());
-        assert!(cross_validate(&bare, &table, "test", &[], &cfg).is_err());
+        assert!(cross_validate(&bare, &table, "test", &[], &[], &cfg).is_err());
     }
 
     #[test]

@@ -175,6 +175,7 @@ fn network_of(cfg: &TrainConfig) -> Result<(NetworkConfig, models::Preprocess)> 
         }
         NetworkConfig::Lrnet(_) => anyhow::bail!("lrnet trains on landmark tracks, not on a crop cache (not supported yet)"),
         NetworkConfig::FaceMesh(_) => anyhow::bail!("facemesh is a landmarker with public weights, not trained here"),
+        NetworkConfig::Spectrum(_) => anyhow::bail!("spectrum is fitted, not trained by gradient: `dfscan train --arch spectrum --classifier KIND` (train::spectrum)"),
         _ => ensure!(cfg.sequence_frames.is_none(), "--sequence-frames applies to sequence models, not {}", cfg.arch.name()),
     }
     Ok((network, preprocess))

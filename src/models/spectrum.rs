@@ -101,33 +101,21 @@ pub fn spectra(crops: &Tensor, bins: usize) -> Result<Tensor> {
     Ok(Tensor::from_slice(&rows).view([n, bins as i64]))
 }
 
-/// An SVM kernel on standardised features (scikit-learn's and smartcore's definitions).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum Kernel {
-    /// <x, y>
-    Linear,
-    /// (gamma <x, y> + coef0)^degree
-    Polynomial { degree: f64, gamma: f64, coef0: f64 },
-    /// exp(-gamma |x - y|^2)
-    Rbf { gamma: f64 },
-    /// tanh(gamma <x, y> + coef0)
-    Sigmoid { gamma: f64, coef0: f64 },
-}
+/// An SVM kernel on standardised features: the fit's own type (`dfscan_classical`), so the
+/// fitted kernel and the scan's decision function cannot disagree on a parameter.
+pub use dfscan_classical::Kernel;
 
-impl Kernel {
-    /// K(x_i, s_j) for rows of `x` `[N, F]` and `s` `[M, F]`: `[N, M]`.
-    pub fn matrix(&self, x: &Tensor, s: &Tensor) -> Tensor {
-        let dot = x.matmul(&s.tr());
-        match *self {
-            Kernel::Linear => dot,
-            Kernel::Polynomial { degree, gamma, coef0 } => (dot * gamma + coef0).pow_tensor_scalar(degree),
-            Kernel::Rbf { gamma } => {
-                let sq = x.square().sum_dim_intlist(1, true, Kind::Float) + s.square().sum_dim_intlist(1, false, Kind::Float).unsqueeze(0) - dot * 2.0;
-                (sq.clamp_min(0.0) * -gamma).exp()
-            }
-            Kernel::Sigmoid { gamma, coef0 } => (dot * gamma + coef0).tanh(),
+/// K(x_i, s_j) for rows of `x` `[N, F]` and `s` `[M, F]`: `[N, M]`, in libtorch.
+pub fn kernel_matrix(kernel: &Kernel, x: &Tensor, s: &Tensor) -> Tensor {
+    let dot = x.matmul(&s.tr());
+    match *kernel {
+        Kernel::Linear => dot,
+        Kernel::Polynomial { degree, gamma, coef0 } => (dot * gamma + coef0).pow_tensor_scalar(degree),
+        Kernel::Rbf { gamma } => {
+            let sq = x.square().sum_dim_intlist(1, true, Kind::Float) + s.square().sum_dim_intlist(1, false, Kind::Float).unsqueeze(0) - dot * 2.0;
+            (sq.clamp_min(0.0) * -gamma).exp()
         }
+        Kernel::Sigmoid { gamma, coef0 } => (dot * gamma + coef0).tanh(),
     }
 }
 
@@ -249,7 +237,7 @@ impl ModuleT for SpectrumNet {
         let z = self.standardise(xs);
         match &self.head {
             Head::Logistic { weight, bias } => z.matmul(weight) + bias,
-            Head::Svm { kernel, support_vectors, dual_coef, bias } => kernel.matrix(&z, support_vectors).matmul(dual_coef) + bias,
+            Head::Svm { kernel, support_vectors, dual_coef, bias } => kernel_matrix(kernel, &z, support_vectors).matmul(dual_coef) + bias,
         }
     }
 }
@@ -386,7 +374,7 @@ mod tests {
     fn kernels_match_their_formulas() {
         let x = Tensor::from_slice(&[1.0f32, 2.0, 3.0]).view([1, 3]);
         let s = Tensor::from_slice(&[4.0f32, 5.0, 6.0, 0.0, 0.0, 0.0]).view([2, 3]);
-        let k = |kernel: Kernel| Vec::<f32>::try_from(kernel.matrix(&x, &s).view([-1])).unwrap();
+        let k = |kernel: Kernel| Vec::<f32>::try_from(kernel_matrix(&kernel, &x, &s).view([-1])).unwrap();
         assert_eq!(k(Kernel::Linear), [32.0, 0.0]);
         let poly = k(Kernel::Polynomial { degree: 2.0, gamma: 0.5, coef0: 1.0 });
         assert!((poly[0] - 289.0).abs() < 1e-3 && (poly[1] - 1.0).abs() < 1e-6);

@@ -26,7 +26,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::crops::dataset::CropSet;
 use crate::faces::crop::CropSpec;
-use crate::models::spectrum::{self, Classifier, ClassifierKind, Kernel, SpectrumConfig, SpectrumNet};
+use crate::models::spectrum::{self, Classifier, ClassifierKind, SpectrumConfig, SpectrumNet};
 use crate::models::weights::{self, Header, NetworkConfig, Preprocess, Storage};
 
 /// How a spectrum classifier is fitted.
@@ -122,16 +122,6 @@ fn sample_rows(fake: &[bool], max_rows: usize, seed: u64) -> Vec<usize> {
     rows
 }
 
-/// The fitting crate's kernel for ours.
-fn classical_kernel(kernel: Kernel) -> dfscan_classical::Kernel {
-    match kernel {
-        Kernel::Linear => dfscan_classical::Kernel::Linear,
-        Kernel::Polynomial { degree, gamma, coef0 } => dfscan_classical::Kernel::Polynomial { degree, gamma, coef0 },
-        Kernel::Rbf { gamma } => dfscan_classical::Kernel::Rbf { gamma },
-        Kernel::Sigmoid { gamma, coef0 } => dfscan_classical::Kernel::Sigmoid { gamma, coef0 },
-    }
-}
-
 /// Fits `cfg.classifier` to `fake` labels on `[N, F]` features, F = `features` (raw spectra;
 /// `dfscan cv --spectrum-cnn` also passes spectra with CNN features beside them):
 /// standardised by their mean and std, then smartcore. The standardisation and the
@@ -161,7 +151,7 @@ pub fn fit(x: &Tensor, fake: &[bool], features: usize, cfg: &FitConfig) -> Resul
             Classifier::Logistic { alpha: cfg.alpha }
         }
         Some(kernel) => {
-            let svm = Svm::fit(&data, classical_kernel(kernel), cfg.c, cfg.seed).map_err(|e| anyhow!(e))?;
+            let svm = Svm::fit(&data, kernel, cfg.c, cfg.seed).map_err(|e| anyhow!(e))?;
             let m = svm.support_vectors.len() as i64;
             tensors.push(("support_vectors".into(), to_f32(&svm.support_vectors.concat()).view([m, bins as i64])));
             tensors.push(("dual_coef".into(), to_f32(&svm.dual_coef)));
@@ -223,7 +213,7 @@ mod tests {
         let values: Vec<f64> = Vec::<f32>::try_from(z.contiguous().view([-1])).unwrap().into_iter().map(f64::from).collect();
         let data = Data { x: &values, rows: 120, cols: 5, fake: &fake };
         let Classifier::Svm { kernel, c, .. } = fitted.config.classifier else { panic!("an SVM") };
-        let svm = Svm::fit(&data, classical_kernel(kernel), c, 1).unwrap();
+        let svm = Svm::fit(&data, kernel, c, 1).unwrap();
         for (i, ours) in fitted.logits(&x).unwrap().iter().enumerate() {
             let theirs = svm.decision(&values[i * 5..(i + 1) * 5]);
             assert!((*ours as f64 - theirs).abs() < 1e-3 * (1.0 + theirs.abs()), "row {i}: {ours} vs {theirs}");

@@ -19,8 +19,10 @@ use smartcore::linear::logistic_regression::{LogisticRegression, LogisticRegress
 use smartcore::svm::svc::{SVCParameters, SVC};
 use smartcore::svm::{Kernel as _, Kernels};
 
-/// An SVM kernel (scikit-learn's and smartcore's definitions).
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// An SVM kernel (scikit-learn's and smartcore's definitions), as the fit takes it and a
+/// weights header records it.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
 pub enum Kernel {
     /// <x, y>
     Linear,

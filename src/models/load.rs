@@ -103,6 +103,30 @@ pub fn init_from_pretrained(vs: &mut nn::VarStore, path: &Path) -> Result<Vec<St
     Ok(missing)
 }
 
+/// A weights file of a network used outside `FaceModel`/`SequenceModel` (LRNet, FaceMesh),
+/// loaded as strictly: `build` makes the network from the header's config (or refuses another
+/// architecture), then the file must hold exactly its parameters.
+pub(super) fn load_network<N>(path: &Path, device: Device, build: impl FnOnce(&nn::Path, &NetworkConfig) -> Result<N>) -> Result<(ModelId, Header, N, nn::VarStore)> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading weights {}", path.display()))?;
+    let header = Header::from_safetensors(&bytes).with_context(|| format!("{} is not a dfscan weights file", path.display()))?;
+    let mut vs = nn::VarStore::new(device);
+    let net = build(&vs.root(), &header.network).with_context(|| path.display().to_string())?;
+    let mut stored = weights::tensor_names(&bytes)?;
+    let mut expected: Vec<String> = vs.variables().into_keys().collect();
+    stored.sort();
+    expected.sort();
+    let arch = header.network.arch_name();
+    ensure!(stored == expected, "{}: tensors {stored:?}, {arch} has {expected:?}", path.display());
+    vs.load(path).with_context(|| format!("loading {}", path.display()))?;
+    vs.float();
+    let id = ModelId {
+        name: arch.to_string(),
+        weights: path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        blake3: blake3::hash(&bytes).to_hex()[..16].to_string(),
+    };
+    Ok((id, header, net, vs))
+}
+
 /// A weights file loaded strictly into its network.
 struct Loaded {
     id: ModelId,

@@ -205,26 +205,10 @@ impl LrnetModel {
     /// Loads a weights file made by `dfscan import --arch lrnet` (or training), strictly: every
     /// parameter of both streams, nothing else.
     pub fn load(path: &std::path::Path, device: Device) -> anyhow::Result<Self> {
-        use anyhow::Context;
-        let bytes = std::fs::read(path).with_context(|| format!("reading weights {}", path.display()))?;
-        let header = super::Header::from_safetensors(&bytes).with_context(|| format!("{} is not a dfscan weights file", path.display()))?;
-        let super::NetworkConfig::Lrnet(cfg) = &header.network else {
-            anyhow::bail!("{}: {} is not lrnet", path.display(), header.network.arch_name())
-        };
-        let mut vs = nn::VarStore::new(device);
-        let net = Lrnet::new(&vs.root(), cfg);
-        let mut stored = super::weights::tensor_names(&bytes)?;
-        let mut expected: Vec<String> = vs.variables().into_keys().collect();
-        stored.sort();
-        expected.sort();
-        anyhow::ensure!(stored == expected, "{}: tensors {stored:?}, lrnet has {expected:?}", path.display());
-        vs.load(path).with_context(|| format!("loading {}", path.display()))?;
-        vs.float();
-        let id = super::ModelId {
-            name: "lrnet".into(),
-            weights: path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-            blake3: blake3::hash(&bytes).to_hex()[..16].to_string(),
-        };
+        let (id, header, net, vs) = super::load::load_network(path, device, |root, network| match network {
+            super::NetworkConfig::Lrnet(cfg) => Ok(Lrnet::new(root, cfg)),
+            other => anyhow::bail!("{} is not lrnet", other.arch_name()),
+        })?;
         Ok(Self { id, header, net, _vs: vs })
     }
 }

@@ -7,6 +7,7 @@
 //! on crops cut by the same stages, and [`eval`] measures them. [`explain`] draws where the
 //! ViT looked (`--explain`).
 pub mod aggregate;
+pub mod attribution;
 pub mod bench;
 pub mod crops;
 pub mod decode;

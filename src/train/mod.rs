@@ -2,6 +2,8 @@
 //! [`checkpoint`]s so a run can stop and resume mid-epoch), the abnormality module fitted with
 //! the attention VAE onto a trained ViT ([`ood_trainer`]), linear probes on frozen features
 //! ([`probe`]), the spectrum detector's classical classifiers ([`spectrum`]) and the cross-source validation that ranks them all ([`cv`]).
+pub mod attribution;
+pub mod attribution_eval;
 pub mod checkpoint;
 pub mod cv;
 pub mod ood_trainer;

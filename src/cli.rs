@@ -11,7 +11,9 @@ use dfscan::crops::augment::Perturbation;
 use dfscan::train::cv::Recipe;
 use dfscan::crops::dataset::Split;
 
+mod attribution_args;
 mod scan_args;
+pub use attribution_args::FitAttributionArgs;
 pub use scan_args::ScanArgs;
 
 #[derive(Parser, Debug)]
@@ -47,6 +49,9 @@ pub enum Command {
     /// Fit a calibrated stacker (logistic regression on the members' logits) on the held-out
     /// scores of a `dfscan cv --report`, for `scan --ensemble`.
     FitEnsemble(FitEnsembleArgs),
+    /// Fit the attribution model (family and method of a fake; seed 002's embeddings ->
+    /// autoencoder -> random forests) on a crop cache, after a grouped cross-validation.
+    FitAttribution(FitAttributionArgs),
     /// Per-stage throughput (decode, detect, crop, infer) on one input, as JSON lines.
     Bench(BenchArgs),
 }

@@ -34,6 +34,18 @@ pub struct ScanArgs {
     /// models/vit.safetensors.
     #[arg(long, value_name = "PATH|none")]
     pub ood_model: Option<String>,
+    /// The attribution model that names a fake's family and method (made by `dfscan
+    /// fit-attribution`), or `none`. Default: models/attribution.safetensors for the plain scan
+    /// (neither --model, --models nor --ensemble), when it is there.
+    #[arg(long, value_name = "PATH|none")]
+    pub attribution: Option<String>,
+    /// A family or method whose averaged probability is below this is "unknown".
+    #[arg(long, default_value_t = dfscan::attribution::DEFAULT_FLOOR)]
+    pub attribution_floor: f32,
+    /// Faces of each track the attribution model reads (the first ones): its cost is one
+    /// encoder pass per face read.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub attribution_faces: usize,
     /// Inputs whose out-of-distribution risk reaches this are "uncertain" instead of fake or real.
     #[arg(long, default_value_t = dfscan::aggregate::DEFAULT_OOD_THRESHOLD)]
     pub ood_threshold: f32,

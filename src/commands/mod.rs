@@ -15,6 +15,7 @@ pub enum Outcome {
     Interrupted,
 }
 
+pub mod attribution;
 pub mod cv;
 pub mod measure;
 pub mod prepare;

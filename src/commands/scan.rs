@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 
 use super::Outcome;
 use crate::cli::{FacesMode, ScanArgs, WatchArgs};
@@ -106,7 +106,10 @@ fn scan_with(args: ScanArgs, inputs: impl Iterator<Item = Input> + Send + 'stati
         state: open_state(&args, mode)?.map(|db| Recording {
             db,
             skip_done: (args.resume || mode != Mode::Scan) && !args.rescan,
-            settings: cfg.settings_key(&faces_key, set.ood_model().map(|m| m.id.blake3.as_str())),
+            settings: {
+                let attribution = set.attribution.as_ref().map_or("none".to_string(), |a| format!("{}@{}x{}", a.model.id.blake3, a.floor, a.faces_per_track));
+                format!("{} attribution={attribution}", cfg.settings_key(&faces_key, set.ood_model().map(|m| m.id.blake3.as_str())))
+            },
         }),
     };
     let progress = !args.quiet && std::io::stderr().is_terminal();
@@ -219,6 +222,16 @@ fn load_models(args: &ScanArgs) -> Result<ModelSet> {
     set.stacker = stacker;
     if set.needs_landmarks() || args.landmarks {
         set.landmarker = Some(models::facemesh::FaceMeshModel::load(&resolve_model("facemesh")?, device)?);
+    }
+    let attribution = match args.attribution.as_deref() {
+        Some("none") => None,
+        Some(path) => Some(PathBuf::from(path)),
+        None => super::attribution::shipped().filter(|_| default_scan),
+    };
+    if let Some(path) = attribution {
+        ensure!((0.0..=1.0).contains(&args.attribution_floor), "--attribution-floor must be in [0, 1], got {}", args.attribution_floor);
+        let model = super::attribution::load(&path, device)?;
+        set.attribution = Some(models::attribution::Attributor { model, floor: args.attribution_floor, faces_per_track: args.attribution_faces.max(1) });
     }
     Ok(set)
 }

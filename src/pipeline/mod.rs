@@ -261,6 +261,7 @@ impl ModelsContext {
             across_tracks: cfg.across_tracks,
             per_frame: cfg.per_frame,
             explain: cfg.explain.clone(),
+            attribution: set.attribution.as_ref().map(|a| report::AttributionLine { model: a.model.id.clone(), classes: a.model.header.classes.clone(), floor: a.floor }),
         };
         Self { set, plan, judging, line, batch_size: cfg.batch_size, explain: cfg.explain.is_some() }
     }

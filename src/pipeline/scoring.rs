@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::aggregate::judge::{FaceEvidence, MemberEvidence, MemberKind, TrackWindows};
+use crate::attribution::FaceAttribution;
+use crate::models::attribution::Attributor;
 use crate::models::set::{CropPlan, ModelSet, OodSource};
 use crate::models::{crop_batch, pad_sequence, sequence_windows, AnyModel, CropScores, SequenceModel};
 use crate::report::{FaceAttention, Facts, Outcome, SampledFace, SampledFrame};
@@ -30,6 +32,10 @@ pub(super) struct JobState {
     attention: Vec<FaceAttention>,
     /// The landmark models' tracks, clip by clip.
     clip_tracks: super::landmarks::ClipTracks,
+    /// The attribution model's probabilities of the faces it read, and how many it read of
+    /// each track.
+    attribution: Vec<FaceAttribution>,
+    attributed: BTreeMap<u32, usize>,
     pub(super) error: Option<String>,
 }
 
@@ -43,6 +49,8 @@ impl JobState {
             track_crops: BTreeMap::new(),
             attention: Vec::new(),
             clip_tracks: super::landmarks::ClipTracks::new(crate::faces::calibrate::CalibrationConfig::default()),
+            attribution: Vec::new(),
+            attributed: BTreeMap::new(),
             error: None,
         }
     }
@@ -113,6 +121,30 @@ impl JobState {
                 self.file_attention(&pending, &scores, k, plan.crops[k].input, model.input_size() as i32)?;
             }
         }
+        if let (Some(a), Some(k)) = (&set.attribution, plan.attribution) {
+            self.attribute(&pending, a, k)?;
+        }
+        Ok(())
+    }
+
+    /// Files the attribution model's probabilities of the pending faces whose track it has
+    /// read fewer faces of than its bound.
+    fn attribute(&mut self, pending: &[Pending], a: &Attributor, k: usize) -> Result<()> {
+        let mut picked = Vec::new();
+        for p in pending {
+            let read = self.attributed.entry(self.faces[p.face].track).or_default();
+            if *read < a.faces_per_track {
+                *read += 1;
+                picked.push(p);
+            }
+        }
+        if picked.is_empty() {
+            return Ok(());
+        }
+        let batch = crop_batch(picked.iter().map(|p| &p.crops[k]), a.model.input_size());
+        for (p, (family, method)) in picked.iter().zip(a.model.attribute(&batch)?) {
+            self.attribution.push(FaceAttribution { face: p.face, track: self.faces[p.face].track, family, method });
+        }
         Ok(())
     }
 
@@ -176,6 +208,7 @@ impl JobState {
             elapsed_ms: self.start.started.elapsed().as_millis() as u64,
             frames: self.frames,
             attention: self.attention,
+            attribution: self.attribution,
         };
         report::build(facts, outcome, &ctx.line)
     }

@@ -86,7 +86,10 @@ pub fn fit_attribution(args: FitAttributionArgs) -> Result<()> {
     if args.folds >= 2 {
         let t = Instant::now();
         let bar = progress_bar(args.folds as u64, "grouped cross-validation [{bar:30}] fold {pos}/{len} {eta}");
-        let cv = attribution_eval::cross_validate(&set, &x, &labels, &classes, &cfg, args.folds, args.floor, |k| bar.set_position(k as u64))?;
+        let cv = attribution_eval::cross_validate(&set, &x, &labels, &classes, &cfg, args.folds, args.floor, |k| {
+            bar.set_position(k as u64);
+            bar.suspend(|| eprintln!("dfscan: fold {k} of {} done after {:.0} s", args.folds, t.elapsed().as_secs_f64()));
+        })?;
         bar.finish_and_clear();
         let text = format!("\n## Grouped {}-fold cross-validation\n\n{}\nAutoencoder reconstruction loss (last epoch, standardised units) per fold: {:?}. Wall time {:.0} s.\n", args.folds, cv.markdown(), cv.ae_loss.iter().map(|l| (l * 1000.0).round() / 1000.0).collect::<Vec<_>>(), t.elapsed().as_secs_f64());
         print!("{text}");

@@ -112,17 +112,24 @@ pub struct CvReport {
 }
 
 /// The fold of each crop: groups dealt in turn after sorting them by their main class (the
-/// most common method, else family, else "real" of their crops), shuffled within a class.
+/// most common method, else family, of their fakes; "real" for a group of reals only),
+/// shuffled within a class.
 pub fn folds_of(set: &CropSet, labels: &[CropLabel], folds: usize, seed: u64) -> Vec<usize> {
     let mut keys: BTreeMap<&str, BTreeMap<String, usize>> = BTreeMap::new();
     for (r, l) in set.records.iter().zip(labels) {
-        let key = match (l.fake, l.method, l.family) {
-            (false, _, _) => "~real".to_string(),
-            (true, Some(m), _) => m.to_string(),
-            (true, None, Some(f)) => f.name().to_string(),
-            (true, None, None) => "~unlabelled".to_string(),
+        let (key, weight) = match (l.fake, l.method, l.family) {
+            (false, _, _) => ("~real".to_string(), 0),
+            (true, Some(m), _) => (m.to_string(), 1),
+            (true, None, Some(f)) => (f.name().to_string(), 1),
+            (true, None, None) => ("~unlabelled".to_string(), 1),
         };
-        *keys.entry(r.group.as_str()).or_default().entry(key).or_default() += 1;
+        // A real crop counts only where the group has no fake.
+        *keys.entry(r.group.as_str()).or_default().entry(key).or_default() += weight;
+    }
+    for counts in keys.values_mut() {
+        if counts.len() > 1 {
+            counts.remove("~real");
+        }
     }
     let mut groups: Vec<(String, &str)> = keys.iter().map(|(g, k)| (k.iter().max_by_key(|(_, &n)| n).expect("a crop").0.clone(), *g)).collect();
     let mut rng = StdRng::seed_from_u64(seed);
@@ -260,6 +267,40 @@ impl CvReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crops::dataset::{CropRecord, Label};
+
+    #[test]
+    fn groups_stay_in_one_fold_and_a_methods_groups_spread_over_the_folds() {
+        // Four Wav2Lip groups (each with a real source crop too), four DeepFaceLive, four real.
+        let mut records = Vec::new();
+        let mut add = |source: String, fake: bool, group: String| {
+            for f in 0..3 {
+                records.push(CropRecord { file: format!("{source}-{f}"), label: if fake { Label::Fake } else { Label::Real }, group: group.clone(), source: source.clone(), frame: f, pts_s: 0.0, confidence: 1.0, origin: String::new() });
+            }
+        };
+        let w2l = ["c2_911ff4d8dd2f.mp4", "c2_e5df2eb4de91.mp4", "c2_6f4e0bd147c9.mp4", "c2_b62cb5e1f435.mp4"];
+        for (k, file) in w2l.iter().enumerate() {
+            add(format!("/c/{file}"), true, format!("w{k}"));
+            // More real crops than fakes in the group: the fakes still decide its class.
+            add(format!("/c/real{k}a.mp4"), false, format!("w{k}"));
+            add(format!("/c/real{k}b.mp4"), false, format!("w{k}"));
+        }
+        for k in 0..4 {
+            add(format!("/d/deepfacelive_pairs/fake/p{k}_R.mp4"), true, format!("d{k}"));
+            add(format!("/d/r{k}.mp4"), false, format!("r{k}"));
+        }
+        let set = CropSet { dir: "/nonexistent".into(), records, spec: None };
+        let (labels, _) = super::super::attribution::crop_labels(&set);
+        let fold = folds_of(&set, &labels, 4, 1);
+        let mut fold_of_group: BTreeMap<&str, usize> = BTreeMap::new();
+        for (r, &f) in set.records.iter().zip(&fold) {
+            assert_eq!(*fold_of_group.entry(r.group.as_str()).or_insert(f), f, "group {} straddles folds", r.group);
+        }
+        for prefix in ["w", "d", "r"] {
+            let folds: std::collections::BTreeSet<usize> = fold_of_group.iter().filter(|(g, _)| g.starts_with(prefix)).map(|(_, &f)| f).collect();
+            assert_eq!(folds.len(), 4, "{prefix}: {fold_of_group:?}");
+        }
+    }
 
     #[test]
     fn confusion_reports_per_class_and_balanced_accuracy() {

@@ -21,8 +21,10 @@ use crate::models::ModelId;
 /// input without a face is `status: "ok"` with the verdict "no_face" (it was an error); a
 /// member may abstain (`models[].score` null with its `note`, e.g. "too short for lrnet"), a
 /// track's `models` entry is null for a model that did not score it, a sequence member has
-/// `share_fake`, and with `--per-frame` a frame says its `clip` and a face its `landmarks`.
-pub const SCHEMA_VERSION: u32 = 4;
+/// `share_fake`, and with `--per-frame` a frame says its `clip` and a face its `landmarks`. 5
+/// added `attribution` (a fake's family and method, null for other verdicts) and
+/// `attribution_model`, both present when an attribution model ran.
+pub const SCHEMA_VERSION: u32 = 5;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

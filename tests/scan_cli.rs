@@ -238,6 +238,9 @@ fn the_plain_scan_calls_the_self_blended_sample_fake_and_the_real_clips_real() {
     // The stacker is in force: the line's score is not the member's raw one, and its identity covers both.
     assert_ne!(blend["score"], blend["models"][0]["score"]);
     assert_ne!(blend["model"]["blake3"], blend["models"][0]["blake3"]);
+    // The shipped attribution model says how the fake was made, and nothing for a real clip.
+    assert!(blend["attribution"]["family"].is_string() && blend["attribution_model"].is_object(), "{blend}");
+    assert!(line_for(&lines, "astronaut_pan.mp4")["attribution"].is_null());
     // The README's main command: no sample fails (the no-face one says so), a fake is found.
     assert_eq!(line_for(&lines, "no_face.mp4")["verdict"], "no_face");
     assert!(lines.iter().all(|l| l["status"] == "ok"), "{lines:#?}");

@@ -71,7 +71,10 @@ fn the_schema_rejects_broken_lines() {
             v["frames"][0]["faces"][0]["box"] = json!([1, 2, 3]);
             v
         }),
-        ("an attribution on a real verdict", with(&with(&ok, "attribution_model", ok["model"].clone()), "attribution", json!({"family": "lip_sync", "family_p": 0.9, "method": "Wav2Lip", "method_p": 0.8}))),
+        ("an attribution on a real verdict", {
+            let real = with(&with(&ok, "verdict", json!("real")), "attribution_model", ok["model"].clone());
+            with(&real, "attribution", json!({"family": "lip_sync", "family_p": 0.9, "method": "Wav2Lip", "method_p": 0.8}))
+        }),
         ("an attribution without its model", with(&with(&ok, "verdict", json!("fake")), "attribution", Value::Null)),
         ("a family of no known kind", {
             let fake = with(&with(&ok, "verdict", json!("fake")), "attribution_model", ok["model"].clone());

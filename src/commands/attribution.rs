@@ -86,7 +86,7 @@ pub fn fit_attribution(args: FitAttributionArgs) -> Result<()> {
     if args.folds >= 2 {
         let t = Instant::now();
         let bar = progress_bar(args.folds as u64, "grouped cross-validation [{bar:30}] fold {pos}/{len} {eta}");
-        let cv = attribution_eval::cross_validate(&set, &x, &labels, &classes, &cfg, args.folds, args.floor, |k| {
+        let cv = attribution_eval::cross_validate(&set, &x, &labels, &classes, &cfg, attribution_eval::CvSettings { folds: args.folds, floor: args.floor }, |k| {
             bar.set_position(k as u64);
             bar.suspend(|| eprintln!("dfscan: fold {k} of {} done after {:.0} s", args.folds, t.elapsed().as_secs_f64()));
         })?;

@@ -143,13 +143,24 @@ fn argmax(p: &[f32]) -> usize {
     (0..p.len()).fold(0, |b, i| if p[i] > p[b] { i } else { b })
 }
 
-/// Grouped `folds`-fold cross-validation of the recipe on every crop of `set` (embeddings `x`,
+/// Held-out probabilities of every crop (None: not held out, or no class at this level).
+type HeldOut = Vec<Option<Vec<f32>>>;
+
+/// How the cross-validation runs.
+#[derive(Clone, Copy, Debug)]
+pub struct CvSettings {
+    pub folds: usize,
+    /// The confidence floor the scan's rule is applied at.
+    pub floor: f32,
+}
+
+/// Grouped cross-validation of the recipe `cfg` on every crop of `set` (embeddings `x`,
 /// labels from the table, classes fixed beforehand). `progress(fold)` after each fold.
-pub fn cross_validate(set: &CropSet, x: &Tensor, labels: &[CropLabel], classes: &Classes, cfg: &FitConfig, folds: usize, floor: f32, mut progress: impl FnMut(usize)) -> Result<CvReport> {
+pub fn cross_validate(set: &CropSet, x: &Tensor, labels: &[CropLabel], classes: &Classes, cfg: &FitConfig, cv: CvSettings, mut progress: impl FnMut(usize)) -> Result<CvReport> {
+    let CvSettings { folds, floor } = cv;
     let fold = folds_of(set, labels, folds, cfg.seed);
     let n = set.records.len();
-    // Held-out probabilities of every crop, per level.
-    let (mut real_fake, mut family, mut method): (Vec<Option<Vec<f32>>>, Vec<Option<Vec<f32>>>, Vec<Option<Vec<f32>>>) = (vec![None; n], vec![None; n], vec![None; n]);
+    let (mut real_fake, mut family, mut method): (HeldOut, HeldOut, HeldOut) = (vec![None; n], vec![None; n], vec![None; n]);
     let mut ae_loss = Vec::new();
     for k in 0..folds {
         let train: Vec<usize> = (0..n).filter(|&i| fold[i] != k).collect();
@@ -182,7 +193,7 @@ pub fn cross_validate(set: &CropSet, x: &Tensor, labels: &[CropLabel], classes: 
 }
 
 /// Crop and video confusion of one level: the crops with a true class and a prediction.
-fn level(name: &'static str, classes: Vec<String>, set: &CropSet, probs: &[Option<Vec<f32>>], truth: impl Fn(usize) -> Option<usize>) -> LevelResult {
+fn level(name: &'static str, classes: Vec<String>, set: &CropSet, probs: &HeldOut, truth: impl Fn(usize) -> Option<usize>) -> LevelResult {
     let (mut crops, mut videos) = (Confusion::new(classes.clone()), Confusion::new(classes));
     let mut by_video: BTreeMap<&str, (usize, Vec<f32>, usize)> = BTreeMap::new();
     for (i, p) in probs.iter().enumerate() {
@@ -199,10 +210,10 @@ fn level(name: &'static str, classes: Vec<String>, set: &CropSet, probs: &[Optio
 }
 
 /// The scan's rule on each held-out fake video with a family class.
-fn at_floor(set: &CropSet, labels: &[CropLabel], classes: &Classes, family: &[Option<Vec<f32>>], method: &[Option<Vec<f32>>], floor: f32) -> AtFloor {
+fn at_floor(set: &CropSet, labels: &[CropLabel], classes: &Classes, family: &HeldOut, method: &HeldOut, floor: f32) -> AtFloor {
     let mut by_video: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for i in 0..labels.len() {
-        if family_class(labels, classes, i).is_some() && family[i].is_some() {
+    for (i, held) in family.iter().enumerate() {
+        if family_class(labels, classes, i).is_some() && held.is_some() {
             by_video.entry(set.records[i].source.as_str()).or_default().push(i);
         }
     }

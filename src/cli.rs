@@ -12,7 +12,8 @@ use dfscan::train::cv::Recipe;
 use dfscan::crops::dataset::Split;
 
 mod scan_args;
-pub use scan_args::ScanArgs;
+pub use dfscan::pipeline::FacesMode;
+pub use scan_args::{EngineArgs, ScanArgs, SettingsArgs};
 
 #[derive(Parser, Debug)]
 #[command(name = "dfscan", version, about = "Streaming video deepfake scanner: one JSON line per input on stdout")]
@@ -51,13 +52,6 @@ pub enum Command {
     Bench(BenchArgs),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum FacesMode {
-    /// Detect faces with --detector.
-    Auto,
-    /// Take the whole frame as one face (for pre-cropped face images).
-    None,
-}
 
 /// `scan`'s settings, plus where the lines go. A watcher always resumes (unless --rescan).
 #[derive(Args, Debug)]

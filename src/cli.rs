@@ -11,8 +11,10 @@ use dfscan::crops::augment::Perturbation;
 use dfscan::train::cv::Recipe;
 use dfscan::crops::dataset::Split;
 
+mod queue_args;
 mod scan_args;
 pub use dfscan::pipeline::FacesMode;
+pub use queue_args::{QueueArgs, ResultsArgs, SubmitArgs, WorkerArgs};
 pub use scan_args::{EngineArgs, ScanArgs, SettingsArgs};
 
 #[derive(Parser, Debug)]
@@ -50,6 +52,12 @@ pub enum Command {
     FitEnsemble(FitEnsembleArgs),
     /// Per-stage throughput (decode, detect, crop, infer) on one input, as JSON lines.
     Bench(BenchArgs),
+    /// Queue a scan on Redis: one job per input (path, BLAKE3, size, settings) for `dfscan worker`s.
+    Submit(SubmitArgs),
+    /// Scan queued jobs with the scan's pipeline until SIGTERM (exit 130) or --idle-exit (0).
+    Worker(WorkerArgs),
+    /// Print the queue's results as `scan`'s JSON lines; with --wait, exit as `scan` would.
+    Results(ResultsArgs),
 }
 
 

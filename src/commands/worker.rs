@@ -48,7 +48,8 @@ pub fn worker(args: WorkerArgs) -> Result<Outcome> {
     };
     let timeout = timeout(args.timeout)?;
     let progress = !args.quiet && std::io::stderr().is_terminal();
-    let printer = Arc::new(Mutex::new(Printer::new(std::io::sink(), progress).quiet(args.quiet)));
+    // Its closing notes are a scan's (a list of every uncertain input): the stats line stands for them.
+    let printer = Arc::new(Mutex::new(Printer::new(std::io::sink(), progress).quiet(true)));
     if !args.quiet {
         let roots: Vec<String> = cfg.roots.iter().map(|r| r.display().to_string()).collect();
         eprintln!("dfscan: worker {} of group {} on {} at {}, reading under {}", cfg.consumer, cfg.group, queue.names.jobs, queue.shown(), roots.join(", "));

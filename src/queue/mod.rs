@@ -158,9 +158,11 @@ pub struct Link {
 
 impl Link {
     fn reconnect(&mut self) -> redis::RedisResult<&mut redis::Connection> {
-        let conn = self.client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
+        let mut conn = self.client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
         conn.set_read_timeout(Some(REPLY_TIMEOUT))?;
         conn.set_write_timeout(Some(REPLY_TIMEOUT))?;
+        // A missing or wrong password fails here, plainly ("NOAUTH"), not at the first command.
+        redis::cmd("PING").query::<()>(&mut conn)?;
         Ok(self.conn.insert(conn))
     }
 

@@ -67,7 +67,7 @@ pub fn worker(args: WorkerArgs) -> Result<Outcome> {
     printer.lock().unwrap_or_else(|e| e.into_inner()).finish();
     if !args.quiet {
         eprintln!(
-            "dfscan: worker {} stops: {} results ({} answers reused), {} redelivered jobs already answered, {} claimed from stopped workers, {} own resumed, {} retries, {} dead letters, {} handed back",
+            "dfscan: worker {} stops: {} results ({} answers reused), {} redelivered jobs already answered, {} claimed after --claim-after, {} own resumed, {} retries, {} dead letters, {} handed back",
             cfg.consumer, stats.results, stats.reused, stats.already_answered, stats.claimed, stats.resumed, stats.retried, stats.dead, stats.handed_back
         );
     }

@@ -279,7 +279,12 @@ impl Source {
                 stats.reused += 1;
             }
         });
-        let outcome = serde_json::from_str::<serde_json::Value>(line).ok().map(|v| format!("{} {}", v["verdict"].as_str().unwrap_or("-"), v["score"])).unwrap_or_default();
+        let outcome = serde_json::from_str::<serde_json::Value>(line)
+            .map(|v| match (v["verdict"].as_str().unwrap_or("-"), v["score"].as_f64()) {
+                (verdict, Some(score)) => format!("{verdict} {score:.3}"),
+                (verdict, None) => verdict.to_string(),
+            })
+            .unwrap_or_default();
         (self.note)(Note::Done { job: id.to_string(), attempt, path: job.shown_path(), how, outcome });
         Ok(())
     }

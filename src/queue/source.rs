@@ -118,6 +118,10 @@ impl Source {
                     continue;
                 }
             };
+            // Claimed back from ourselves (the keeper fell behind): it is in hand already.
+            if self.ledger.lock().held.iter().any(|h| h.id == delivery.id) {
+                continue;
+            }
             let attempt = ops::take(&mut self.link, &self.names, &delivery.id)?;
             let held = Held { id: delivery.id.clone(), job: Some(job.clone()), attempt, pipeline_id: None, answer_key: None, dead: None };
             {

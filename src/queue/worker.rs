@@ -195,12 +195,20 @@ fn rounds(
         let engine = match engine_for(&settings) {
             Ok(engine) => engine,
             Err(e) => {
-                // Counted as a try of that job: settings no worker can load end in the dead letters.
                 let error = format!("{}: cannot scan with its settings: {e:#}", cfg.consumer);
-                ops::record_error(link, &queue.names, &first.id, &error)?;
                 ledger.lock().held.clear();
-                ops::hand_back(link, &queue.names, &cfg.group, &cfg.consumer, std::slice::from_ref(&first.id), false)?;
-                return Err(e.context("loading the models for a job's settings"));
+                if first.attempt < cfg.max_attempts {
+                    // Counted as a try: if no worker can load them, the job ends in the dead letters.
+                    ops::record_error(link, &queue.names, &first.id, &error)?;
+                    ops::hand_back(link, &queue.names, &cfg.group, &cfg.consumer, std::slice::from_ref(&first.id), false)?;
+                    return Err(e.context("loading the models for a job's settings"));
+                }
+                // No line can be made without models: a dead letter alone.
+                let dead = dead_fields(&first.id, cfg, first.attempt, &format!("{error} ({} tries)", first.attempt), None);
+                ops::commit(link, &queue.names, &cfg.group, &Commit { job: &first.id, result: None, answer: None, dead: Some(dead) })?;
+                ledger.lock().stats.dead += 1;
+                note(Note::Dead { job: first.id, error });
+                continue;
             }
         };
         source.start(first, settings, engine.identity.clone());

@@ -40,7 +40,7 @@ fn submit_two_workers_and_results_give_the_lines_of_scan() {
     assert_eq!(jobs.len(), 5);
     let args = ["--root", s(&samples), "--model", s(&model), "--idle-exit", "2", "--claim-after", "10"];
     let logs = [tmp.path().join("w1.log"), tmp.path().join("w2.log")];
-    let mut workers = vec![server.spawn_worker("w1", &args, &logs[0]), server.spawn_worker("w2", &args, &logs[1])];
+    let mut workers = [server.spawn_worker("w1", &args, &logs[0]), server.spawn_worker("w2", &args, &logs[1])];
     let waited = server.dfscan("results", &["--wait"]);
     for (worker, log) in workers.iter_mut().zip(&logs) {
         let status = wait_exit(worker, "a worker with --idle-exit", log);

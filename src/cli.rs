@@ -11,8 +11,11 @@ use dfscan::crops::augment::Perturbation;
 use dfscan::train::cv::Recipe;
 use dfscan::crops::dataset::Split;
 
+mod queue_args;
 mod scan_args;
-pub use scan_args::ScanArgs;
+pub use dfscan::pipeline::FacesMode;
+pub use queue_args::{QueueArgs, ResultsArgs, SubmitArgs, WorkerArgs};
+pub use scan_args::{EngineArgs, ScanArgs, SettingsArgs};
 
 #[derive(Parser, Debug)]
 #[command(name = "dfscan", version, about = "Streaming video deepfake scanner: one JSON line per input on stdout")]
@@ -49,15 +52,14 @@ pub enum Command {
     FitEnsemble(FitEnsembleArgs),
     /// Per-stage throughput (decode, detect, crop, infer) on one input, as JSON lines.
     Bench(BenchArgs),
+    /// Queue a scan on Redis: one job per input (path, BLAKE3, size, settings) for `dfscan worker`s.
+    Submit(SubmitArgs),
+    /// Scan queued jobs with the scan's pipeline until SIGTERM (exit 130) or --idle-exit (0).
+    Worker(WorkerArgs),
+    /// Print the queue's results as `scan`'s JSON lines; with --wait, exit as `scan` would.
+    Results(ResultsArgs),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum FacesMode {
-    /// Detect faces with --detector.
-    Auto,
-    /// Take the whole frame as one face (for pre-cropped face images).
-    None,
-}
 
 /// `scan`'s settings, plus where the lines go. A watcher always resumes (unless --rescan).
 #[derive(Args, Debug)]

@@ -20,7 +20,8 @@
 //! decode polls its deadline between packets (and FFmpeg while reading), the faces stage
 //! between frames, so nothing is killed and the next input starts at once.
 //!
-//! The stage loops themselves are in `stages`; `shutdown` holds what stops them from outside.
+//! The stage loops themselves are in `stages`; `shutdown` holds what stops them from outside;
+//! `settings` holds the settings that change a result, as data (`scan`'s flags, a queued job's).
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
@@ -42,9 +43,11 @@ use crate::state::{ScanKey, StateDb};
 
 mod landmarks;
 mod scoring;
+mod settings;
 mod shutdown;
 mod stages;
 
+pub use settings::{FacesMode, RunOptions, ScanSettings, DEFAULT_CLIPS};
 pub use shutdown::Shutdown;
 use shutdown::Stopper;
 use stages::{decode_stage, faces_stage, models_stage};
@@ -139,6 +142,11 @@ pub enum FaceSource {
 }
 
 /// What the caller hears from a running scan, in order per input.
+///
+/// An input's `id` is its place among the inputs that reach decode, from 0, in the order the
+/// iterator gave them: without a state database that skips inputs (`Control::state` with
+/// `skip_done`), the n-th input the iterator yields is `id` n - 1. The queue's worker relies on
+/// it to pair each result with its job.
 #[derive(Debug)]
 pub enum Event {
     /// An input was found (counts grow as directories are walked or stdin is read).

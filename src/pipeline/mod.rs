@@ -87,6 +87,9 @@ pub struct ScanConfig {
     pub per_frame: bool,
     /// Inputs whose out-of-distribution risk reaches this get the verdict "uncertain".
     pub ood_threshold: f32,
+    /// An OOD model that is no member reads every Nth face of each track (`--ood-every`): its
+    /// risk judges the input, not each face, and it costs as much as a classifier.
+    pub ood_every: usize,
     /// Write attention overlays of every face here (`--explain`).
     pub explain: Option<PathBuf>,
 }
@@ -97,7 +100,7 @@ impl ScanConfig {
     /// detector; `ood_model`: the BLAKE3 of the model that gives the out-of-distribution risk.
     pub fn settings_key(&self, faces: &str, ood_model: Option<&str>) -> String {
         format!(
-            "sampling={:?} clips={:?} landmarks={} faces={faces} margin={:?} aggregate={:?} across_tracks={:?} threshold={} per_frame={} ood={} ood_threshold={} schema={}",
+            "sampling={:?} clips={:?} landmarks={} faces={faces} margin={:?} aggregate={:?} across_tracks={:?} threshold={} per_frame={} ood={} ood_threshold={} ood_every={} schema={}",
             self.sampling,
             self.clips,
             self.landmarks,
@@ -108,6 +111,7 @@ impl ScanConfig {
             self.per_frame,
             ood_model.unwrap_or("none"),
             self.ood_threshold,
+            self.ood_every,
             report::SCHEMA_VERSION
         )
     }
@@ -247,6 +251,7 @@ struct ModelsContext {
     line: LineSettings,
     batch_size: usize,
     explain: bool,
+    ood_every: usize,
 }
 
 impl ModelsContext {
@@ -270,7 +275,7 @@ impl ModelsContext {
             per_frame: cfg.per_frame,
             explain: cfg.explain.clone(),
         };
-        Self { set, plan, judging, line, batch_size: cfg.batch_size, explain: cfg.explain.is_some() }
+        Self { set, plan, judging, line, batch_size: cfg.batch_size, explain: cfg.explain.is_some(), ood_every: cfg.ood_every.max(1) }
     }
 }
 

@@ -50,6 +50,8 @@ pub struct ScanSettings {
     pub across_tracks: AcrossTracks,
     pub threshold: f32,
     pub ood_threshold: f32,
+    /// An OOD model that is no member reads every Nth face of each track.
+    pub ood_every: usize,
     pub per_frame: bool,
 }
 
@@ -69,6 +71,7 @@ impl Default for ScanSettings {
             across_tracks: AcrossTracks::Max,
             threshold: 0.5,
             ood_threshold: DEFAULT_OOD_THRESHOLD,
+            ood_every: 4,
             per_frame: false,
         }
     }
@@ -98,6 +101,9 @@ impl ScanSettings {
             if !value.is_finite() {
                 bail!("{name} must be a number, got {value}");
             }
+        }
+        if self.ood_every == 0 {
+            bail!("--ood-every must be at least 1");
         }
         if let Some(margin) = self.margin.filter(|m| !(m.is_finite() && *m >= 0.0)) {
             bail!("--margin must be a number from 0, got {margin}");
@@ -141,6 +147,7 @@ impl ScanSettings {
             batch_size: run.batch_size.max(1),
             per_frame: self.per_frame,
             ood_threshold: self.ood_threshold,
+            ood_every: self.ood_every,
             explain: run.explain,
         })
     }

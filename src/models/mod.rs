@@ -30,6 +30,8 @@ pub mod resnet_lstm;
 pub mod set;
 pub mod spectrum;
 pub mod torchscript;
+pub mod unet;
+pub mod unet_ood;
 pub mod vae;
 pub mod vit;
 pub mod vit_ood;

@@ -130,7 +130,7 @@ pub fn untrained_vit_ood_weights(dir: &Path) -> PathBuf {
 fn untrained_file(path: &Path, network: NetworkConfig, preprocess: Preprocess, ood: Option<OodHeads>) -> PathBuf {
     let vs = tch::nn::VarStore::new(tch::Device::Cpu);
     match (&network, &ood) {
-        (NetworkConfig::Vit(cfg), Some(heads)) => drop(VitOod::new(&vs.root(), cfg, heads)),
+        (NetworkConfig::Vit(cfg), Some(heads)) => drop(VitOod::new(&vs.root(), cfg, heads).unwrap()),
         _ => drop(dfscan::models::build_network(&vs.root(), &network)),
     }
     let mut tensors: Vec<(String, tch::Tensor)> = vs.variables().into_iter().collect();

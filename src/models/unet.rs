@@ -241,7 +241,10 @@ impl Unet {
     /// The skips `s1`..`s5` and the bottleneck.
     fn encode_t(&self, xs: &Tensor, train: bool) -> (Vec<Tensor>, Tensor) {
         let mut skips = Vec::with_capacity(self.encoders.len());
-        let mut x = xs.shallow_clone();
+        // Contiguous first: crops arrive permuted from [N, S, S, 3], and on such an input
+        // libtorch 2.11's CPU backward through `e1` (read by a 3x3 and the strided 1x1 shortcut)
+        // corrupted the heap: "AdamW does not support sparse gradients", or a crash.
+        let mut x = xs.contiguous();
         for block in &self.encoders {
             let (skip, pooled) = block.forward_t(&x, train);
             skips.push(skip);
@@ -353,5 +356,27 @@ mod tests {
         assert!(params(&vs) > 80_000_000 && params(&small) < 2_500_000, "{} and {} parameters", params(&vs), params(&small));
         assert!(UnetConfig::small().same_network(&UnetConfig { dropout: 0.0, reconstruction_weight: 0.5, ..UnetConfig::small() }));
         assert!(!UnetConfig::small().same_network(&UnetConfig::seed()));
+    }
+
+    #[test]
+    fn both_configs_give_two_logits_and_a_reconstruction_in_the_unit_range() {
+        tch::manual_seed(1);
+        let x = Tensor::rand([2, 3, 224, 224], (Kind::Float, Device::Cpu));
+        for cfg in [UnetConfig::small(), UnetConfig::seed()] {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let net = Unet::new(&vs.root(), &cfg);
+            for train in [true, false] {
+                let out = tch::no_grad(|| net.forward_all_t(&x, train));
+                assert_eq!(out.logits.size(), [2, 2], "{cfg:?}");
+                assert_eq!(out.encoding.size(), [2, cfg.encoding_width()]);
+                assert_eq!(out.reconstruction.size(), [2, 3, 224, 224]);
+                let (lo, hi) = (out.reconstruction.min().double_value(&[]), out.reconstruction.max().double_value(&[]));
+                assert!((0.0..=1.0).contains(&lo) && (0.0..=1.0).contains(&hi), "reconstruction in [{lo}, {hi}]");
+            }
+            // The frame-model view skips the decoder and gives l_fake - l_real.
+            let fake = tch::no_grad(|| net.forward_t(&x, false));
+            let logits = tch::no_grad(|| net.forward_all_t(&x, false).logits);
+            assert!(fake.allclose(&(logits.select(1, 1) - logits.select(1, 0)), 1e-5, 1e-5, false));
+        }
     }
 }

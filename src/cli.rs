@@ -394,6 +394,10 @@ pub struct EvalArgs {
     /// Weights to evaluate (default: models/default.safetensors).
     #[arg(long)]
     pub model: Option<PathBuf>,
+    /// With --ood or --ood-synthetic: several models with OOD heads (shipped names or paths),
+    /// e.g. the ViT path and the U-Net path, compared on the same crops in one table.
+    #[arg(long, value_delimiter = ',', value_name = "NAME|PATH,...", conflicts_with = "model")]
+    pub models: Vec<String>,
     /// Crop cache made by `dfscan extract`.
     #[arg(long)]
     pub crops: PathBuf,

@@ -359,6 +359,22 @@ mod tests {
     }
 
     #[test]
+    fn a_seed_state_dict_imports_by_name() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let _net = Unet::new(&vs.root(), &UnetConfig::seed());
+        // As PyTorch saves it: our names, plus BatchNorm's counters.
+        let mut source: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
+        source.insert("bn1.num_batches_tracked".into(), Tensor::from(7i64));
+        let mapped = import_seed(&source).unwrap();
+        assert_eq!(mapped.network.arch_name(), "unet-seed");
+        let filled = super::super::import::fill_network(&mapped.network, mapped.tensors, &mapped.left_out).unwrap();
+        assert_eq!(filled.len(), vs.variables().len());
+        // A ten-class checkpoint (the seed's CIFAR benchmark) is not a deepfake classifier.
+        source.insert("fc5.weight".into(), Tensor::zeros([10, 196], (Kind::Float, Device::Cpu)));
+        assert!(import_seed(&source).is_err());
+    }
+
+    #[test]
     fn both_configs_give_two_logits_and_a_reconstruction_in_the_unit_range() {
         tch::manual_seed(1);
         let x = Tensor::rand([2, 3, 224, 224], (Kind::Float, Device::Cpu));

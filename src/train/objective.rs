@@ -15,14 +15,14 @@ pub enum Objective {
     /// Scored by its "fake" logit alone.
     Classify(Box<dyn ModuleT>),
     /// Also scored by how well it redraws its input.
-    Reconstruct(Unet),
+    Reconstruct(Box<Unet>),
 }
 
 impl Objective {
     /// Builds the network of `config` under `root` (as `models::build_network` names it).
     pub fn build(root: &nn::Path, config: &NetworkConfig) -> Self {
         match config {
-            NetworkConfig::Unet(cfg) => Objective::Reconstruct(Unet::new(root, cfg)),
+            NetworkConfig::Unet(cfg) => Objective::Reconstruct(Box::new(Unet::new(root, cfg))),
             other => Objective::Classify(models::build_network(root, other)),
         }
     }
@@ -31,7 +31,7 @@ impl Objective {
     pub fn module(&self) -> &dyn ModuleT {
         match self {
             Objective::Classify(net) => net.as_ref(),
-            Objective::Reconstruct(net) => net,
+            Objective::Reconstruct(net) => net.as_ref(),
         }
     }
 

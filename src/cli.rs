@@ -40,7 +40,8 @@ pub enum Command {
     SelfBlend(SelfBlendArgs),
     /// Train a face classifier on a crop cache.
     Train(TrainArgs),
-    /// Add out-of-distribution heads (attention VAE, abnormality module) to a trained ViT.
+    /// Add out-of-distribution heads to a trained ViT (attention VAE and abnormality module)
+    /// or U-Net (abnormality module on its reconstruction).
     TrainOod(TrainOodArgs),
     /// Measure a model on a crop cache: AUC, AP, EER, accuracy, log loss, ROC plot.
     Eval(EvalArgs),
@@ -396,6 +397,10 @@ pub struct EvalArgs {
     /// Weights to evaluate (default: models/default.safetensors).
     #[arg(long)]
     pub model: Option<PathBuf>,
+    /// With --ood or --ood-synthetic: several models with OOD heads (shipped names or paths),
+    /// e.g. the ViT path and the U-Net path, compared on the same crops in one table.
+    #[arg(long, value_delimiter = ',', value_name = "NAME|PATH,...", conflicts_with = "model")]
+    pub models: Vec<String>,
     /// Crop cache made by `dfscan extract`.
     #[arg(long)]
     pub crops: PathBuf,
@@ -455,20 +460,20 @@ pub enum AbnormalitySize {
 
 #[derive(Args, Debug)]
 pub struct TrainOodArgs {
-    /// A trained ViT (`dfscan train --arch deit-tiny`); it stays frozen.
+    /// A trained ViT (`dfscan train --arch deit-tiny`) or U-Net (`--arch unet`); it stays frozen.
     #[arg(long)]
     pub model: PathBuf,
     /// In-distribution crop cache: the train split fits, the val split validates.
     #[arg(long)]
     pub crops: PathBuf,
-    /// The ViT with both heads, as one weights file.
+    /// The classifier with its heads, as one weights file.
     #[arg(short, long)]
     pub output: PathBuf,
     /// Real out-of-distribution images as extra training data: a crop cache or a folder of
     /// images taken whole (repeatable).
     #[arg(long, value_name = "DIR")]
     pub ood_crops: Vec<PathBuf>,
-    /// Attention VAE: small (latent 64 from a 1x1-reduced bottleneck, ~6M parameters, ~24 MB
+    /// A ViT's attention VAE (a U-Net has none): small (latent 64 from a 1x1-reduced bottleneck, ~6M parameters, ~24 MB
     /// in f32) or seed (the seed's exact configuration, latent 512 from the full flatten, ~44M
     /// parameters: ~150 MB more in f32).
     #[arg(long, value_enum, default_value_t = VaeSize::Small)]

@@ -63,10 +63,11 @@ pub struct EngineArgs {
     /// models, combined by its weights instead of a mean.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["model", "models"])]
     pub ensemble: Option<PathBuf>,
-    /// The model whose abnormality module gives `ood_risk` (made by `dfscan train-ood`), or
+    /// The model whose abnormality module gives `ood_risk`: a ViT (attention path) or a U-Net
+    /// (reconstruction path) made by `dfscan train-ood`, as a shipped name or a path; or
     /// `none`. Default: a model of the set that has one; with neither --model nor --models,
     /// models/vit.safetensors.
-    #[arg(long, value_name = "PATH|none")]
+    #[arg(long, value_name = "NAME|PATH|none")]
     pub ood_model: Option<String>,
     /// FFmpeg decoder threads (default: one per core, at most 8).
     #[arg(long, value_name = "N")]

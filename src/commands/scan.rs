@@ -182,15 +182,16 @@ pub(crate) fn load_models(args: &EngineArgs, landmarks: bool) -> Result<ModelSet
     }
     let default_scan = plain && args.ensemble.is_none();
     let shipped_vit = models::set::resolve(&super::models_dir(), "vit");
-    let ood = match args.ood_model.as_deref() {
-        Some("none") => OodChoice::Off,
-        Some(path) => OodChoice::File(Path::new(path)),
-        None if default_scan && shipped_vit.is_file() => OodChoice::File(&shipped_vit),
-        None if default_scan => {
+    let ood_file = args.ood_model.as_deref().map(|m| models::set::resolve(&super::models_dir(), m));
+    let ood = match (args.ood_model.as_deref(), &ood_file) {
+        (Some("none"), _) => OodChoice::Off,
+        (Some(_), Some(path)) => OodChoice::File(path),
+        _ if default_scan && shipped_vit.is_file() => OodChoice::File(&shipped_vit),
+        _ if default_scan => {
             eprintln!("dfscan: warning: no out-of-distribution model at {} (dfscan train-ood makes one): ood_risk will be null", shipped_vit.display());
             OodChoice::Off
         }
-        None => OodChoice::FromMembers,
+        _ => OodChoice::FromMembers,
     };
     if !args.model_weights.is_empty() && args.model_weights.len() != paths.len() {
         bail!("--model-weights has {} values for {} models", args.model_weights.len(), paths.len());

@@ -186,13 +186,14 @@ impl ModelSet {
         }
     }
 
-    /// The model whose attention `--explain` draws: the OOD model, else the first ViT member.
+    /// The model whose attention `--explain` draws: the OOD model if it is a ViT, else the
+    /// first ViT member.
     pub fn attention_model(&self) -> Option<&FaceModel> {
         let member = self.members.iter().find_map(|m| match m {
             AnyModel::Frame(f) if f.has_attention() => Some(f),
             _ => None,
         });
-        self.ood_model().or(member)
+        self.ood_model().filter(|m| m.has_attention()).or(member)
     }
 
     /// One identity for the scoring models (the JSON line's `model`, the state database's

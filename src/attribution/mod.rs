@@ -20,6 +20,10 @@ pub const UNKNOWN: &str = "unknown";
 /// averaged forest probability is below it is reported as "unknown".
 pub const DEFAULT_FLOOR: f32 = 0.5;
 
+/// The default number of faces of each track the attribution model reads
+/// (`scan --attribution-faces`).
+pub const DEFAULT_FACES: usize = 8;
+
 /// The family of a manipulation (level 2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -228,16 +228,6 @@ impl AttributionModel {
     }
 }
 
-/// An attribution model as a scan runs it.
-pub struct Attributor {
-    pub model: AttributionModel,
-    /// Below it, a family or method is "unknown" (`scan --attribution-floor`).
-    pub floor: f32,
-    /// The first faces of each track it reads (`scan --attribution-faces`): a bound on its
-    /// cost, one encoder pass per face read.
-    pub faces_per_track: usize,
-}
-
 /// The header of an attribution file's bytes.
 pub fn read_header(bytes: &[u8]) -> Result<AttributionHeader> {
     let (_, metadata) = safetensors::SafeTensors::read_metadata(bytes).context("not a safetensors file")?;

@@ -53,8 +53,9 @@ pub struct ModelSet {
     /// The face landmarker, when a member reads landmarks or the scan shows them
     /// (`--landmarks`); the pipeline runs it in the faces stage.
     pub landmarker: Option<super::facemesh::FaceMeshModel>,
-    /// The attribution model (a fake's family and method), run on a few faces per track.
-    pub attribution: Option<super::attribution::Attributor>,
+    /// The attribution model (a fake's family and method), run on the first few faces of each
+    /// track (`ScanConfig::attribution_faces`).
+    pub attribution: Option<super::attribution::AttributionModel>,
 }
 
 /// See [`ModelSet::crop_plan`].
@@ -157,7 +158,7 @@ impl ModelSet {
             plan.ood = Some(plan.index_of(spec_of(&model.header.preprocess, margin, detector), model.input_size()));
         }
         if let Some(a) = &self.attribution {
-            plan.attribution = Some(plan.index_of(spec_of(&a.model.header.encoder.preprocess, margin, detector), a.model.input_size()));
+            plan.attribution = Some(plan.index_of(spec_of(&a.header.encoder.preprocess, margin, detector), a.input_size()));
         }
         plan
     }
@@ -193,13 +194,14 @@ impl ModelSet {
         }
     }
 
-    /// The model whose attention `--explain` draws: the OOD model, else the first ViT member.
+    /// The model whose attention `--explain` draws: the OOD model if it is a ViT, else the
+    /// first ViT member.
     pub fn attention_model(&self) -> Option<&FaceModel> {
         let member = self.members.iter().find_map(|m| match m {
             AnyModel::Frame(f) if f.has_attention() => Some(f),
             _ => None,
         });
-        self.ood_model().or(member)
+        self.ood_model().filter(|m| m.has_attention()).or(member)
     }
 
     /// One identity for the scoring models (the JSON line's `model`, the state database's

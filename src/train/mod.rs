@@ -1,11 +1,13 @@
 //! Training on cached face crops ([`crate::crops`]): a fitted model ([`trainer`], which
-//! [`checkpoint`]s so a run can stop and resume mid-epoch), the abnormality module fitted with
-//! the attention VAE onto a trained ViT ([`ood_trainer`]), linear probes on frozen features
+//! minimises its network's [`objective`] and [`checkpoint`]s so a run can stop and resume
+//! mid-epoch), the abnormality module fitted onto a trained ViT (with the attention VAE) or
+//! U-Net ([`ood_trainer`]), linear probes on frozen features
 //! ([`probe`]), the spectrum detector's classical classifiers ([`spectrum`]) and the cross-source validation that ranks them all ([`cv`]).
 pub mod attribution;
 pub mod attribution_eval;
 pub mod checkpoint;
 pub mod cv;
+pub mod objective;
 pub mod ood_trainer;
 pub mod probe;
 pub mod spectrum;

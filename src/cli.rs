@@ -11,8 +11,10 @@ use dfscan::crops::augment::Perturbation;
 use dfscan::train::cv::Recipe;
 use dfscan::crops::dataset::Split;
 
+mod attribution_args;
 mod queue_args;
 mod scan_args;
+pub use attribution_args::FitAttributionArgs;
 pub use dfscan::pipeline::FacesMode;
 pub use queue_args::{QueueArgs, ResultsArgs, SubmitArgs, WorkerArgs};
 pub use scan_args::{EngineArgs, ScanArgs, SettingsArgs};
@@ -51,6 +53,9 @@ pub enum Command {
     /// Fit a calibrated stacker (logistic regression on the members' logits) on the held-out
     /// scores of a `dfscan cv --report`, for `scan --ensemble`.
     FitEnsemble(FitEnsembleArgs),
+    /// Fit the attribution model (family and method of a fake; seed 002's embeddings ->
+    /// autoencoder -> random forests) on a crop cache, after a grouped cross-validation.
+    FitAttribution(FitAttributionArgs),
     /// Per-stage throughput (decode, detect, crop, infer) on one input, as JSON lines.
     Bench(BenchArgs),
     /// Queue a scan on Redis: one job per input (path, BLAKE3, size, settings) for `dfscan worker`s.

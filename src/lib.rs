@@ -8,6 +8,7 @@
 //! ViT looked (`--explain`). [`queue`] spreads the scan over many machines: jobs in a Redis
 //! stream, the same pipeline in each worker.
 pub mod aggregate;
+pub mod attribution;
 pub mod bench;
 pub mod crops;
 pub mod decode;

@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => commands::measure::eval(args).map(|()| Outcome::Clean),
         Command::Cv(args) => commands::cv::cv(args).map(|()| Outcome::Clean),
         Command::FitEnsemble(args) => commands::cv::fit_ensemble(args).map(|()| Outcome::Clean),
+        Command::FitAttribution(args) => commands::attribution::fit_attribution(args).map(|()| Outcome::Clean),
         Command::Bench(args) => commands::measure::bench(args).map(|()| Outcome::Clean),
         Command::Submit(args) => commands::submit::submit(args),
         Command::Worker(args) => commands::worker::worker(args),

@@ -69,6 +69,11 @@ pub struct EngineArgs {
     /// models/vit.safetensors.
     #[arg(long, value_name = "NAME|PATH|none")]
     pub ood_model: Option<String>,
+    /// The attribution model that names a fake's family and method (made by `dfscan
+    /// fit-attribution`), or `none`. Default: models/attribution.safetensors for the plain scan
+    /// (neither --model, --models nor --ensemble), when it is there.
+    #[arg(long, value_name = "PATH|none")]
+    pub attribution: Option<String>,
     /// FFmpeg decoder threads (default: one per core, at most 8).
     #[arg(long, value_name = "N")]
     pub decode_threads: Option<usize>,
@@ -94,6 +99,14 @@ pub struct SettingsArgs {
     /// the same risk for a fraction of the cost (README, "Speed").
     #[arg(long, default_value_t = 4, value_name = "N")]
     pub ood_every: usize,
+    /// A family or method of the attribution whose averaged probability is below this is
+    /// "unknown".
+    #[arg(long, default_value_t = dfscan::attribution::DEFAULT_FLOOR)]
+    pub attribution_floor: f32,
+    /// Faces of each track the attribution model reads (the first ones): its cost is one
+    /// encoder pass per face read.
+    #[arg(long, value_name = "N", default_value_t = dfscan::attribution::DEFAULT_FACES)]
+    pub attribution_faces: usize,
     /// Frames sampled evenly over each video.
     #[arg(long, default_value_t = 32, conflicts_with = "fps")]
     pub frames: usize,
@@ -155,6 +168,8 @@ impl SettingsArgs {
             threshold: self.threshold,
             ood_threshold: self.ood_threshold,
             ood_every: self.ood_every,
+            attribution_floor: self.attribution_floor,
+            attribution_faces: self.attribution_faces,
             per_frame: self.per_frame,
         }
     }

@@ -17,6 +17,7 @@ pub enum Outcome {
     Interrupted,
 }
 
+pub mod attribution;
 pub mod cv;
 pub mod measure;
 pub mod prepare;

@@ -203,6 +203,14 @@ pub(crate) fn load_models(args: &EngineArgs, landmarks: bool) -> Result<ModelSet
     if set.needs_landmarks() || landmarks {
         set.landmarker = Some(models::facemesh::FaceMeshModel::load(&resolve_model("facemesh")?, device)?);
     }
+    let attribution = match args.attribution.as_deref() {
+        Some("none") => None,
+        Some(path) => Some(PathBuf::from(path)),
+        None => super::attribution::shipped().filter(|_| default_scan),
+    };
+    if let Some(path) = attribution {
+        set.attribution = Some(super::attribution::load(&path, device)?);
+    }
     Ok(set)
 }
 

@@ -19,6 +19,8 @@
 //! is the group of models one scan runs; one file per network.
 pub mod abnormality;
 pub mod arch;
+pub mod attribution;
+pub mod autoencoder;
 pub mod backbone;
 pub mod efficientnet;
 pub mod facemesh;

@@ -90,6 +90,10 @@ pub struct ScanConfig {
     /// An OOD model that is no member reads every Nth face of each track (`--ood-every`): its
     /// risk judges the input, not each face, and it costs as much as a classifier.
     pub ood_every: usize,
+    /// Below it, the attribution's family or method is "unknown" (`--attribution-floor`).
+    pub attribution_floor: f32,
+    /// The attribution model reads the first N faces of each track (`--attribution-faces`).
+    pub attribution_faces: usize,
     /// Write attention overlays of every face here (`--explain`).
     pub explain: Option<PathBuf>,
 }
@@ -252,6 +256,8 @@ struct ModelsContext {
     batch_size: usize,
     explain: bool,
     ood_every: usize,
+    /// The attribution model reads the first N faces of each track.
+    attribution_faces: usize,
 }
 
 impl ModelsContext {
@@ -274,8 +280,10 @@ impl ModelsContext {
             across_tracks: cfg.across_tracks,
             per_frame: cfg.per_frame,
             explain: cfg.explain.clone(),
+            attribution: set.attribution.as_ref().map(|a| report::AttributionLine { model: a.id.clone(), classes: a.header.classes.clone(), floor: cfg.attribution_floor }),
         };
-        Self { set, plan, judging, line, batch_size: cfg.batch_size, explain: cfg.explain.is_some(), ood_every: cfg.ood_every.max(1) }
+        let attribution_faces = cfg.attribution_faces.max(1);
+        Self { set, plan, judging, line, batch_size: cfg.batch_size, explain: cfg.explain.is_some(), ood_every: cfg.ood_every.max(1), attribution_faces }
     }
 }
 

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::aggregate::judge::{FaceEvidence, MemberEvidence, MemberKind, TrackWindows};
+use crate::attribution::FaceAttribution;
+use crate::models::attribution::AttributionModel;
 use crate::models::set::{CropPlan, ModelSet, OodSource};
 use crate::models::{crop_batch, pad_sequence, sequence_windows, AnyModel, CropScores, SequenceModel};
 use crate::report::{FaceAttention, Facts, Outcome, SampledFace, SampledFrame};
@@ -15,7 +17,8 @@ use crate::report::{FaceAttention, Facts, Outcome, SampledFace, SampledFrame};
 struct Pending {
     /// Its position among the input's faces, in frame order.
     face: usize,
-    /// Its position among its track's scored faces (the OOD model reads every Nth).
+    /// Its position among its track's scored faces (the OOD model reads every Nth, the
+    /// attribution model the first N).
     in_track: usize,
     crops: Vec<Vec<u8>>,
 }
@@ -34,6 +37,8 @@ pub(super) struct JobState {
     attention: Vec<FaceAttention>,
     /// The landmark models' tracks, clip by clip.
     clip_tracks: super::landmarks::ClipTracks,
+    /// The attribution model's probabilities of the faces it read.
+    attribution: Vec<FaceAttribution>,
     pub(super) error: Option<String>,
 }
 
@@ -48,6 +53,7 @@ impl JobState {
             track_faces: HashMap::new(),
             attention: Vec::new(),
             clip_tracks: super::landmarks::ClipTracks::new(crate::faces::calibrate::CalibrationConfig::default()),
+            attribution: Vec::new(),
             error: None,
         }
     }
@@ -128,6 +134,23 @@ impl JobState {
                 self.file_attention(&pending, &scores, k, plan.crops[k].input, model.input_size() as i32)?;
             }
         }
+        if let (Some(model), Some(k)) = (&set.attribution, plan.attribution) {
+            self.attribute(&pending, model, k, ctx.attribution_faces)?;
+        }
+        Ok(())
+    }
+
+    /// Files the attribution model's probabilities of the pending faces among the first
+    /// `per_track` of their track.
+    fn attribute(&mut self, pending: &[Pending], model: &AttributionModel, k: usize, per_track: usize) -> Result<()> {
+        let picked: Vec<&Pending> = pending.iter().filter(|p| p.in_track < per_track).collect();
+        if picked.is_empty() {
+            return Ok(());
+        }
+        let batch = crop_batch(picked.iter().map(|p| &p.crops[k]), model.input_size());
+        for (p, (family, method)) in picked.iter().zip(model.attribute(&batch)?) {
+            self.attribution.push(FaceAttribution { face: p.face, track: self.faces[p.face].track, family, method });
+        }
         Ok(())
     }
 
@@ -191,6 +214,7 @@ impl JobState {
             elapsed_ms: self.start.started.elapsed().as_millis() as u64,
             frames: self.frames,
             attention: self.attention,
+            attribution: self.attribution,
         };
         report::build(facts, outcome, &ctx.line)
     }

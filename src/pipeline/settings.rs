@@ -52,6 +52,10 @@ pub struct ScanSettings {
     pub ood_threshold: f32,
     /// An OOD model that is no member reads every Nth face of each track.
     pub ood_every: usize,
+    /// Below it, the attribution's family or method is "unknown".
+    pub attribution_floor: f32,
+    /// The attribution model reads the first N faces of each track.
+    pub attribution_faces: usize,
     pub per_frame: bool,
 }
 
@@ -72,6 +76,8 @@ impl Default for ScanSettings {
             threshold: 0.5,
             ood_threshold: DEFAULT_OOD_THRESHOLD,
             ood_every: 4,
+            attribution_floor: crate::attribution::DEFAULT_FLOOR,
+            attribution_faces: crate::attribution::DEFAULT_FACES,
             per_frame: false,
         }
     }
@@ -104,6 +110,12 @@ impl ScanSettings {
         }
         if self.ood_every == 0 {
             bail!("--ood-every must be at least 1");
+        }
+        if !(0.0..=1.0).contains(&self.attribution_floor) {
+            bail!("--attribution-floor must be in [0, 1], got {}", self.attribution_floor);
+        }
+        if self.attribution_faces == 0 {
+            bail!("--attribution-faces must be at least 1");
         }
         if let Some(margin) = self.margin.filter(|m| !(m.is_finite() && *m >= 0.0)) {
             bail!("--margin must be a number from 0, got {margin}");
@@ -148,6 +160,8 @@ impl ScanSettings {
             per_frame: self.per_frame,
             ood_threshold: self.ood_threshold,
             ood_every: self.ood_every,
+            attribution_floor: self.attribution_floor,
+            attribution_faces: self.attribution_faces,
             explain: run.explain,
         })
     }
@@ -155,7 +169,9 @@ impl ScanSettings {
     /// [`ScanConfig::settings_key`] of these settings with these models: what, besides the
     /// file and the model's weights, decides a result.
     pub fn settings_key(&self, cfg: &ScanConfig, set: &ModelSet) -> String {
-        cfg.settings_key(&self.faces_key(), set.ood_model().map(|m| m.id.blake3.as_str()))
+        let key = cfg.settings_key(&self.faces_key(), set.ood_model().map(|m| m.id.blake3.as_str()));
+        let attribution = set.attribution.as_ref().map_or("none".to_string(), |a| format!("{}@{}x{}", a.id.blake3, self.attribution_floor, self.attribution_faces));
+        format!("{key} attribution={attribution}")
     }
 }
 
@@ -179,6 +195,8 @@ mod tests {
         assert!(ScanSettings { frames: 0, ..Default::default() }.check().is_err());
         assert!(ScanSettings { fps: Some(-1.0), ..Default::default() }.check().is_err());
         assert!(ScanSettings { margin: Some(f32::NAN), ..Default::default() }.check().is_err());
+        assert!(ScanSettings { attribution_floor: 1.5, ..Default::default() }.check().is_err());
+        assert!(ScanSettings { attribution_faces: 0, ..Default::default() }.check().is_err());
         assert!(ScanSettings::default().check().is_ok());
     }
 }

@@ -3,6 +3,8 @@
 //! mid-epoch), the abnormality module fitted onto a trained ViT (with the attention VAE) or
 //! U-Net ([`ood_trainer`]), linear probes on frozen features
 //! ([`probe`]), the spectrum detector's classical classifiers ([`spectrum`]) and the cross-source validation that ranks them all ([`cv`]).
+pub mod attribution;
+pub mod attribution_eval;
 pub mod checkpoint;
 pub mod cv;
 pub mod objective;

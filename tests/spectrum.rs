@@ -105,3 +105,12 @@ fn train_load_score_cv_and_scan_with_a_spectrum_model() {
     let score = line["score"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&score), "{line}");
 }
+
+/// The shipped file (models/spectrum.md) scans by its name, at the side it was fitted at.
+#[test]
+fn the_shipped_spectrum_model_scans_by_name() {
+    let out = dfscan(&["scan", "-q", "--no-state", "--ood-model", "none", "--attribution", "none", "--frames", "4", "--models", "spectrum", s(&samples().join("astronaut_pan.mp4"))]);
+    let line = &json_lines(&out)[0];
+    assert_eq!((&line["status"], &line["model"]["name"]), (&"ok".into(), &"spectrum".into()), "{line}");
+    assert!(line["score"].as_f64().is_some_and(|p| (0.0..=1.0).contains(&p)), "{line}");
+}

@@ -185,7 +185,7 @@ pub const ARCHS: [ArchEntry; 11] = [
         training: || (NetworkConfig::Spectrum(spectrum::SpectrumConfig::seed()), Preprocess::spectrum()),
         pretrained: None,
         import: Importer::One(spectrum::import),
-        shipped: None,
+        shipped: Some("spectrum.safetensors"),
     },
     ArchEntry {
         arch: Arch::Unet,

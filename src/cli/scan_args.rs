@@ -3,6 +3,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use dfscan::aggregate::{AcrossTracks, Strategy};
+use dfscan::faces::calibrate::Calibration;
 use dfscan::faces::DetectorKind;
 use dfscan::models::DeviceChoice;
 
@@ -60,6 +61,10 @@ pub struct ScanArgs {
     /// in --per-frame output.
     #[arg(long)]
     pub landmarks: bool,
+    /// What LRNet reads: the landmarks calibrated as its source did (stable box, Lucas-Kanade
+    /// forward and back, Kalman merge), or `off`: the landmarker's raw points in the same box.
+    #[arg(long, value_enum, value_name = "on|off", default_value_t = Calibration::On)]
+    pub landmark_calibration: Calibration,
     #[arg(long, value_enum, default_value_t = DetectorKind::Res10)]
     pub detector: DetectorKind,
     /// FFmpeg decoder threads (default: one per core, at most 8).

@@ -16,6 +16,7 @@ pub enum Outcome {
 }
 
 pub mod cv;
+pub mod lrnet;
 pub mod measure;
 pub mod prepare;
 pub mod scan;

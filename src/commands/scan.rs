@@ -73,6 +73,8 @@ fn scan_with(args: ScanArgs, inputs: impl Iterator<Item = Input> + Send + 'stati
     let cfg = ScanConfig {
         clips,
         landmarks: args.landmarks,
+        landmark_calibration: args.landmark_calibration,
+        keep_landmarks: false,
         sampling: match args.fps {
             Some(fps) if fps > 0.0 => Sampling::Fps(fps),
             Some(fps) => bail!("--fps must be positive, got {fps}"),

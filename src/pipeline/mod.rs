@@ -68,6 +68,11 @@ pub struct ScanConfig {
     pub clips: Option<Clips>,
     /// Run the landmarker on every face of every kept frame and show its points (`--landmarks`).
     pub landmarks: bool,
+    /// Whether LRNet reads calibrated or raw landmarks (`--landmark-calibration`).
+    pub landmark_calibration: crate::faces::calibrate::Calibration,
+    /// Hand each input's landmark runs, calibrated and raw, to the caller on its report
+    /// (`VideoReport::landmark_tracks`, never printed): the landmark cache's extraction.
+    pub keep_landmarks: bool,
     /// Decoder threads and shortcuts (they change neither the frames kept nor their pixels).
     pub decode: crate::decode::DecodeOptions,
     /// Fraction of the face box added on each side of the square crop, for every model
@@ -106,7 +111,7 @@ impl ScanConfig {
             ood_model.unwrap_or("none"),
             self.ood_threshold,
             report::SCHEMA_VERSION
-        )
+        ) + if self.landmark_calibration == crate::faces::calibrate::Calibration::Off { " landmark_calibration=off" } else { "" }
     }
 }
 
@@ -239,6 +244,8 @@ struct ModelsContext {
     line: LineSettings,
     batch_size: usize,
     explain: bool,
+    calibration: crate::faces::calibrate::Calibration,
+    keep_landmarks: bool,
 }
 
 impl ModelsContext {
@@ -262,7 +269,8 @@ impl ModelsContext {
             per_frame: cfg.per_frame,
             explain: cfg.explain.clone(),
         };
-        Self { set, plan, judging, line, batch_size: cfg.batch_size, explain: cfg.explain.is_some() }
+        let (calibration, keep_landmarks) = (cfg.landmark_calibration, cfg.keep_landmarks);
+        Self { set, plan, judging, line, batch_size: cfg.batch_size, explain: cfg.explain.is_some(), calibration, keep_landmarks }
     }
 }
 

@@ -34,7 +34,7 @@ pub(super) struct JobState {
 }
 
 impl JobState {
-    pub(super) fn new(start: JobStart) -> Self {
+    pub(super) fn new(start: JobStart, ctx: &ModelsContext) -> Self {
         Self {
             start,
             frames: Vec::new(),
@@ -42,7 +42,7 @@ impl JobState {
             pending: Vec::new(),
             track_crops: BTreeMap::new(),
             attention: Vec::new(),
-            clip_tracks: super::landmarks::ClipTracks::new(crate::faces::calibrate::CalibrationConfig::default()),
+            clip_tracks: super::landmarks::ClipTracks::new(ctx.calibration, ctx.keep_landmarks),
             error: None,
         }
     }
@@ -170,12 +170,14 @@ impl JobState {
                 }
             }
         };
+        let landmark_tracks = if ctx.keep_landmarks { clip_tracks.take() } else { Vec::new() };
         let facts = Facts {
             path: self.start.path,
             video: self.start.video,
             elapsed_ms: self.start.started.elapsed().as_millis() as u64,
             frames: self.frames,
             attention: self.attention,
+            landmark_tracks,
         };
         report::build(facts, outcome, &ctx.line)
     }

@@ -198,7 +198,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         eprintln!("{}", serde_json::to_string(report)?);
         Ok(())
     })?;
-    if !args.output.is_file() {
+    if state.best.is_none() {
         // No validation video of both classes: the last weights.
         weights::save_as(&args.output, &ft::tensors(&vs), &header, args.storage)?;
     }

@@ -305,10 +305,10 @@ pub struct TrainArgs {
 /// (made by `dfscan extract --landmarks`).
 #[derive(Args, Debug, Clone)]
 pub struct LrnetArgs {
-    /// The weights the fine-tune starts from: `lrnet` (DeeperForensics pair), `lrnet-ffpp`
-    /// (FF++ pair), a path, or `none` (train: the source's random initialisation; cv: no
-    /// fine-tune rows).
-    #[arg(long, value_name = "NAME|PATH|none", default_value = "lrnet")]
+    /// The weights the fine-tune starts from: `lrnet-dfo` (the DeeperForensics pair),
+    /// `lrnet-ffpp` (the FF++ pair), another model name or a path, or `none` (train: the
+    /// source's random initialisation; cv: no fine-tune rows).
+    #[arg(long, value_name = "NAME|PATH|none", default_value = "lrnet-dfo")]
     pub lrnet_start: String,
     /// Frames between the starts of consecutive 30-frame training windows of a run.
     #[arg(long, value_name = "FRAMES", default_value_t = 5)]
@@ -403,7 +403,7 @@ pub struct CvArgs {
     #[arg(long)]
     pub no_probes: bool,
     /// --crops is a landmark cache (`extract --landmarks`): LRNet's table instead, on calibrated
-    /// and raw landmarks: the --models pairs as they are (default lrnet,lrnet-ffpp) and LRNet
+    /// and raw landmarks: the --models pairs as they are (default lrnet-dfo,lrnet-ffpp) and LRNet
     /// fine-tuned per fold from --lrnet-start with `train`'s defaults.
     #[arg(long, conflicts_with_all = ["spectrum", "taps"])]
     pub lrnet: bool,

@@ -191,7 +191,7 @@ fn the_cache_holds_what_the_scan_feeds_lrnet_and_a_fine_tune_scans() {
     assert_ne!(run.calibrated, run.raw, "calibration moved some points");
     // The scan's LRNet score, calibrated and raw, is the cache's, to the last digit printed.
     let public = LrnetModel::load(&repo().join("models/public/lrnet-dfo.safetensors"), Device::Cpu).unwrap();
-    let (on, off) = (scan_score(&slow, &["--models", "lrnet"]), scan_score(&slow, &["--models", "lrnet", "--landmark-calibration", "off"]));
+    let (on, off) = (scan_score(&slow, &["--models", "lrnet-dfo"]), scan_score(&slow, &["--models", "lrnet-dfo", "--landmark-calibration", "off"]));
     assert_ne!(on, off, "--landmark-calibration off changes what LRNet reads");
     assert_eq!(ft::video_score(&public.net, rec, Calibration::On).unwrap(), Some(on));
     assert_eq!(ft::video_score(&public.net, rec, Calibration::Off).unwrap(), Some(off));

@@ -27,7 +27,7 @@ pub fn extract(args: &ExtractArgs) -> Result<Outcome> {
     let (videos, stills): (Vec<&ManifestRow>, Vec<&ManifestRow>) =
         rows.iter().partition(|r| r.faces == FacesMode::Detect && !dfscan::inputs::is_still_image(&r.path));
     let device = dfscan::models::DeviceChoice::Auto.resolve()?;
-    let mut set = ModelSet::load(&[resolve_model("lrnet")?], None, OodChoice::Off, device)?;
+    let mut set = ModelSet::load(&[resolve_model("lrnet-dfo")?], None, OodChoice::Off, device)?;
     let landmarker = dfscan::models::facemesh::FaceMeshModel::load(&resolve_model("facemesh")?, device)?;
     let settings = CacheSettings {
         clips: args.clips.max(1),
@@ -219,7 +219,7 @@ pub fn cv(args: &CvArgs) -> Result<()> {
     use dfscan::train::lrnet_cv::{self, CvEvent, LrnetCv};
     let set = LandmarkSet::open(&args.crops)?;
     let device = args.device.resolve()?;
-    let names: Vec<String> = if args.models.is_empty() { vec!["lrnet".into(), "lrnet-ffpp".into()] } else { args.models.clone() };
+    let names: Vec<String> = if args.models.is_empty() { vec!["lrnet-dfo".into(), "lrnet-ffpp".into()] } else { args.models.clone() };
     let loaded = names.iter().map(|n| LrnetModel::load(&resolve_model(n)?, device)).collect::<Result<Vec<_>>>()?;
     let start = start_of(&args.lrnet_fit)?.map(|p| (args.lrnet_fit.lrnet_start.clone(), p));
     let cv = LrnetCv {

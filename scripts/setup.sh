@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Prepare a Debian 12 machine to build and run dfscan. Idempotent: each step checks first.
 #   1. Debian packages: FFmpeg and OpenCV dev files, clang for bindgen, opencv-data (Haar),
-#      fontconfig dev files (plotters' font-kit links it) and a TTF font for plot text.
+#      fontconfig dev files (plotters' font-kit links it), a TTF font for plot text,
+#      redis-server (the queue's tests start their own; `dfscan worker` needs one somewhere)
+#      and openssl (those tests make a CA for TLS).
 #   2. libtorch: PyPI torch==2.11.0 in a virtual environment shared by every clone of this
 #      repo (so a fresh CI clone does not download 2.7 GB again), linked here as .venv, and
 #      its torch/ folder (include/, lib/) as .libtorch, which .cargo/config.toml points tch at.
@@ -23,7 +25,7 @@ sudo_if_needed() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 debian_packages=(pkg-config clang libclang-dev
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev
   libopencv-dev opencv-data ffmpeg python3-venv
-  libfontconfig-dev fonts-dejavu-core)
+  libfontconfig-dev fonts-dejavu-core redis-server openssl)
 
 missing=()
 for p in "${debian_packages[@]}"; do

@@ -12,8 +12,13 @@ use dfscan::crops::augment::Perturbation;
 use dfscan::train::cv::Recipe;
 use dfscan::crops::dataset::Split;
 
+mod attribution_args;
+mod queue_args;
 mod scan_args;
-pub use scan_args::ScanArgs;
+pub use attribution_args::FitAttributionArgs;
+pub use dfscan::pipeline::FacesMode;
+pub use queue_args::{QueueArgs, ResultsArgs, SubmitArgs, WorkerArgs};
+pub use scan_args::{EngineArgs, ScanArgs, SettingsArgs};
 
 #[derive(Parser, Debug)]
 #[command(name = "dfscan", version, about = "Streaming video deepfake scanner: one JSON line per input on stdout")]
@@ -38,7 +43,8 @@ pub enum Command {
     SelfBlend(SelfBlendArgs),
     /// Train a face classifier on a crop cache.
     Train(TrainArgs),
-    /// Add out-of-distribution heads (attention VAE, abnormality module) to a trained ViT.
+    /// Add out-of-distribution heads to a trained ViT (attention VAE and abnormality module)
+    /// or U-Net (abnormality module on its reconstruction).
     TrainOod(TrainOodArgs),
     /// Measure a model on a crop cache: AUC, AP, EER, accuracy, log loss, ROC plot.
     Eval(EvalArgs),
@@ -48,17 +54,19 @@ pub enum Command {
     /// Fit a calibrated stacker (logistic regression on the members' logits) on the held-out
     /// scores of a `dfscan cv --report`, for `scan --ensemble`.
     FitEnsemble(FitEnsembleArgs),
+    /// Fit the attribution model (family and method of a fake; seed 002's embeddings ->
+    /// autoencoder -> random forests) on a crop cache, after a grouped cross-validation.
+    FitAttribution(FitAttributionArgs),
     /// Per-stage throughput (decode, detect, crop, infer) on one input, as JSON lines.
     Bench(BenchArgs),
+    /// Queue a scan on Redis: one job per input (path, BLAKE3, size, settings) for `dfscan worker`s.
+    Submit(SubmitArgs),
+    /// Scan queued jobs with the scan's pipeline until SIGTERM (exit 130) or --idle-exit (0).
+    Worker(WorkerArgs),
+    /// Print the queue's results as `scan`'s JSON lines; with --wait, exit as `scan` would.
+    Results(ResultsArgs),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum FacesMode {
-    /// Detect faces with --detector.
-    Auto,
-    /// Take the whole frame as one face (for pre-cropped face images).
-    None,
-}
 
 /// `scan`'s settings, plus where the lines go. A watcher always resumes (unless --rescan).
 #[derive(Args, Debug)]
@@ -432,6 +440,10 @@ pub struct EvalArgs {
     /// Weights to evaluate (default: models/default.safetensors).
     #[arg(long)]
     pub model: Option<PathBuf>,
+    /// With --ood or --ood-synthetic: several models with OOD heads (shipped names or paths),
+    /// e.g. the ViT path and the U-Net path, compared on the same crops in one table.
+    #[arg(long, value_delimiter = ',', value_name = "NAME|PATH,...", conflicts_with = "model")]
+    pub models: Vec<String>,
     /// Crop cache made by `dfscan extract`.
     #[arg(long)]
     pub crops: PathBuf,
@@ -491,20 +503,20 @@ pub enum AbnormalitySize {
 
 #[derive(Args, Debug)]
 pub struct TrainOodArgs {
-    /// A trained ViT (`dfscan train --arch deit-tiny`); it stays frozen.
+    /// A trained ViT (`dfscan train --arch deit-tiny`) or U-Net (`--arch unet`); it stays frozen.
     #[arg(long)]
     pub model: PathBuf,
     /// In-distribution crop cache: the train split fits, the val split validates.
     #[arg(long)]
     pub crops: PathBuf,
-    /// The ViT with both heads, as one weights file.
+    /// The classifier with its heads, as one weights file.
     #[arg(short, long)]
     pub output: PathBuf,
     /// Real out-of-distribution images as extra training data: a crop cache or a folder of
     /// images taken whole (repeatable).
     #[arg(long, value_name = "DIR")]
     pub ood_crops: Vec<PathBuf>,
-    /// Attention VAE: small (latent 64 from a 1x1-reduced bottleneck, ~6M parameters, ~24 MB
+    /// A ViT's attention VAE (a U-Net has none): small (latent 64 from a 1x1-reduced bottleneck, ~6M parameters, ~24 MB
     /// in f32) or seed (the seed's exact configuration, latent 512 from the full flatten, ~44M
     /// parameters: ~150 MB more in f32).
     #[arg(long, value_enum, default_value_t = VaeSize::Small)]

@@ -22,7 +22,11 @@ fn main() -> ExitCode {
         Command::Eval(args) => commands::measure::eval(args).map(|()| Outcome::Clean),
         Command::Cv(args) => commands::cv::cv(args).map(|()| Outcome::Clean),
         Command::FitEnsemble(args) => commands::cv::fit_ensemble(args).map(|()| Outcome::Clean),
+        Command::FitAttribution(args) => commands::attribution::fit_attribution(args).map(|()| Outcome::Clean),
         Command::Bench(args) => commands::measure::bench(args).map(|()| Outcome::Clean),
+        Command::Submit(args) => commands::submit::submit(args),
+        Command::Worker(args) => commands::worker::worker(args),
+        Command::Results(args) => commands::results::results(args),
     };
     // The one place exit codes are chosen: 0 clean, 1 fakes found, 2 errors (a failed input or
     // a failed command), 130 interrupted (as a shell reports Ctrl-C).

@@ -26,6 +26,17 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Counts a line printed elsewhere (`dfscan results`), as [`Printer`] counts a report.
+    pub fn count_line(&mut self, line: &serde_json::Value) {
+        self.scanned += 1;
+        match (line["status"].as_str(), line["verdict"].as_str()) {
+            (Some("error"), _) | (None, _) => self.errors += 1,
+            (_, Some("fake")) => self.fakes += 1,
+            (_, Some("uncertain")) => self.uncertain.push(line["path"].as_str().unwrap_or_default().to_string()),
+            _ => {}
+        }
+    }
+
     fn count(&mut self, report: &VideoReport) {
         self.scanned += 1;
         if report.status == Status::Error {
@@ -135,9 +146,14 @@ impl<W: Write> Printer<W> {
     }
 
     fn warn(&self, message: &str) {
+        self.note(&format!("warning: {message}"));
+    }
+
+    /// A line on stderr ("dfscan: " and `message`) that no bar redraw cuts (the worker's log).
+    pub fn note(&self, message: &str) {
         match &self.bars {
-            Some(b) => b.multi.suspend(|| eprintln!("dfscan: warning: {message}")),
-            None => eprintln!("dfscan: warning: {message}"),
+            Some(b) => b.multi.suspend(|| eprintln!("dfscan: {message}")),
+            None => eprintln!("dfscan: {message}"),
         }
     }
 
@@ -145,14 +161,8 @@ impl<W: Write> Printer<W> {
         if let Some(b) = &self.bars {
             b.overall.finish_and_clear();
         }
-        if self.notes && !self.summary.uncertain.is_empty() {
-            let list = &self.summary.uncertain;
-            eprintln!(
-                "dfscan: {} input{} out of distribution (verdict \"uncertain\", not counted as fake): {}",
-                list.len(),
-                if list.len() == 1 { "" } else { "s" },
-                list.join(", ")
-            );
+        if self.notes {
+            note_uncertain(&self.summary);
         }
         if self.notes && self.summary.skipped > 0 {
             let n = self.summary.skipped;
@@ -161,6 +171,51 @@ impl<W: Write> Printer<W> {
                 if n == 1 { "" } else { "s" }
             );
         }
+    }
+}
+
+fn note_uncertain(summary: &Summary) {
+    let list = &summary.uncertain;
+    if !list.is_empty() {
+        eprintln!("dfscan: {} input{} out of distribution (verdict \"uncertain\", not counted as fake): {}", list.len(), if list.len() == 1 { "" } else { "s" }, list.join(", "));
+    }
+}
+
+/// Prints JSON lines made elsewhere (`dfscan results`: the workers' lines), one write and
+/// flush each, counting them as a scan's [`Printer`] counts its own.
+pub struct LinePrinter<W: Write> {
+    out: W,
+    pub summary: Summary,
+    /// Set when stdout was closed under us (`dfscan results | head`): stop quietly.
+    pub stdout_closed: bool,
+}
+
+impl<W: Write> LinePrinter<W> {
+    pub fn new(out: W) -> Self {
+        Self { out, summary: Summary::default(), stdout_closed: false }
+    }
+
+    /// Prints one line; false means stop (stdout is gone).
+    pub fn line(&mut self, line: &str) -> bool {
+        self.summary.count_line(&serde_json::from_str(line).unwrap_or(serde_json::Value::Null));
+        let mut text = line.trim_end().to_string();
+        text.push('\n');
+        match self.out.write_all(text.as_bytes()).and_then(|_| self.out.flush()) {
+            Ok(()) => true,
+            Err(e) => {
+                if e.kind() == io::ErrorKind::BrokenPipe {
+                    self.stdout_closed = true;
+                } else {
+                    eprintln!("dfscan: writing results: {e}");
+                }
+                false
+            }
+        }
+    }
+
+    /// The closing note on stderr (inputs judged out of distribution).
+    pub fn finish(&self) {
+        note_uncertain(&self.summary);
     }
 }
 

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::aggregate::{AcrossTracks, Evidence, Judgement, Strategy, Verdict};
+use crate::attribution::{Attribution, Classes, FaceAttribution};
 use crate::faces::FaceBox;
 use crate::models::set::MemberId;
 use crate::models::ModelId;
@@ -20,8 +21,10 @@ use crate::models::ModelId;
 /// input without a face is `status: "ok"` with the verdict "no_face" (it was an error); a
 /// member may abstain (`models[].score` null with its `note`, e.g. "too short for lrnet"), a
 /// track's `models` entry is null for a model that did not score it, a sequence member has
-/// `share_fake`, and with `--per-frame` a frame says its `clip` and a face its `landmarks`.
-pub const SCHEMA_VERSION: u32 = 4;
+/// `share_fake`, and with `--per-frame` a frame says its `clip` and a face its `landmarks`. 5
+/// added `attribution` (a fake's family and method, null for other verdicts) and
+/// `attribution_model`, both present when an attribution model ran.
+pub const SCHEMA_VERSION: u32 = 5;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -58,6 +61,13 @@ pub struct VideoReport {
     pub ood_threshold: f32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ood_model: Option<ModelId>,
+    /// Made how, for a fake verdict: the family and method of the manipulation with their
+    /// probabilities ([`crate::attribution::summarise`]); null for any other verdict. Absent
+    /// (the outer None) when no attribution model ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attribution: Option<Option<Attribution>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attribution_model: Option<ModelId>,
     pub frames_sampled: usize,
     pub frames_with_faces: usize,
     pub faces: usize,
@@ -171,6 +181,17 @@ pub struct LineSettings {
     pub per_frame: bool,
     /// `--explain`'s folder.
     pub explain: Option<PathBuf>,
+    /// The attribution model that ran, if one did.
+    pub attribution: Option<AttributionLine>,
+}
+
+/// What a line needs to turn attribution evidence into its `attribution`.
+#[derive(Clone, Debug)]
+pub struct AttributionLine {
+    pub model: ModelId,
+    pub classes: Classes,
+    /// Below it, a family or method is "unknown".
+    pub floor: f32,
 }
 
 /// What the pipeline knows of one input besides its judgement.
@@ -183,6 +204,9 @@ pub struct Facts {
     pub frames: Vec<SampledFrame>,
     /// Attention maps of faces (`--explain`), by the face's position in frame order.
     pub attention: Vec<FaceAttention>,
+    /// The attribution model's probabilities for the faces it read (a bounded number per
+    /// track), by the face's position in frame order.
+    pub attribution: Vec<FaceAttribution>,
     /// Landmark runs kept for the landmark cache ([`VideoReport::landmark_tracks`]).
     pub landmark_tracks: Vec<crate::faces::calibrate::TrackLandmarks>,
 }
@@ -265,6 +289,7 @@ pub fn build(facts: Facts, outcome: Outcome, settings: &LineSettings) -> VideoRe
         frames.push(FrameReport { index: frame.index, pts_s: frame.pts_s, clip: frame.clip, faces });
     }
     let face_count = frames.iter().map(|f| f.faces.len()).sum();
+    let attribution = settings.attribution.as_ref().map(|a| attribution_of(judged, &facts.attribution, a, settings.threshold));
     VideoReport {
         schema_version: SCHEMA_VERSION,
         path: facts.path.to_string_lossy().into_owned(),
@@ -285,6 +310,8 @@ pub fn build(facts: Facts, outcome: Outcome, settings: &LineSettings) -> VideoRe
         ood_risk: judged.and_then(|j| j.ood_risk),
         ood_threshold: settings.ood_threshold,
         ood_model: settings.ood_model.clone(),
+        attribution,
+        attribution_model: settings.attribution.as_ref().map(|a| a.model.clone()),
         frames_sampled: frames.len(),
         frames_with_faces: frames.iter().filter(|f| !f.faces.is_empty()).count(),
         faces: face_count,
@@ -299,6 +326,14 @@ pub fn build(facts: Facts, outcome: Outcome, settings: &LineSettings) -> VideoRe
     }
 }
 
+/// A judged fake's attribution, over the faces of its tracks that reach the threshold (the
+/// tracks that made it fake; all faces if none does alone, as with pooled tracks). None for
+/// any other verdict, or without evidence.
+fn attribution_of(judged: Option<&Judgement>, faces: &[FaceAttribution], line: &AttributionLine, threshold: f32) -> Option<Attribution> {
+    let judged = judged.filter(|j| j.verdict == Some(Verdict::Fake))?;
+    let fake_tracks: Vec<u32> = judged.tracks.iter().filter(|t| t.score >= threshold).map(|t| t.id).collect();
+    crate::attribution::summarise(faces, &fake_tracks, &line.classes, line.floor)
+}
 
 #[cfg(test)]
 mod tests {
@@ -323,6 +358,7 @@ mod tests {
             across_tracks: AcrossTracks::Max,
             per_frame: true,
             explain,
+            attribution: None,
         }
     }
 
@@ -391,5 +427,68 @@ mod tests {
         assert_eq!(line.overlays.len(), 1);
         assert_eq!(line.overlays[0].file, Path::new(line.explain.as_deref().unwrap()).join(&name));
         assert!(line.explain.unwrap().starts_with("out/clip-"));
+    }
+
+    /// Settings with an attribution model of two families and two methods at `floor`.
+    fn with_attribution(floor: f32) -> LineSettings {
+        use crate::attribution::{Family, MethodClass};
+        let classes = Classes {
+            families: vec![Family::FaceSwap, Family::LipSync],
+            methods: vec![MethodClass { name: "DeepFaceLive".into(), families: vec![Family::FaceSwap] }, MethodClass { name: "Wav2Lip".into(), families: vec![Family::LipSync] }],
+        };
+        LineSettings { attribution: Some(AttributionLine { model: id("attribution"), classes, floor }), ..line_settings(None) }
+    }
+
+    /// Evidence for every face of `facts`: lip-sync at `p`, Wav2Lip at `p`.
+    fn lip_sync(facts: &mut Facts, p: f32) {
+        facts.attribution = (0..facts.frames.iter().map(|f| f.faces.len()).sum()).map(|face| FaceAttribution { face, track: 0, family: vec![1.0 - p, p], method: vec![1.0 - p, p] }).collect();
+    }
+
+    #[test]
+    fn a_fake_is_attributed_and_a_real_input_is_not() {
+        let (mut f, evidence) = facts(&[2.0, 1.0]);
+        lip_sync(&mut f, 0.8);
+        let line = judged(f, evidence, &with_attribution(0.5));
+        assert_eq!(line.verdict, Some(Verdict::Fake));
+        let a = line.attribution.clone().flatten().expect("a fake has an attribution");
+        assert_eq!((a.family.as_str(), a.method.as_str()), ("lip_sync", "Wav2Lip"));
+        assert!((a.family_p - 0.8).abs() < 1e-6 && (a.method_p - 0.8).abs() < 1e-6);
+        assert_eq!(line.attribution_model.as_ref().map(|m| m.name.as_str()), Some("attribution"));
+        let json = serde_json::to_value(&line).unwrap();
+        assert_eq!(json["attribution"]["family"], "lip_sync");
+        // The same evidence on a real verdict: null, but present, with its model.
+        let (mut f, evidence) = facts(&[-2.0, -1.0]);
+        lip_sync(&mut f, 0.8);
+        let line = judged(f, evidence, &with_attribution(0.5));
+        assert_eq!((line.verdict, line.attribution.clone()), (Some(Verdict::Real), Some(None)));
+        let json = serde_json::to_value(&line).unwrap();
+        assert!(json["attribution"].is_null() && json.get("attribution").is_some() && json["attribution_model"].is_object());
+        // Uncertain (the risk reaches its threshold) and no_face: null too.
+        let (mut f, evidence) = facts(&[2.0, 1.0]);
+        lip_sync(&mut f, 0.8);
+        let uncertain = LineSettings { ood_threshold: 0.2, ..with_attribution(0.5) };
+        let line = judged(f, evidence, &uncertain);
+        assert_eq!((line.verdict, line.attribution), (Some(Verdict::Uncertain), Some(None)));
+        let (mut f, mut evidence) = facts(&[]);
+        evidence.faces.clear();
+        f.frames[0].index = 0;
+        let line = judged(f, evidence, &with_attribution(0.5));
+        assert_eq!((line.verdict, line.attribution), (Some(Verdict::NoFace), Some(None)));
+        // Without an attribution model, neither field is in the line.
+        let (f, evidence) = facts(&[2.0]);
+        let json = serde_json::to_value(judged(f, evidence, &line_settings(None))).unwrap();
+        assert!(json.get("attribution").is_none() && json.get("attribution_model").is_none());
+    }
+
+    #[test]
+    fn attribution_below_the_floor_is_unknown() {
+        let (mut f, evidence) = facts(&[2.0, 1.0]);
+        lip_sync(&mut f, 0.6);
+        let line = judged(f.clone(), evidence.clone(), &with_attribution(0.7));
+        let a = line.attribution.flatten().unwrap();
+        assert_eq!((a.family.as_str(), a.method.as_str()), ("unknown", "unknown"));
+        assert!((a.family_p - 0.6).abs() < 1e-6);
+        let a = judged(f, evidence, &with_attribution(0.5)).attribution.flatten().unwrap();
+        assert_eq!((a.family.as_str(), a.method.as_str()), ("lip_sync", "Wav2Lip"));
     }
 }

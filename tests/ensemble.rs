@@ -89,6 +89,22 @@ fn out_of_distribution_inputs_are_uncertain_not_fake() {
     let (line, code) = scan(&["--ood-model", s(&vit), "--ood-threshold", "1.01"]);
     assert_eq!(line["verdict"], "fake", "{line}");
     assert_eq!(code, Some(1));
+    // --ood-every 3: the OOD model reads the 1st, 4th, 7th... face of each track, and the
+    // input's risk is the mean of those.
+    let out = dfscan(&["scan", "-q", "--no-state", "--frames", "8", "--per-frame", "--model", s(&meso), "--ood-model", s(&vit), "--ood-every", "3", s(&pan)]);
+    let line = json_lines(&out).remove(0);
+    let faces: Vec<&Value> = line["frames"].as_array().unwrap().iter().flat_map(|f| f["faces"].as_array().unwrap()).collect();
+    let mut seen = std::collections::HashMap::new();
+    let mut risks = Vec::new();
+    for face in &faces {
+        let in_track = seen.entry(face["track"].as_u64().unwrap()).or_insert(0usize);
+        assert_eq!(face["ood_risk"].is_number(), *in_track % 3 == 0, "{line}");
+        risks.extend(face["ood_risk"].as_f64());
+        *in_track += 1;
+    }
+    assert!(faces.len() >= 4 && risks.len() < faces.len(), "{line}");
+    let mean = risks.iter().sum::<f64>() / risks.len() as f64;
+    assert!((line["ood_risk"].as_f64().unwrap() - mean).abs() < 1e-5, "{line}");
     // Without an OOD model the risk is null, never a guess.
     let (line, _) = scan(&["--ood-model", "none"]);
     assert!(line["ood_risk"].is_null() && line.get("ood_model").is_none(), "{line}");

@@ -30,23 +30,6 @@ fn small_vit(dir: &Path) -> PathBuf {
     path
 }
 
-/// `n` crops of the astronaut, each shifted and brightened differently, one group each, as
-/// `dfscan extract` lays a cache out.
-fn crop_cache(dir: &Path, n: usize) {
-    std::fs::create_dir_all(dir).unwrap();
-    let base = astronaut_crop(224).get(0);
-    let mut index = String::from("file,label,group,source,frame,pts_s,confidence\n");
-    for i in 0..n {
-        let shifted = base.roll([4 * i as i64], [1]).to_kind(Kind::Float) * (0.7 + 0.05 * i as f64);
-        let rgb = Vec::<u8>::try_from(shifted.clamp(0.0, 255.0).to_kind(Kind::Uint8).flatten(0, -1)).unwrap();
-        let file = format!("c{i}.png");
-        dfscan::faces::crop::write_rgb_png(&dir.join(&file), &rgb, 224).unwrap();
-        let label = if i % 2 == 0 { "real" } else { "fake" };
-        index += &format!("{file},{label},g{i},v{i}.mp4,0,0.0,1.0\n");
-    }
-    std::fs::write(dir.join("index.csv"), index).unwrap();
-}
-
 /// stderr's JSON lines of one stage, as `train-ood` reports each epoch.
 fn epochs(stderr: &str, stage: &str) -> Vec<serde_json::Value> {
     stderr

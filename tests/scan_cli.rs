@@ -238,8 +238,42 @@ fn the_plain_scan_calls_the_self_blended_sample_fake_and_the_real_clips_real() {
     // The stacker is in force: the line's score is not the member's raw one, and its identity covers both.
     assert_ne!(blend["score"], blend["models"][0]["score"]);
     assert_ne!(blend["model"]["blake3"], blend["models"][0]["blake3"]);
+    // The shipped attribution model says how the fake was made, and nothing for a real clip.
+    assert!(blend["attribution"]["family"].is_string() && blend["attribution_model"].is_object(), "{blend}");
+    assert!(line_for(&lines, "astronaut_pan.mp4")["attribution"].is_null());
     // The README's main command: no sample fails (the no-face one says so), a fake is found.
     assert_eq!(line_for(&lines, "no_face.mp4")["verdict"], "no_face");
     assert!(lines.iter().all(|l| l["status"] == "ok"), "{lines:#?}");
     assert_eq!(out.status.code(), Some(1), "exit 1: fakes found, nothing failed");
+}
+
+/// The attribution model names a fake's family and method and nothing for a real verdict: one
+/// input judged both ways by the threshold. It is off for a scan with `--model` unless asked for.
+#[test]
+fn a_fake_line_is_attributed_and_a_real_one_is_not() {
+    let shipped = repo().join("models/attribution.safetensors");
+    let tmp = tempfile::tempdir().unwrap();
+    let model = untrained_weights(tmp.path());
+    let pan = samples().join("astronaut_pan.mp4");
+    let run = |threshold: &str, extra: &[&str]| {
+        let mut args = vec!["scan", "-q", "--no-state", "--frames", "3", "--model", s(&model), "--threshold", threshold];
+        args.extend(extra);
+        args.push(s(&pan));
+        json_lines(&dfscan(&args))[0].clone()
+    };
+    let fake = run("0", &["--attribution", s(&shipped)]);
+    assert_eq!(fake["verdict"], "fake", "{fake}");
+    let a = &fake["attribution"];
+    assert!(a["family"].is_string() && a["method"].is_string(), "{fake}");
+    assert!((0.0..=1.0).contains(&a["family_p"].as_f64().unwrap()), "{fake}");
+    assert_eq!(fake["attribution_model"]["weights"], "attribution.safetensors");
+    // At a floor of 1, only a unanimous forest names a family.
+    let unsure = run("0", &["--attribution", s(&shipped), "--attribution-floor", "1"]);
+    let u = &unsure["attribution"];
+    assert_eq!(u["family"] == "unknown", u["family_p"].as_f64().unwrap() < 1.0, "{unsure}");
+    let real = run("1.01", &["--attribution", s(&shipped)]);
+    assert_eq!(real["verdict"], "real");
+    assert!(real.get("attribution").is_some_and(Value::is_null) && real["attribution_model"].is_object(), "{real}");
+    let off = run("0", &[]);
+    assert!(off.get("attribution").is_none() && off.get("attribution_model").is_none(), "{off}");
 }

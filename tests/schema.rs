@@ -52,7 +52,7 @@ fn the_schema_rejects_broken_lines() {
         ("ok with an error", with(&ok, "error", json!("but also this"))),
         ("score above 1", with(&ok, "score", json!(1.5))),
         ("verdict not fake/real", with(&ok, "verdict", json!("maybe"))),
-        ("future version", with(&ok, "schema_version", json!(5))),
+        ("future version", with(&ok, "schema_version", json!(6))),
         ("no face with a score", with(&no_face, "score", json!(0.5))),
         ("no face with faces", with(&no_face, "faces", json!(3))),
         ("a scored verdict without a score", with(&no_face, "verdict", json!("real"))),
@@ -70,6 +70,15 @@ fn the_schema_rejects_broken_lines() {
             let mut v = ok.clone();
             v["frames"][0]["faces"][0]["box"] = json!([1, 2, 3]);
             v
+        }),
+        ("an attribution on a real verdict", {
+            let real = with(&with(&ok, "verdict", json!("real")), "attribution_model", ok["model"].clone());
+            with(&real, "attribution", json!({"family": "lip_sync", "family_p": 0.9, "method": "Wav2Lip", "method_p": 0.8}))
+        }),
+        ("an attribution without its model", with(&with(&ok, "verdict", json!("fake")), "attribution", Value::Null)),
+        ("a family of no known kind", {
+            let fake = with(&with(&ok, "verdict", json!("fake")), "attribution_model", ok["model"].clone());
+            with(&fake, "attribution", json!({"family": "photoshop", "family_p": 0.9, "method": "unknown", "method_p": 0.1}))
         }),
         ("error without a reason", without(&err, "error")),
         ("error with a score", with(&err, "score", json!(0.5))),

@@ -60,7 +60,7 @@ fn mean(values: impl Iterator<Item = f32>) -> f32 {
 
 /// `--across-tracks`: how the scores of a video's face tracks (one per person, see
 /// `faces::track`) make the video's score.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AcrossTracks {
     /// The most fake track: one swapped face makes the video fake, however many real people

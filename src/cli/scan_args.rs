@@ -1,4 +1,6 @@
-//! `dfscan scan`'s arguments (and `watch`'s, which adds its own).
+//! `dfscan scan`'s arguments (and `watch`'s, which adds its own), in three groups that the
+//! queue's commands share: [`SettingsArgs`] (what changes a result; `submit` puts them into
+//! each job), [`EngineArgs`] (models, device, threads; a `worker`'s own) and the rest.
 use std::path::PathBuf;
 
 use clap::Args;
@@ -6,6 +8,7 @@ use dfscan::aggregate::{AcrossTracks, Strategy};
 use dfscan::faces::calibrate::Calibration;
 use dfscan::faces::DetectorKind;
 use dfscan::models::DeviceChoice;
+use dfscan::pipeline::ScanSettings;
 
 use super::FacesMode;
 
@@ -14,6 +17,37 @@ pub struct ScanArgs {
     /// Files, directories (recursive) or `-` to read paths from stdin, one per line.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+    /// Write a PNG per face with the ViT's attention over the crop into DIR (needs a ViT: the
+    /// OOD model or a member); each JSON line names its folder and files.
+    #[arg(long, value_name = "DIR")]
+    pub explain: Option<PathBuf>,
+    /// No progress bars.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Abandon an input still in progress after SECS seconds: it gets an error line, the others go on.
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+    /// State database of finished scans (default: $XDG_STATE_HOME/dfscan/state.sqlite3).
+    #[arg(long, value_name = "PATH")]
+    pub state: Option<PathBuf>,
+    /// Neither read nor write the state database.
+    #[arg(long, conflicts_with_all = ["state", "resume"])]
+    pub no_state: bool,
+    /// Skip inputs already scanned at the same path, with the same content, model and settings: they print nothing.
+    #[arg(long)]
+    pub resume: bool,
+    /// Scan every input, even those the state database has (overrides --resume); results are still recorded.
+    #[arg(long)]
+    pub rescan: bool,
+}
+
+/// The models and how they run: nothing here changes a result (except which models score).
+#[derive(Args, Debug)]
+pub struct EngineArgs {
     /// Weights file (default: models/default.safetensors, with models/vit.safetensors for the
     /// out-of-distribution risk).
     #[arg(long, conflicts_with = "models")]
@@ -30,18 +64,50 @@ pub struct ScanArgs {
     /// models, combined by its weights instead of a mean.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["model", "models"])]
     pub ensemble: Option<PathBuf>,
-    /// The model whose abnormality module gives `ood_risk` (made by `dfscan train-ood`), or
+    /// The model whose abnormality module gives `ood_risk`: a ViT (attention path) or a U-Net
+    /// (reconstruction path) made by `dfscan train-ood`, as a shipped name or a path; or
     /// `none`. Default: a model of the set that has one; with neither --model nor --models,
     /// models/vit.safetensors.
-    #[arg(long, value_name = "PATH|none")]
+    #[arg(long, value_name = "NAME|PATH|none")]
     pub ood_model: Option<String>,
+    /// The attribution model that names a fake's family and method (made by `dfscan
+    /// fit-attribution`), or `none`. Default: models/attribution.safetensors for the plain scan
+    /// (neither --model, --models nor --ensemble), when it is there.
+    #[arg(long, value_name = "PATH|none")]
+    pub attribution: Option<String>,
+    /// FFmpeg decoder threads (default: one per core, at most 8).
+    #[arg(long, value_name = "N")]
+    pub decode_threads: Option<usize>,
+    /// Decode every frame: no discarding of non-reference frames before a sampled frame, no
+    /// seeking to the keyframe before it. The same frames are kept either way; for comparison.
+    #[arg(long)]
+    pub no_decode_shortcuts: bool,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+    /// Most face crops per forward pass.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+}
+
+/// The settings that change a result (`pipeline::ScanSettings`); their defaults are its own.
+#[derive(Args, Debug)]
+pub struct SettingsArgs {
     /// Inputs whose out-of-distribution risk reaches this are "uncertain" instead of fake or real.
     #[arg(long, default_value_t = dfscan::aggregate::DEFAULT_OOD_THRESHOLD)]
     pub ood_threshold: f32,
-    /// Write a PNG per face with the ViT's attention over the crop into DIR (needs a ViT: the
-    /// OOD model or a member); each JSON line names its folder and files.
-    #[arg(long, value_name = "DIR")]
-    pub explain: Option<PathBuf>,
+    /// The OOD model, when it is no member of the set, reads every Nth face of each track
+    /// (1: every face). The risk is a mean over the input's faces, so a subset gives nearly
+    /// the same risk for a fraction of the cost (README, "Speed").
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub ood_every: usize,
+    /// A family or method of the attribution whose averaged probability is below this is
+    /// "unknown".
+    #[arg(long, default_value_t = dfscan::attribution::DEFAULT_FLOOR)]
+    pub attribution_floor: f32,
+    /// Faces of each track the attribution model reads (the first ones): its cost is one
+    /// encoder pass per face read.
+    #[arg(long, value_name = "N", default_value_t = dfscan::attribution::DEFAULT_FACES)]
+    pub attribution_faces: usize,
     /// Frames sampled evenly over each video.
     #[arg(long, default_value_t = 32, conflicts_with = "fps")]
     pub frames: usize,
@@ -67,13 +133,6 @@ pub struct ScanArgs {
     pub landmark_calibration: Calibration,
     #[arg(long, value_enum, default_value_t = DetectorKind::Res10)]
     pub detector: DetectorKind,
-    /// FFmpeg decoder threads (default: one per core, at most 8).
-    #[arg(long, value_name = "N")]
-    pub decode_threads: Option<usize>,
-    /// Decode every frame: no discarding of non-reference frames before a sampled frame, no
-    /// seeking to the keyframe before it. The same frames are kept either way; for comparison.
-    #[arg(long)]
-    pub no_decode_shortcuts: bool,
     #[arg(long, value_enum, default_value_t = FacesMode::Auto)]
     pub faces: FacesMode,
     /// Faces below this detector confidence are ignored (res10 and yunet).
@@ -83,8 +142,6 @@ pub struct ScanArgs {
     /// Default: each model's own crop contract (recorded at training), else 0.3.
     #[arg(long)]
     pub margin: Option<f32>,
-    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
-    pub device: DeviceChoice,
     #[arg(long, value_enum, default_value_t = Strategy::Confident)]
     pub aggregate: Strategy,
     /// How face tracks (one per person) make the video score: the most fake track, or all
@@ -94,28 +151,46 @@ pub struct ScanArgs {
     /// Videos scoring at or above this P(fake) are "fake".
     #[arg(long, default_value_t = 0.5)]
     pub threshold: f32,
-    /// Most face crops per forward pass.
-    #[arg(long, default_value_t = 32)]
-    pub batch_size: usize,
     /// Add per-frame, per-face evidence to each JSON line.
     #[arg(long)]
     pub per_frame: bool,
-    /// No progress bars.
-    #[arg(long, short)]
-    pub quiet: bool,
-    /// Abandon an input still in progress after SECS seconds: it gets an error line, the others go on.
-    #[arg(long, value_name = "SECS")]
-    pub timeout: Option<f64>,
-    /// State database of finished scans (default: $XDG_STATE_HOME/dfscan/state.sqlite3).
-    #[arg(long, value_name = "PATH")]
-    pub state: Option<PathBuf>,
-    /// Neither read nor write the state database.
-    #[arg(long, conflicts_with_all = ["state", "resume"])]
-    pub no_state: bool,
-    /// Skip inputs already scanned at the same path, with the same content, model and settings: they print nothing.
-    #[arg(long)]
-    pub resume: bool,
-    /// Scan every input, even those the state database has (overrides --resume); results are still recorded.
-    #[arg(long)]
-    pub rescan: bool,
+}
+
+impl SettingsArgs {
+    pub fn settings(&self) -> ScanSettings {
+        ScanSettings {
+            frames: self.frames,
+            fps: self.fps,
+            clips: self.clips,
+            clip_len: self.clip_len,
+            landmarks: self.landmarks,
+            landmark_calibration: self.landmark_calibration,
+            faces: self.faces,
+            detector: self.detector,
+            min_face_confidence: self.min_face_confidence,
+            margin: self.margin,
+            aggregate: self.aggregate,
+            across_tracks: self.across_tracks,
+            threshold: self.threshold,
+            ood_threshold: self.ood_threshold,
+            ood_every: self.ood_every,
+            attribution_floor: self.attribution_floor,
+            attribution_faces: self.attribution_faces,
+            per_frame: self.per_frame,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::super::{Cli, Command};
+    use dfscan::pipeline::ScanSettings;
+
+    #[test]
+    fn the_flags_defaults_are_the_settings_defaults() {
+        let Command::Scan(args) = Cli::parse_from(["dfscan", "scan", "clip.mp4"]).command else { panic!("a scan") };
+        assert_eq!(args.settings.settings(), ScanSettings::default());
+    }
 }

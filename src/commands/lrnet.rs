@@ -16,7 +16,7 @@ use dfscan::faces::calibrate::Calibration;
 use dfscan::models::lrnet::{LrnetConfig, LrnetModel};
 use dfscan::models::set::{ModelSet, OodChoice};
 use dfscan::models::weights::{self, Header, NetworkConfig, Preprocess, Storage};
-use dfscan::pipeline::{self, Control, Event, FaceSource, ScanConfig};
+use dfscan::pipeline::{self, Control, Event, RunOptions, ScanSettings};
 use dfscan::train::checkpoint::{self, Paths, TrainState};
 use dfscan::train::lrnet::{self as ft, FineTune};
 
@@ -46,32 +46,25 @@ pub fn extract(args: &ExtractArgs) -> Result<Outcome> {
         videos.len() - todo.len(),
         stills.len()
     );
-    let cfg = ScanConfig {
-        sampling: dfscan::decode::Sampling::Frames(1),
-        clips: Some(dfscan::decode::Clips { count: settings.clips, len: settings.clip_len }),
-        landmarks: false,
-        landmark_calibration: Calibration::On,
-        keep_landmarks: true,
-        decode: dfscan::decode::DecodeOptions { threads: dfscan::decode::default_threads(), shortcuts: true },
-        margin: None,
+    // The scan's settings for LRNet, with these clips; the runs come back on each report.
+    let scan_settings = ScanSettings {
+        clips: Some(settings.clips),
+        clip_len: settings.clip_len,
         detector: args.detector,
-        aggregate: dfscan::aggregate::Strategy::Confident,
-        across_tracks: dfscan::aggregate::AcrossTracks::Max,
-        threshold: 0.5,
-        batch_size: 32,
-        per_frame: false,
-        ood_threshold: dfscan::aggregate::DEFAULT_OOD_THRESHOLD,
-        explain: None,
+        min_face_confidence: args.min_face_confidence,
+        ..ScanSettings::default()
     };
+    let run = RunOptions { decode: dfscan::decode::DecodeOptions { threads: dfscan::decode::default_threads(), shortcuts: true }, batch_size: 32, explain: None };
+    let mut cfg = scan_settings.config(&set, run)?;
+    cfg.keep_landmarks = true;
     let shutdown = pipeline::Shutdown::default();
     shutdown.on_signals()?;
-    let detector = dfscan::faces::build_detector(args.detector, &super::models_dir().join("public"), args.min_face_confidence)?;
     let by_path: HashMap<PathBuf, &ManifestRow> = todo.iter().map(|r| (r.path.clone(), *r)).collect();
     let inputs: Vec<dfscan::inputs::Input> = todo.iter().map(|r| dfscan::inputs::Input { path: r.path.clone(), problem: None }).collect();
     let bar = dfscan::output::progress_bar(todo.len() as u64, "landmarks [{bar:30}] {pos}/{len} videos {eta}");
     let (mut written, mut failed, mut write_error) = (0, 0, None);
     let control = Control { timeout: None, shutdown: shutdown.clone(), state: None };
-    pipeline::run(inputs.into_iter(), FaceSource::Detector(detector), set, cfg, control, |event| {
+    pipeline::run(inputs.into_iter(), super::scan::face_source(&scan_settings)?, set, cfg, control, |event| {
         let Event::Finished { report, .. } = event else { return true };
         bar.inc(1);
         let Some(row) = by_path.get(std::path::Path::new(&report.path)) else { return true };

@@ -8,13 +8,23 @@ use dfscan::models;
 pub fn eval(args: EvalArgs) -> Result<()> {
     use dfscan::eval::evaluate::{self, EvalConfig};
     use dfscan::eval::plot::{roc_png, RocSeries};
+    let ood = !args.ood.is_empty() || args.ood_synthetic;
+    if !args.models.is_empty() && !ood {
+        bail!("eval --models compares out-of-distribution paths: give --ood DIR or --ood-synthetic");
+    }
+    let set = dfscan::crops::dataset::CropSet::open(&args.crops)?;
+    if ood {
+        let paths: Vec<std::path::PathBuf> = match &args.model {
+            _ if !args.models.is_empty() => args.models.iter().map(|m| models::set::resolve(&super::models_dir(), m)).collect(),
+            Some(path) => vec![path.clone()],
+            None => vec![super::default_model()],
+        };
+        let device = args.device.resolve()?;
+        let models = paths.iter().map(|p| models::FaceModel::load(p, device)).collect::<Result<Vec<_>>>()?;
+        return eval_ood(&args, &models, &set);
+    }
     let weights = args.model.clone().unwrap_or_else(super::default_model);
     let model = models::AnyModel::load(&weights, args.device.resolve()?)?;
-    let set = dfscan::crops::dataset::CropSet::open(&args.crops)?;
-    if !args.ood.is_empty() || args.ood_synthetic {
-        let models::AnyModel::Frame(model) = &model else { bail!("eval --ood: {} is a sequence model; the OOD heads belong to a ViT", weights.display()) };
-        return eval_ood(&args, model, &set);
-    }
     let cfg = EvalConfig {
         split: args.split,
         plan: args.split_args.plan(),
@@ -50,12 +60,38 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     Ok(())
 }
 
-/// `eval --ood`: the split's crops against each OOD set; the table on stdout.
-fn eval_ood(args: &EvalArgs, model: &models::FaceModel, set: &dfscan::crops::dataset::CropSet) -> Result<()> {
-    use dfscan::eval::evaluate::{evenly, LabelledCrops};
-    use dfscan::eval::ood_eval::{self, OodEvalConfig, OodSet};
+/// `eval --ood`: the split's crops against each OOD set, for each model; one table on stdout.
+fn eval_ood(args: &EvalArgs, models: &[models::FaceModel], set: &dfscan::crops::dataset::CropSet) -> Result<()> {
+    use dfscan::eval::ood_eval::{self, OodEvalConfig};
+    let cfg = OodEvalConfig { odin: Default::default(), batch_size: 16, aggregate: args.aggregate, ood_threshold: args.ood_threshold };
+    // The crops and sets at each input side, made once: models of one side see the same.
+    let mut sides: Vec<(i64, dfscan::eval::evaluate::LabelledCrops, Vec<ood_eval::OodSet>)> = Vec::new();
+    let mut reports = Vec::with_capacity(models.len());
+    for model in models {
+        if !sides.iter().any(|(side, ..)| *side == model.input_size()) {
+            let (id, sets) = ood_sets(args, set, model.input_size() as i32)?;
+            sides.push((model.input_size(), id, sets));
+        }
+        let (_, id, sets) = sides.iter().find(|(side, ..)| *side == model.input_size()).expect("made above");
+        reports.push(ood_eval::evaluate_ood(model, id, args.split, args.split_args.plan(), sets, &cfg)?);
+    }
+    print!("{}", ood_eval::table(&reports));
+    if let Some(path) = &args.report {
+        // One model: its report, as before; several: the list.
+        let json = match reports.as_slice() {
+            [one] => serde_json::to_string_pretty(one)?,
+            all => serde_json::to_string_pretty(all)?,
+        };
+        std::fs::write(path, json)?;
+    }
+    Ok(())
+}
+
+/// The split's crops (in-distribution) and the OOD sets, at `size`.
+fn ood_sets(args: &EvalArgs, set: &dfscan::crops::dataset::CropSet, size: i32) -> Result<(dfscan::eval::evaluate::LabelledCrops, Vec<dfscan::eval::ood_eval::OodSet>)> {
     use dfscan::crops::ood::{corrupt_all, OodKind};
-    let size = model.input_size() as i32;
+    use dfscan::eval::evaluate::{evenly, LabelledCrops};
+    use dfscan::eval::ood_eval::OodSet;
     let limit = args.max_crops.unwrap_or(usize::MAX);
     let id = LabelledCrops::load(set, args.split, &args.split_args.plan(), size)?.evenly(limit);
     let mut sets = Vec::new();
@@ -71,13 +107,7 @@ fn eval_ood(args: &EvalArgs, model: &models::FaceModel, set: &dfscan::crops::dat
             sets.push(OodSet { name: format!("synthetic-{}", kind.name()), pixels });
         }
     }
-    let cfg = OodEvalConfig { odin: Default::default(), batch_size: 16, aggregate: args.aggregate, ood_threshold: args.ood_threshold };
-    let report = ood_eval::evaluate_ood(model, &id, args.split, args.split_args.plan(), &sets, &cfg)?;
-    print!("{}", report.table());
-    if let Some(path) = &args.report {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
-    }
-    Ok(())
+    Ok((id, sets))
 }
 
 pub fn bench(args: BenchArgs) -> Result<()> {

@@ -2,6 +2,8 @@
 //! library's configuration, runs it, reports on stderr, and returns the exit code.
 use std::path::PathBuf;
 
+use anyhow::{Context, Result};
+
 /// How a command ended; `main` alone turns it into the exit code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -15,12 +17,16 @@ pub enum Outcome {
     Interrupted,
 }
 
+pub mod attribution;
 pub mod cv;
 pub mod lrnet;
 pub mod measure;
 pub mod prepare;
+pub mod results;
 pub mod scan;
+pub mod submit;
 pub mod train;
+pub mod worker;
 
 /// Where the shipped models, public weights and detector files are: `$DFSCAN_MODELS`, else
 /// the models/ folder of the source tree. Read here, once per command; the library is given it.
@@ -36,4 +42,25 @@ pub fn default_model() -> PathBuf {
 /// The Python with torch that reads PyTorch checkpoints: `$DFSCAN_PYTHON`, else the set-up's.
 pub fn python() -> PathBuf {
     std::env::var_os("DFSCAN_PYTHON").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(dfscan::models::import::BUILT_IN_PYTHON))
+}
+
+/// The queue of `--queue`: its password from `--password-file`, else `$DFSCAN_REDIS_PASSWORD`
+/// (read here, once; never printed), its TLS roots from `--tls-ca`.
+pub fn queue(args: &crate::cli::QueueArgs) -> Result<dfscan::queue::Queue> {
+    let password = match &args.password_file {
+        Some(file) => {
+            let text = std::fs::read_to_string(file).with_context(|| format!("reading --password-file {}", file.display()))?;
+            Some(text.lines().next().unwrap_or_default().to_string())
+        }
+        None => std::env::var("DFSCAN_REDIS_PASSWORD").ok().filter(|p| !p.is_empty()),
+    };
+    let tls_ca = match &args.tls_ca {
+        Some(file) => Some(std::fs::read(file).with_context(|| format!("reading --tls-ca {}", file.display()))?),
+        None => None,
+    };
+    let queue = dfscan::queue::Queue::new(&args.queue, password, tls_ca, &args.stream)?;
+    if queue.url_has_password() {
+        eprintln!("dfscan: warning: the password in --queue {} shows in `ps`; give it with --password-file or $DFSCAN_REDIS_PASSWORD", queue.shown());
+    }
+    Ok(queue)
 }

@@ -8,13 +8,12 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use super::Outcome;
-use crate::cli::{FacesMode, ScanArgs, WatchArgs};
-use dfscan::decode::{Clips, Sampling};
+use crate::cli::{EngineArgs, FacesMode, ScanArgs, WatchArgs};
 use dfscan::inputs::Input;
 use dfscan::models;
 use dfscan::models::set::{ModelSet, OodChoice};
 use dfscan::output::{self, Printer};
-use dfscan::pipeline::{self, Control, FaceSource, Recording, ScanConfig};
+use dfscan::pipeline::{self, Control, FaceSource, Recording, RunOptions, ScanSettings};
 use dfscan::state::{self, StateDb};
 
 /// Where the inputs come from, which decides how the state database is used.
@@ -48,67 +47,21 @@ fn scan_with(args: ScanArgs, inputs: impl Iterator<Item = Input> + Send + 'stati
     // First, so that Ctrl-C while the model loads is already a clean stop.
     let shutdown = pipeline::Shutdown::default();
     shutdown.on_signals()?;
-    let set = load_models(&args)?;
-    let faces_key = match args.faces {
-        FacesMode::None => "whole-frame".to_string(),
-        FacesMode::Auto => format!("{:?}@{}", args.detector, args.min_face_confidence),
-    };
-    let face_source = match args.faces {
-        FacesMode::None => FaceSource::WholeFrame,
-        FacesMode::Auto => FaceSource::Detector(dfscan::faces::build_detector(
-            args.detector,
-            &super::models_dir().join("public"),
-            args.min_face_confidence,
-        )?),
-    };
-    let clips = match (args.clips, set.needs_landmarks()) {
-        (Some(0), _) => None,
-        (Some(count), _) => Some(Clips { count, len: args.clip_len }),
-        (None, true) => Some(Clips { count: DEFAULT_CLIPS, len: args.clip_len }),
-        (None, false) => None,
-    };
-    if clips.is_some() && args.clip_len == 0 {
-        bail!("--clip-len must be at least 1");
-    }
-    let cfg = ScanConfig {
-        clips,
-        landmarks: args.landmarks,
-        landmark_calibration: args.landmark_calibration,
-        keep_landmarks: false,
-        sampling: match args.fps {
-            Some(fps) if fps > 0.0 => Sampling::Fps(fps),
-            Some(fps) => bail!("--fps must be positive, got {fps}"),
-            None if args.frames == 0 => bail!("--frames must be at least 1"),
-            None => Sampling::Frames(args.frames),
-        },
-        decode: dfscan::decode::DecodeOptions {
-            threads: args.decode_threads.unwrap_or_else(dfscan::decode::default_threads).max(1),
-            shortcuts: !args.no_decode_shortcuts,
-        },
-        margin: args.margin,
-        detector: args.detector,
-        aggregate: args.aggregate,
-        across_tracks: args.across_tracks,
-        threshold: args.threshold,
-        batch_size: args.batch_size.max(1),
-        per_frame: args.per_frame,
-        ood_threshold: args.ood_threshold,
-        explain: args.explain.clone(),
-    };
+    let settings = args.settings.settings();
+    settings.check()?;
+    let set = load_models(&args.engine, settings.landmarks)?;
+    let face_source = face_source(&settings)?;
+    let cfg = settings.config(&set, run_options(&args.engine, args.explain.clone()))?;
     if cfg.explain.is_some() && set.attention_model().is_none() {
         bail!("--explain draws a ViT's attention: give --ood-model or a ViT in --models");
     }
     let control = Control {
-        timeout: match args.timeout {
-            Some(secs) if secs > 0.0 && secs.is_finite() => Some(std::time::Duration::from_secs_f64(secs)),
-            Some(secs) => bail!("--timeout must be a positive number of seconds, got {secs}"),
-            None => None,
-        },
+        timeout: timeout(args.timeout)?,
         shutdown: shutdown.clone(),
         state: open_state(&args, mode)?.map(|db| Recording {
             db,
             skip_done: (args.resume || mode != Mode::Scan) && !args.rescan,
-            settings: cfg.settings_key(&faces_key, set.ood_model().map(|m| m.id.blake3.as_str())),
+            settings: settings.settings_key(&cfg, &set),
         }),
     };
     let progress = !args.quiet && std::io::stderr().is_terminal();
@@ -130,8 +83,35 @@ fn scan_with(args: ScanArgs, inputs: impl Iterator<Item = Input> + Send + 'stati
     })
 }
 
-/// Clips per video when a landmark model is in the set and `--clips` is not given.
-const DEFAULT_CLIPS: usize = 2;
+/// How faces are found for these settings: the detector (its files from the models folder),
+/// or whole frames.
+pub(crate) fn face_source(settings: &ScanSettings) -> Result<FaceSource> {
+    Ok(match settings.faces {
+        FacesMode::None => FaceSource::WholeFrame,
+        FacesMode::Auto => FaceSource::Detector(dfscan::faces::build_detector(settings.detector, &super::models_dir().join("public"), settings.min_face_confidence)?),
+    })
+}
+
+/// Decoder threads, batch size and `--explain`: how the pipeline computes.
+pub(crate) fn run_options(engine: &EngineArgs, explain: Option<PathBuf>) -> RunOptions {
+    RunOptions {
+        decode: dfscan::decode::DecodeOptions {
+            threads: engine.decode_threads.unwrap_or_else(dfscan::decode::default_threads).max(1),
+            shortcuts: !engine.no_decode_shortcuts,
+        },
+        batch_size: engine.batch_size,
+        explain,
+    }
+}
+
+/// `--timeout SECS` as a duration.
+pub(crate) fn timeout(secs: Option<f64>) -> Result<Option<Duration>> {
+    match secs {
+        Some(secs) if secs > 0.0 && secs.is_finite() => Ok(Some(Duration::from_secs_f64(secs))),
+        Some(secs) => bail!("--timeout must be a positive number of seconds, got {secs}"),
+        None => Ok(None),
+    }
+}
 
 /// Models resolved from the committed third-party weights, imported on first use into the
 /// public folder: `lrnet-dfo` is LRNet's DeeperForensics-1.0 pair (trained on neither of the
@@ -175,7 +155,7 @@ pub(crate) fn resolve_model(entry: &str) -> Result<PathBuf> {
 /// The scan's models: `--models`, or `--model`, or the default model; and the OOD model
 /// (`--ood-model`, else a member with an abnormality module, else for the default scan the
 /// shipped ViT).
-fn load_models(args: &ScanArgs) -> Result<ModelSet> {
+pub(crate) fn load_models(args: &EngineArgs, landmarks: bool) -> Result<ModelSet> {
     // The plain scan uses the shipped stacker when there is one: the default, calibrated.
     let shipped_stacker = super::models_dir().join("default.ensemble.json");
     let plain = args.model.is_none() && args.models.is_empty();
@@ -203,15 +183,16 @@ fn load_models(args: &ScanArgs) -> Result<ModelSet> {
     }
     let default_scan = plain && args.ensemble.is_none();
     let shipped_vit = models::set::resolve(&super::models_dir(), "vit");
-    let ood = match args.ood_model.as_deref() {
-        Some("none") => OodChoice::Off,
-        Some(path) => OodChoice::File(Path::new(path)),
-        None if default_scan && shipped_vit.is_file() => OodChoice::File(&shipped_vit),
-        None if default_scan => {
+    let ood_file = args.ood_model.as_deref().map(|m| models::set::resolve(&super::models_dir(), m));
+    let ood = match (args.ood_model.as_deref(), &ood_file) {
+        (Some("none"), _) => OodChoice::Off,
+        (Some(_), Some(path)) => OodChoice::File(path),
+        _ if default_scan && shipped_vit.is_file() => OodChoice::File(&shipped_vit),
+        _ if default_scan => {
             eprintln!("dfscan: warning: no out-of-distribution model at {} (dfscan train-ood makes one): ood_risk will be null", shipped_vit.display());
             OodChoice::Off
         }
-        None => OodChoice::FromMembers,
+        _ => OodChoice::FromMembers,
     };
     if !args.model_weights.is_empty() && args.model_weights.len() != paths.len() {
         bail!("--model-weights has {} values for {} models", args.model_weights.len(), paths.len());
@@ -220,8 +201,16 @@ fn load_models(args: &ScanArgs) -> Result<ModelSet> {
     let device = args.device.resolve()?;
     let mut set = ModelSet::load(&paths, weights, ood, device)?;
     set.stacker = stacker;
-    if set.needs_landmarks() || args.landmarks {
+    if set.needs_landmarks() || landmarks {
         set.landmarker = Some(models::facemesh::FaceMeshModel::load(&resolve_model("facemesh")?, device)?);
+    }
+    let attribution = match args.attribution.as_deref() {
+        Some("none") => None,
+        Some(path) => Some(PathBuf::from(path)),
+        None => super::attribution::shipped().filter(|_| default_scan),
+    };
+    if let Some(path) = attribution {
+        set.attribution = Some(super::attribution::load(&path, device)?);
     }
     Ok(set)
 }

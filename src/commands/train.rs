@@ -1,5 +1,5 @@
 //! `dfscan train` and `dfscan train-ood`: a classifier on a crop cache, then the
-//! out-of-distribution heads on a trained ViT.
+//! out-of-distribution heads on a trained ViT or U-Net.
 use anyhow::{bail, Context, Result};
 
 use crate::cli::{AbnormalitySize, TrainArgs, TrainOodArgs, VaeSize};
@@ -154,12 +154,12 @@ pub fn train_ood(args: TrainOodArgs) -> Result<()> {
     let set = dfscan::crops::dataset::CropSet::open(&args.crops)?;
     let stage = |epochs, learning_rate, max_steps_per_epoch| StageConfig { epochs, batch_size: args.batch_size.max(2), learning_rate, max_steps_per_epoch };
     let cfg = OodTrainConfig {
-        vit: args.model.clone(),
+        classifier: args.model.clone(),
         heads: OodHeads {
-            vae: match args.vae {
+            vae: Some(match args.vae {
                 VaeSize::Small => VaeConfig::small(),
                 VaeSize::Seed => VaeConfig::seed(),
-            },
+            }),
             abnormality: match args.abnormality {
                 AbnormalitySize::Narrow => AbnormalityConfig::deit_tiny_narrow(),
                 AbnormalitySize::Seed => AbnormalityConfig::deit_tiny(),

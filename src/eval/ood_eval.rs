@@ -1,7 +1,8 @@
-//! `dfscan eval --ood`: how well a ViT with OOD heads tells the crops of a split
-//! (in-distribution) from other images, by its abnormality module and by the two baselines
-//! on the same ViT, MSP and ODIN (`models::ood`), measured as ODIN reports it
-//! ([`OodMetrics`]): per out-of-distribution set, and with all sets pooled.
+//! `dfscan eval --ood`: how well a model with OOD heads (seed 000's ViT path or U-Net path)
+//! tells the crops of a split (in-distribution) from other images, by its abnormality module
+//! and by the two baselines on the same classifier, MSP and ODIN (`models::ood`), measured as
+//! ODIN reports it ([`OodMetrics`]): per out-of-distribution set, and with all sets pooled.
+//! Several models go in one table ([`table`]).
 use anyhow::{ensure, Context, Result};
 use serde::Serialize;
 
@@ -187,31 +188,49 @@ pub fn evaluate_ood(model: &FaceModel, id: &LabelledCrops, split: Option<Split>,
 }
 
 impl OodReport {
-    /// The figures as a plain-text table, one row per set and method.
+    /// The figures as a plain-text table, one row per set and method (see [`table`]).
     pub fn table(&self) -> String {
-        let auc = |a: Option<f64>| a.map_or("n/a".into(), |a| format!("{a:.4}"));
-        let mut out = format!(
-            "in-distribution: {} crops of {} videos ({}); classifier AUC {} per crop, {} per video\n",
-            self.id_crops,
-            self.id_videos,
-            self.split.map_or("all crops".to_string(), |s| format!("{s:?} split").to_lowercase()),
-            auc(self.id_frame_auc),
-            auc(self.id_video_auc),
+        table(std::slice::from_ref(self))
+    }
+}
+
+/// Several models' figures (`eval --ood --models a,b`: the ViT path and the U-Net path) in one
+/// plain-text table, one row per set, model and method; each model's classifier AUC and
+/// "uncertain" rates below.
+pub fn table(reports: &[OodReport]) -> String {
+    let auc = |a: Option<f64>| a.map_or("n/a".into(), |a| format!("{a:.4}"));
+    let name = |r: &OodReport| format!("{} ({})", r.model.name, r.model.weights);
+    let width = reports.iter().map(|r| name(r).len()).max().unwrap_or(0).max(5);
+    let mut out = String::new();
+    for r in reports {
+        out += &format!(
+            "in-distribution for {}: {} crops of {} videos ({}); classifier AUC {} per crop, {} per video\n",
+            name(r),
+            r.id_crops,
+            r.id_videos,
+            r.split.map_or("all crops".to_string(), |s| format!("{s:?} split").to_lowercase()),
+            auc(r.id_frame_auc),
+            auc(r.id_video_auc),
         );
-        out += &format!("{:<24} {:>6}  {:<12} {:>7} {:>8} {:>8} {:>8} {:>8}\n", "OOD set", "crops", "method", "AUROC", "AUPR-in", "AUPR-out", "FPR@95", "det.err");
-        for set in &self.sets {
-            let m = &set.metrics;
+    }
+    out += &format!("{:<24} {:>6}  {:<width$}  {:<12} {:>7} {:>8} {:>8} {:>8} {:>8}\n", "OOD set", "crops", "model", "method", "AUROC", "AUPR-in", "AUPR-out", "FPR@95", "det.err");
+    let sets = reports.first().map_or(0, |r| r.sets.len());
+    for k in 0..sets {
+        for r in reports.iter().filter(|r| k < r.sets.len()) {
+            let (set, m) = (&r.sets[k], &r.sets[k].metrics);
             for (method, metrics) in [("abnormality", &m.abnormality), ("MSP", &m.msp), ("ODIN", &m.odin)] {
                 let figures = metrics.map_or("n/a".to_string(), |m| {
                     format!("{:>7.4} {:>8.4} {:>8.4} {:>8.4} {:>8.4}", m.auroc, m.aupr_in, m.aupr_out, m.fpr_at_95_tpr, m.detection_error)
                 });
-                out += &format!("{:<24} {:>6}  {:<12} {figures}\n", set.name, set.crops, method);
+                out += &format!("{:<24} {:>6}  {:<width$}  {:<12} {figures}\n", set.name, set.crops, name(r), method);
             }
         }
-        out += &format!("in-distribution inputs \"uncertain\" at --ood-threshold {}:\n", self.ood_threshold);
-        for r in &self.uncertain {
-            out += &format!("{:<10} {:>3} of {:>4} inputs ({:>5.1}%); at most 5% from threshold {:.4}\n", r.condition, r.uncertain, r.inputs, 100.0 * r.rate, r.threshold_for_5_percent);
-        }
-        out
     }
+    for r in reports {
+        out += &format!("in-distribution inputs \"uncertain\" at --ood-threshold {} for {}:\n", r.ood_threshold, name(r));
+        for u in &r.uncertain {
+            out += &format!("{:<10} {:>3} of {:>4} inputs ({:>5.1}%); at most 5% from threshold {:.4}\n", u.condition, u.uncertain, u.inputs, 100.0 * u.rate, u.threshold_for_5_percent);
+        }
+    }
+    out
 }

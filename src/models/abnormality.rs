@@ -1,11 +1,13 @@
-//! The abnormality module: an out-of-distribution risk in (0, 1) from what the ViT classifier
-//! and the attention VAE say about a face: the softmax probabilities, the ViT encoding, and the
-//! residual map (VAE(att) - att)^2. It is trained on in-distribution crops (risk 0) against
-//! synthetic out-of-distribution ones made from them (risk 1; `train::ood`).
+//! The abnormality module: an out-of-distribution risk in (0, 1) from what a classifier says
+//! about a face: its softmax probabilities, its encoding, and a residual map. For the ViT path
+//! (`vit_ood`) the residual is the attention VAE's, (VAE(att) - att)^2, one channel; for the
+//! U-Net path (`unet_ood`) it is the U-Net's own reconstruction error, (input - reconstruction)^2,
+//! three channels. It is trained on in-distribution crops (risk 0) against synthetic
+//! out-of-distribution ones made from them (risk 1; `train::ood_trainer`).
 //!
-//! Reference code: the seed's `Abnormality_module_Encoder_ViT_v3` on `Encoder_block_v2`
-//! (github.com/FabrCas/master_thesis `models.py`, `ood_detection.py`
-//! `Abnormality_module_ViT`), after Hendrycks & Gimpel's abnormality module ("A Baseline for
+//! Reference code: the seed's `Abnormality_module_Encoder_ViT_v3` and, for the U-Net,
+//! `Abnormality_module_Encoder_v3`, both on `Encoder_block_v2` (github.com/FabrCas/master_thesis
+//! `models.py`, `ood_detection.py` `Abnormality_module_ViT` and `Abnormality_module`), after Hendrycks & Gimpel's abnormality module ("A Baseline for
 //! Detecting Misclassified and Out-of-Distribution Examples", ICLR 2017, arXiv:1610.02136).
 //!
 //! Names follow the seed (`e1`..`e5` with `conv1..3`/`bn1..3`, `fc1`/`bn1`,
@@ -19,11 +21,16 @@ use tch::{Kind, Tensor};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AbnormalityConfig {
-    /// Side of the residual map (the ViT input side).
+    /// Side of the residual map (the classifier's input side).
     pub residual_size: i64,
+    /// Channels of the residual map: 1 for the ViT's attention residual, 3 for the U-Net's
+    /// reconstruction residual. (Files written before the U-Net path have no field: 1.)
+    #[serde(default = "one")]
+    pub residual_channels: i64,
     /// Output channels of the five encoder blocks, each halving the side (224 -> 7).
     pub channels: [i64; 5],
-    /// Softmax probabilities (2) and encoding width (192 for DeiT-tiny).
+    /// Softmax probabilities (2) and encoding width (192 for DeiT-tiny, the U-Net's
+    /// `encoding_width`).
     pub classes: i64,
     pub encoding: i64,
     /// Widths of `fc1`, `fc_risk_1`, `fc_risk_2`.
@@ -35,7 +42,14 @@ pub struct AbnormalityConfig {
 impl AbnormalityConfig {
     /// The seed's module on DeiT-tiny: 2 + 192 + 64 x 7 x 7 = 3330 inputs -> 1024 -> 512 -> 128 -> 1.
     pub fn deit_tiny() -> Self {
-        Self { residual_size: 224, channels: [4, 8, 16, 32, 64], classes: 2, encoding: 192, hidden: [1024, 512, 128], init_std: 0.01 }
+        Self { residual_size: 224, residual_channels: 1, channels: [4, 8, 16, 32, 64], classes: 2, encoding: 192, hidden: [1024, 512, 128], init_std: 0.01 }
+    }
+
+    /// These widths, reading another classifier's inputs: `classes` probabilities, an
+    /// `encoding`-wide encoding, and a residual of `channels` x `side` x `side`. The seed's
+    /// U-Net module (`Abnormality_module_Encoder_v3`) is `deit_tiny().reading(2, 3136, 3, 224)`.
+    pub fn reading(self, classes: i64, encoding: i64, channels: i64, side: i64) -> Self {
+        Self { classes, encoding, residual_channels: channels, residual_size: side, ..self }
     }
 
     /// The seed's module with `fc1`, `fc_risk_1` and `fc_risk_2` at half width (512, 256,
@@ -79,7 +93,7 @@ impl EncoderBlock {
 }
 
 /// Inputs: softmax probabilities `[N, classes]`, encoding `[N, encoding]`, residual
-/// `[N, 1, S, S]` (see [`residual`]); output: `[N]` risk logits ([`Abnormality::logits_t`]) or
+/// `[N, residual_channels, S, S]` (see [`residual`]); output: `[N]` risk logits ([`Abnormality::logits_t`]) or
 /// risks in (0, 1) ([`Abnormality::risk_t`]), higher = more likely out of distribution.
 #[derive(Debug)]
 pub struct Abnormality {
@@ -92,7 +106,7 @@ pub struct Abnormality {
 
 impl Abnormality {
     pub fn new(p: &nn::Path, cfg: &AbnormalityConfig) -> Self {
-        let mut c_in = 1;
+        let mut c_in = cfg.residual_channels;
         let blocks = cfg
             .channels
             .iter()
@@ -136,9 +150,14 @@ impl Abnormality {
     }
 }
 
-/// The residual map the module reads: (reconstruction - attention)^2, `[N, 1, S, S]`.
-pub fn residual(attention: &Tensor, reconstruction: &Tensor) -> Tensor {
-    (reconstruction - attention).square().to_kind(Kind::Float)
+/// The residual map the module reads: (reconstruction - original)^2, element-wise: `[N, 1, S, S]`
+/// for an attention map and its VAE reconstruction, `[N, 3, S, S]` for an image and the U-Net's.
+pub fn residual(original: &Tensor, reconstruction: &Tensor) -> Tensor {
+    (reconstruction - original).square().to_kind(Kind::Float)
+}
+
+fn one() -> i64 {
+    1
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use tch::Tensor;
 
 use super::import::Mapped;
 use super::weights::{NetworkConfig, Preprocess};
-use super::{efficientnet, facemesh, lrnet, meso, resnet_lstm, spectrum, vit};
+use super::{efficientnet, facemesh, lrnet, meso, resnet_lstm, spectrum, unet, vit};
 
 /// The architectures dfscan can build (`--arch`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -51,6 +51,12 @@ pub enum Arch {
     /// Seed 004's spectrum detector: a crop's 1-D amplitude spectrum into an SVM or a logistic
     /// regression (`spectrum`), fitted by smartcore (`dfscan train --arch spectrum --classifier`).
     Spectrum,
+    /// Seed 000's U-Net reconstruction classifier, narrowed to ship (`unet::UnetConfig::small`).
+    Unet,
+    /// The same U-Net in the seed's exact configuration (`unet::UnetConfig::seed`, 350 MB).
+    #[value(name = "unet-seed")]
+    #[serde(rename = "unet-seed")]
+    UnetSeed,
 }
 
 /// What a model scores.
@@ -95,7 +101,7 @@ pub struct ArchEntry {
 }
 
 /// The table. Order is `--arch`'s.
-pub const ARCHS: [ArchEntry; 9] = [
+pub const ARCHS: [ArchEntry; 11] = [
     ArchEntry {
         arch: Arch::Meso4,
         name: "meso4",
@@ -184,6 +190,24 @@ pub const ARCHS: [ArchEntry; 9] = [
         import: Importer::One(spectrum::import),
         shipped: None,
     },
+    ArchEntry {
+        arch: Arch::Unet,
+        name: "unet",
+        kind: ModelKind::Frame,
+        training: || unet_spec(unet::UnetConfig::small()),
+        pretrained: None,
+        import: Importer::One(unet::import_small),
+        shipped: Some("unet.safetensors"),
+    },
+    ArchEntry {
+        arch: Arch::UnetSeed,
+        name: "unet-seed",
+        kind: ModelKind::Frame,
+        training: || unet_spec(unet::UnetConfig::seed()),
+        pretrained: None,
+        import: Importer::One(unet::import_seed),
+        shipped: None,
+    },
 ];
 
 impl Arch {
@@ -195,6 +219,10 @@ impl Arch {
     pub fn name(self) -> &'static str {
         self.entry().name
     }
+}
+
+fn unet_spec(cfg: unet::UnetConfig) -> (NetworkConfig, Preprocess) {
+    (NetworkConfig::Unet(cfg.clone()), unet::preprocess(&cfg))
 }
 
 fn efficientnet_spec(cfg: efficientnet::EfficientNetConfig) -> (NetworkConfig, Preprocess) {
@@ -218,6 +246,8 @@ pub fn build_network(root: &nn::Path, config: &NetworkConfig) -> Box<dyn ModuleT
         NetworkConfig::TorchScript(cfg) => panic!("build_network: {:?} is a TorchScript module, loaded with models::torchscript, not built", cfg.name),
         // Spectra in (`spectrum::spectra` of the crops), logits out; `FaceModel` makes the spectra.
         NetworkConfig::Spectrum(cfg) => Box::new(spectrum::SpectrumNet::new(root, cfg)),
+        // As a frame model the U-Net gives logit(softmax[.., 1]) without its decoder.
+        NetworkConfig::Unet(cfg) => Box::new(unet::Unet::new(root, cfg)),
     }
 }
 

@@ -10,7 +10,7 @@ use tch::{Device, Kind, Tensor};
 use super::preprocess::{fake_logits_of, to_network_input, to_sequence_input};
 use super::weights::{self, Header, NetworkConfig};
 use super::torchscript::{self, ScriptModel};
-use super::{build_network, ood, spectrum, vit, vit_ood, ModelId};
+use super::{build_network, ood, spectrum, unet_ood, vit, vit_ood, ModelId};
 
 /// A frame network with its weights, ready to score face crops.
 pub struct FaceModel {
@@ -28,6 +28,8 @@ enum FrameNet {
     Vit(vit::Vit),
     /// A ViT with its attention VAE and abnormality module: also an out-of-distribution risk.
     VitOod(Box<vit_ood::VitOod>),
+    /// A U-Net with its abnormality module: also an out-of-distribution risk.
+    UnetOod(Box<unet_ood::UnetOod>),
     /// A TorchScript module with its own contract (`torchscript`).
     Script(ScriptModel),
     /// The spectrum detector: reads the crops' spectra, not normalised pixels.
@@ -41,6 +43,7 @@ impl FrameNet {
             FrameNet::Plain(net) => fake_logits_of(net.forward_t(input, false), output),
             FrameNet::Vit(vit) => fake_logits_of(vit.forward_t(input, false), output),
             FrameNet::VitOod(model) => fake_logits_of(model.vit.forward_t(input, false), output),
+            FrameNet::UnetOod(model) => fake_logits_of(model.unet.forward_t(input, false), output),
             FrameNet::Script(model) => torchscript::fake_logits(model, input, output)?,
             FrameNet::Spectrum(_) => anyhow::bail!("the spectrum detector reads crops, not network input"),
         })
@@ -58,7 +61,8 @@ pub struct CropScores {
 }
 
 /// What `dfscan eval --ood` compares on a batch of crops: the abnormality module's risk and
-/// the two baselines' on the same ViT, each higher = more likely out of distribution.
+/// the two baselines' on the same classifier (ViT or U-Net), each higher = more likely out of
+/// distribution.
 pub struct OodRisks {
     /// Logits of "fake", one per crop (the classifier's own verdict).
     pub fake_logits: Vec<f32>,
@@ -168,8 +172,9 @@ fn load_strict(path: &Path, device: Device, sequence: bool) -> Result<Loaded> {
     }
     let mut vs = nn::VarStore::new(device);
     let net = match (&header.network, &header.ood) {
-        (NetworkConfig::Vit(cfg), Some(heads)) => FrameNet::VitOod(Box::new(vit_ood::VitOod::new(&vs.root(), cfg, heads))),
-        (_, Some(_)) => bail!("{}: out-of-distribution heads belong to a ViT, not to {arch}", path.display()),
+        (NetworkConfig::Vit(cfg), Some(heads)) => FrameNet::VitOod(Box::new(vit_ood::VitOod::new(&vs.root(), cfg, heads).with_context(|| path.display().to_string())?)),
+        (NetworkConfig::Unet(cfg), Some(heads)) => FrameNet::UnetOod(Box::new(unet_ood::UnetOod::new(&vs.root(), cfg, heads).with_context(|| path.display().to_string())?)),
+        (_, Some(_)) => bail!("{}: out-of-distribution heads belong to a ViT or a U-Net, not to {arch}", path.display()),
         (NetworkConfig::Vit(cfg), None) => FrameNet::Vit(vit::Vit::new(&vs.root(), cfg)),
         (NetworkConfig::Spectrum(cfg), None) => FrameNet::Spectrum(spectrum::SpectrumNet::new(&vs.root(), cfg)),
         (network, None) => FrameNet::Plain(build_network(&vs.root(), network)),
@@ -208,7 +213,7 @@ impl FaceModel {
 
     /// Whether [`FaceModel::score`] gives out-of-distribution risks.
     pub fn has_ood(&self) -> bool {
-        matches!(self.net, FrameNet::VitOod(_))
+        matches!(self.net, FrameNet::VitOod(_) | FrameNet::UnetOod(_))
     }
 
     /// Whether [`FaceModel::score`] gives attention maps (a ViT).
@@ -252,6 +257,10 @@ impl FaceModel {
                 let out = model.forward(&input());
                 (fake_logits_of(out.classified.fake_logit, output), Some(Vec::<f32>::try_from(to_cpu(out.risk))?), Some(out.classified.attention))
             }
+            FrameNet::UnetOod(model) => {
+                let out = model.forward(&input());
+                (fake_logits_of(out.fake_logit, output), Some(Vec::<f32>::try_from(to_cpu(out.risk))?), None)
+            }
             FrameNet::Spectrum(net) => (fake_logits_of(net.forward_t(&self.spectra(net, crops)?, false), output), None, None),
         };
         let logits = Vec::<f32>::try_from(logits)?;
@@ -259,22 +268,29 @@ impl FaceModel {
     }
 
     /// The three out-of-distribution risks of `crops` (as [`FaceModel::fake_logits`] takes
-    /// them); only a ViT with OOD heads has all three. ODIN takes input gradients through the
-    /// ViT, so this costs about three forward passes more than [`FaceModel::score`].
+    /// them); only a ViT or a U-Net with OOD heads has all three. ODIN takes input gradients
+    /// through the classifier, so this costs about three forward passes more than
+    /// [`FaceModel::score`].
     pub fn ood_risks(&self, crops: &Tensor, odin: &ood::Odin) -> Result<OodRisks> {
-        let FrameNet::VitOod(model) = &self.net else {
-            bail!("{} has no out-of-distribution heads (add them with `dfscan train-ood`)", self.id.weights)
-        };
         let input = to_network_input(crops, &self.header.preprocess, self.device);
-        let out = tch::no_grad(|| model.forward(&input));
-        let odin_risk = odin.risk(|x| model.vit.forward_all_t(x, false).logits, &input, Some(&self.header.preprocess.std));
+        let std = Some(&self.header.preprocess.std[..]);
+        // (fake logits, abnormality risk, class logits, ODIN risk)
+        let (fake, risk, logits, odin_risk) = match &self.net {
+            FrameNet::VitOod(model) => {
+                let out = tch::no_grad(|| model.forward(&input));
+                let odin_risk = odin.risk(|x| model.vit.forward_all_t(x, false).logits, &input, std);
+                (out.classified.fake_logit, out.risk, out.classified.logits, odin_risk)
+            }
+            FrameNet::UnetOod(model) => {
+                let out = tch::no_grad(|| model.forward(&input));
+                // The class logits need no decoder.
+                let odin_risk = odin.risk(|x| model.unet.logits_t(x, false), &input, std);
+                (out.fake_logit, out.risk, out.logits, odin_risk)
+            }
+            _ => bail!("{} has no out-of-distribution heads (add them with `dfscan train-ood`)", self.id.weights),
+        };
         let to_vec = |t: Tensor| Vec::<f32>::try_from(t.to_device(Device::Cpu).to_kind(Kind::Float));
-        Ok(OodRisks {
-            fake_logits: to_vec(out.classified.fake_logit)?,
-            abnormality: to_vec(out.risk)?,
-            msp: to_vec(ood::msp_risk(&out.classified.logits))?,
-            odin: to_vec(odin_risk)?,
-        })
+        Ok(OodRisks { fake_logits: to_vec(fake)?, abnormality: to_vec(risk)?, msp: to_vec(ood::msp_risk(&logits))?, odin: to_vec(odin_risk)? })
     }
 }
 

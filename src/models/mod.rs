@@ -8,8 +8,10 @@
 //! weights (`weights::Header`), never assumed.
 //!
 //! The ViT classifier (`vit`) also exposes its attention and encoding, which the attention VAE
-//! (`vae`) and the abnormality module (`abnormality`) turn into an out-of-distribution risk;
-//! `ood` holds the MSP and ODIN baselines that risk is compared with.
+//! (`vae`) and the abnormality module (`abnormality`) turn into an out-of-distribution risk
+//! (`vit_ood`); the U-Net (`unet`) redraws its input, and the same module reads that
+//! reconstruction's residual (`unet_ood`): seed 000's two paths. `ood` holds the MSP and ODIN
+//! baselines the risk is compared with.
 //!
 //! The folder: `arch` is the table of architectures (one row each: name, kind, training start,
 //! pretrained files, rename table for import, shipped file); `preprocess` the input contract
@@ -17,6 +19,8 @@
 //! is the group of models one scan runs; one file per network.
 pub mod abnormality;
 pub mod arch;
+pub mod attribution;
+pub mod autoencoder;
 pub mod backbone;
 pub mod efficientnet;
 pub mod facemesh;
@@ -30,6 +34,8 @@ pub mod resnet_lstm;
 pub mod set;
 pub mod spectrum;
 pub mod torchscript;
+pub mod unet;
+pub mod unet_ood;
 pub mod vae;
 pub mod vit;
 pub mod vit_ood;

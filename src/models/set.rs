@@ -7,7 +7,7 @@ use anyhow::{bail, ensure, Result};
 use serde::Serialize;
 use tch::Device;
 
-use super::{AnyModel, FaceModel, Header, ModelId};
+use super::{AnyModel, FaceModel, ModelId};
 use crate::faces::crop::{CropSpec, DEFAULT_MARGIN};
 use crate::faces::DetectorKind;
 
@@ -53,6 +53,9 @@ pub struct ModelSet {
     /// The face landmarker, when a member reads landmarks or the scan shows them
     /// (`--landmarks`); the pipeline runs it in the faces stage.
     pub landmarker: Option<super::facemesh::FaceMeshModel>,
+    /// The attribution model (a fake's family and method), run on the first few faces of each
+    /// track (`ScanConfig::attribution_faces`).
+    pub attribution: Option<super::attribution::AttributionModel>,
 }
 
 /// See [`ModelSet::crop_plan`].
@@ -65,6 +68,8 @@ pub struct CropPlan {
     pub members: Vec<usize>,
     /// The index of the extra OOD model's crop (`OodSource::Extra`).
     pub ood: Option<usize>,
+    /// The index of the attribution model's crop.
+    pub attribution: Option<usize>,
 }
 
 /// One crop of every face: cut by a contract, at a network's input side.
@@ -92,8 +97,8 @@ impl CropPlan {
     }
 }
 
-fn spec_of(header: &Header, margin: Option<f32>, detector: DetectorKind) -> CropSpec {
-    let own = header.preprocess.crop.unwrap_or(CropSpec { detector, margin: DEFAULT_MARGIN, side: header.preprocess.input_size as i32 });
+fn spec_of(preprocess: &super::Preprocess, margin: Option<f32>, detector: DetectorKind) -> CropSpec {
+    let own = preprocess.crop.unwrap_or(CropSpec { detector, margin: DEFAULT_MARGIN, side: preprocess.input_size as i32 });
     CropSpec { margin: margin.unwrap_or(own.margin), ..own }
 }
 
@@ -132,7 +137,7 @@ impl ModelSet {
                 Some(OodSource::Extra(model))
             }
         };
-        Ok(Self { members, weights, ood, stacker: None, landmarker: None })
+        Ok(Self { members, weights, ood, stacker: None, landmarker: None, attribution: None })
     }
 
     /// The crops a scan makes of each face, one per distinct contract and input side, and
@@ -140,17 +145,20 @@ impl ModelSet {
     /// scan's margin at the model's input side. `margin` (`--margin`) overrides every model's
     /// margin, never its side.
     pub fn crop_plan(&self, margin: Option<f32>, detector: DetectorKind) -> CropPlan {
-        let mut plan = CropPlan { crops: Vec::new(), members: Vec::new(), ood: None };
+        let mut plan = CropPlan { crops: Vec::new(), members: Vec::new(), ood: None, attribution: None };
         for member in &self.members {
             if matches!(member, AnyModel::Landmarks(_)) {
                 plan.members.push(CropPlan::NONE);
                 continue;
             }
-            let k = plan.index_of(spec_of(member.header(), margin, detector), member.input_size());
+            let k = plan.index_of(spec_of(&member.header().preprocess, margin, detector), member.input_size());
             plan.members.push(k);
         }
         if let Some(OodSource::Extra(model)) = &self.ood {
-            plan.ood = Some(plan.index_of(spec_of(&model.header, margin, detector), model.input_size()));
+            plan.ood = Some(plan.index_of(spec_of(&model.header.preprocess, margin, detector), model.input_size()));
+        }
+        if let Some(a) = &self.attribution {
+            plan.attribution = Some(plan.index_of(spec_of(&a.header.encoder.preprocess, margin, detector), a.input_size()));
         }
         plan
     }
@@ -186,13 +194,14 @@ impl ModelSet {
         }
     }
 
-    /// The model whose attention `--explain` draws: the OOD model, else the first ViT member.
+    /// The model whose attention `--explain` draws: the OOD model if it is a ViT, else the
+    /// first ViT member.
     pub fn attention_model(&self) -> Option<&FaceModel> {
         let member = self.members.iter().find_map(|m| match m {
             AnyModel::Frame(f) if f.has_attention() => Some(f),
             _ => None,
         });
-        self.ood_model().or(member)
+        self.ood_model().filter(|m| m.has_attention()).or(member)
     }
 
     /// One identity for the scoring models (the JSON line's `model`, the state database's

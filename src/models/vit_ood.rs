@@ -11,7 +11,9 @@
 //! One weights file holds all three: the ViT's tensors at the root (timm's names), the VAE's
 //! under `vae.` and the abnormality module's under `abnormality.`; its header's `ood` field
 //! ([`OodHeads`]) says how the two heads are built. A ViT file without heads scores like any
-//! frame model and gives no risk.
+//! frame model and gives no risk. (A U-Net file's `ood` has the abnormality module alone: the
+//! U-Net redraws its input itself; `unet_ood`.)
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use tch::nn;
 use tch::{Kind, Tensor};
@@ -20,18 +22,20 @@ use super::abnormality::{self, Abnormality, AbnormalityConfig};
 use super::vae::{Vae, VaeConfig};
 use super::vit::{self, Vit, VitConfig};
 
-/// The two heads' configurations, stored in the weights header.
+/// The heads' configurations, stored in the weights header.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OodHeads {
-    pub vae: VaeConfig,
+    /// The attention VAE of a ViT; None for a U-Net, whose decoder is its reconstruction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vae: Option<VaeConfig>,
     pub abnormality: AbnormalityConfig,
 }
 
 impl OodHeads {
-    /// What `dfscan train-ood` builds by default: the small VAE (see `VaeConfig::small`) and
-    /// the narrow abnormality module (`AbnormalityConfig::deit_tiny_narrow`).
+    /// What `dfscan train-ood` builds by default on a ViT: the small VAE (see
+    /// `VaeConfig::small`) and the narrow abnormality module (`AbnormalityConfig::deit_tiny_narrow`).
     pub fn shipped() -> Self {
-        Self { vae: VaeConfig::small(), abnormality: AbnormalityConfig::deit_tiny_narrow() }
+        Self { vae: Some(VaeConfig::small()), abnormality: AbnormalityConfig::deit_tiny_narrow() }
     }
 }
 
@@ -74,12 +78,14 @@ pub struct VitOod {
 }
 
 impl VitOod {
-    pub fn new(root: &nn::Path, vit_cfg: &VitConfig, heads: &OodHeads) -> Self {
-        Self {
+    /// Fails when `heads` has no VAE (a U-Net's heads).
+    pub fn new(root: &nn::Path, vit_cfg: &VitConfig, heads: &OodHeads) -> Result<Self> {
+        let vae = heads.vae.as_ref().context("a ViT's out-of-distribution heads need the attention VAE; these have none")?;
+        Ok(Self {
             vit: Vit::new(root, vit_cfg),
-            vae: Vae::new(&(root / "vae"), &heads.vae),
+            vae: Vae::new(&(root / "vae"), vae),
             abnormality: Abnormality::new(&(root / "abnormality"), &heads.abnormality),
-        }
+        })
     }
 
     /// The whole chain in eval mode (VAE mean, BatchNorm running statistics): deterministic.
@@ -129,7 +135,7 @@ mod tests {
     fn one_root_holds_three_networks_and_the_chain_is_deterministic() {
         tch::manual_seed(0);
         let vs = nn::VarStore::new(Device::Cpu);
-        let model = VitOod::new(&vs.root(), &VitConfig { depth: 2, ..VitConfig::deit_tiny_distilled() }, &OodHeads::shipped());
+        let model = VitOod::new(&vs.root(), &VitConfig { depth: 2, ..VitConfig::deit_tiny_distilled() }, &OodHeads::shipped()).unwrap();
         let names: Vec<String> = vs.variables().into_keys().collect();
         assert!(names.iter().any(|n| n.starts_with("vae.encoder.")));
         assert!(names.iter().any(|n| n.starts_with("abnormality.fc1.")));

@@ -152,6 +152,8 @@ pub enum NetworkConfig {
     TorchScript(super::torchscript::ScriptConfig),
     /// The spectrum detector (`models::spectrum`): a classifier on crops' 1-D spectra.
     Spectrum(super::spectrum::SpectrumConfig),
+    /// Seed 000's U-Net reconstruction classifier (`models::unet`).
+    Unet(super::unet::UnetConfig),
 }
 
 impl NetworkConfig {
@@ -172,6 +174,8 @@ impl NetworkConfig {
             NetworkConfig::FaceMesh(_) => "facemesh",
             NetworkConfig::TorchScript(_) => "torchscript",
             NetworkConfig::Spectrum(_) => "spectrum",
+            NetworkConfig::Unet(cfg) if cfg.same_network(&super::unet::UnetConfig::seed()) => "unet-seed",
+            NetworkConfig::Unet(_) => "unet",
         }
     }
 
@@ -193,8 +197,9 @@ pub struct Header {
     pub preprocess: Preprocess,
     /// Where the weights came from: the import source and its hash, or the training command.
     pub provenance: String,
-    /// A ViT's out-of-distribution heads (attention VAE and abnormality module), when the
-    /// file holds them (`models::vit_ood`).
+    /// Out-of-distribution heads, when the file holds them: a ViT's attention VAE and
+    /// abnormality module (`models::vit_ood`), or a U-Net's abnormality module
+    /// (`models::unet_ood`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ood: Option<super::vit_ood::OodHeads>,
 }

@@ -20,7 +20,8 @@
 //! decode polls its deadline between packets (and FFmpeg while reading), the faces stage
 //! between frames, so nothing is killed and the next input starts at once.
 //!
-//! The stage loops themselves are in `stages`; `shutdown` holds what stops them from outside.
+//! The stage loops themselves are in `stages`; `shutdown` holds what stops them from outside;
+//! `settings` holds the settings that change a result, as data (`scan`'s flags, a queued job's).
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
@@ -42,9 +43,11 @@ use crate::state::{ScanKey, StateDb};
 
 mod landmarks;
 mod scoring;
+mod settings;
 mod shutdown;
 mod stages;
 
+pub use settings::{FacesMode, RunOptions, ScanSettings, DEFAULT_CLIPS};
 pub use shutdown::Shutdown;
 use shutdown::Stopper;
 use stages::{decode_stage, faces_stage, models_stage};
@@ -89,6 +92,13 @@ pub struct ScanConfig {
     pub per_frame: bool,
     /// Inputs whose out-of-distribution risk reaches this get the verdict "uncertain".
     pub ood_threshold: f32,
+    /// An OOD model that is no member reads every Nth face of each track (`--ood-every`): its
+    /// risk judges the input, not each face, and it costs as much as a classifier.
+    pub ood_every: usize,
+    /// Below it, the attribution's family or method is "unknown" (`--attribution-floor`).
+    pub attribution_floor: f32,
+    /// The attribution model reads the first N faces of each track (`--attribution-faces`).
+    pub attribution_faces: usize,
     /// Write attention overlays of every face here (`--explain`).
     pub explain: Option<PathBuf>,
 }
@@ -99,7 +109,7 @@ impl ScanConfig {
     /// detector; `ood_model`: the BLAKE3 of the model that gives the out-of-distribution risk.
     pub fn settings_key(&self, faces: &str, ood_model: Option<&str>) -> String {
         format!(
-            "sampling={:?} clips={:?} landmarks={} faces={faces} margin={:?} aggregate={:?} across_tracks={:?} threshold={} per_frame={} ood={} ood_threshold={} schema={}",
+            "sampling={:?} clips={:?} landmarks={} faces={faces} margin={:?} aggregate={:?} across_tracks={:?} threshold={} per_frame={} ood={} ood_threshold={} ood_every={} schema={}",
             self.sampling,
             self.clips,
             self.landmarks,
@@ -110,6 +120,7 @@ impl ScanConfig {
             self.per_frame,
             ood_model.unwrap_or("none"),
             self.ood_threshold,
+            self.ood_every,
             report::SCHEMA_VERSION
         ) + if self.landmark_calibration == crate::faces::calibrate::Calibration::Off { " landmark_calibration=off" } else { "" }
     }
@@ -144,6 +155,11 @@ pub enum FaceSource {
 }
 
 /// What the caller hears from a running scan, in order per input.
+///
+/// An input's `id` is its place among the inputs that reach decode, from 0, in the order the
+/// iterator gave them: without a state database that skips inputs (`Control::state` with
+/// `skip_done`), the n-th input the iterator yields is `id` n - 1. The queue's worker relies on
+/// it to pair each result with its job.
 #[derive(Debug)]
 pub enum Event {
     /// An input was found (counts grow as directories are walked or stdin is read).
@@ -244,6 +260,9 @@ struct ModelsContext {
     line: LineSettings,
     batch_size: usize,
     explain: bool,
+    ood_every: usize,
+    /// The attribution model reads the first N faces of each track.
+    attribution_faces: usize,
     calibration: crate::faces::calibrate::Calibration,
     keep_landmarks: bool,
 }
@@ -268,9 +287,11 @@ impl ModelsContext {
             across_tracks: cfg.across_tracks,
             per_frame: cfg.per_frame,
             explain: cfg.explain.clone(),
+            attribution: set.attribution.as_ref().map(|a| report::AttributionLine { model: a.id.clone(), classes: a.header.classes.clone(), floor: cfg.attribution_floor }),
         };
+        let attribution_faces = cfg.attribution_faces.max(1);
         let (calibration, keep_landmarks) = (cfg.landmark_calibration, cfg.keep_landmarks);
-        Self { set, plan, judging, line, batch_size: cfg.batch_size, explain: cfg.explain.is_some(), calibration, keep_landmarks }
+        Self { set, plan, judging, line, batch_size: cfg.batch_size, explain: cfg.explain.is_some(), ood_every: cfg.ood_every.max(1), attribution_faces, calibration, keep_landmarks }
     }
 }
 

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::aggregate::judge::{FaceEvidence, MemberEvidence, MemberKind, TrackWindows};
+use crate::attribution::FaceAttribution;
+use crate::models::attribution::AttributionModel;
 use crate::models::set::{CropPlan, ModelSet, OodSource};
 use crate::models::{crop_batch, pad_sequence, sequence_windows, AnyModel, CropScores, SequenceModel};
 use crate::report::{FaceAttention, Facts, Outcome, SampledFace, SampledFrame};
@@ -15,6 +17,9 @@ use crate::report::{FaceAttention, Facts, Outcome, SampledFace, SampledFrame};
 struct Pending {
     /// Its position among the input's faces, in frame order.
     face: usize,
+    /// Its position among its track's scored faces (the OOD model reads every Nth, the
+    /// attribution model the first N).
+    in_track: usize,
     crops: Vec<Vec<u8>>,
 }
 
@@ -27,9 +32,13 @@ pub(super) struct JobState {
     /// Each track's crops in frame order, per crop contract a sequence model reads:
     /// `(contract, track) -> crops`.
     track_crops: BTreeMap<(usize, u32), Vec<Vec<u8>>>,
+    /// How many faces of each track have been queued for the frame models.
+    track_faces: HashMap<u32, usize>,
     attention: Vec<FaceAttention>,
     /// The landmark models' tracks, clip by clip.
     clip_tracks: super::landmarks::ClipTracks,
+    /// The attribution model's probabilities of the faces it read.
+    attribution: Vec<FaceAttribution>,
     pub(super) error: Option<String>,
 }
 
@@ -41,8 +50,10 @@ impl JobState {
             faces: Vec::new(),
             pending: Vec::new(),
             track_crops: BTreeMap::new(),
+            track_faces: HashMap::new(),
             attention: Vec::new(),
             clip_tracks: super::landmarks::ClipTracks::new(ctx.calibration, ctx.keep_landmarks),
+            attribution: Vec::new(),
             error: None,
         }
     }
@@ -67,7 +78,9 @@ impl JobState {
                 for &k in &sequence_crops {
                     self.track_crops.entry((k, track)).or_default().push(crops[k].clone());
                 }
-                self.pending.push(Pending { face: self.faces.len(), crops });
+                let in_track = self.track_faces.entry(track).or_default();
+                self.pending.push(Pending { face: self.faces.len(), in_track: *in_track, crops });
+                *in_track += 1;
             }
             self.faces.push(FaceEvidence { track, logits: vec![None; set.members.len()], ood_risk: None });
         }
@@ -79,39 +92,64 @@ impl JobState {
     }
 
     /// Scores the pending crops with every frame model (and the OOD model) and files their
-    /// logits, risks and (`--explain`) attention with their faces.
-    pub(super) fn score_pending(&mut self, set: &ModelSet, plan: &CropPlan, explain: bool) -> Result<()> {
+    /// logits, risks and (`--explain`) attention with their faces. An OOD model that is no
+    /// member reads only every `ood_every`-th face of each track.
+    pub(super) fn score_pending(&mut self, ctx: &ModelsContext) -> Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
+        let (set, plan) = (&ctx.set, &ctx.plan);
         let pending = std::mem::take(&mut self.pending);
-        let explainer = set.attention_model().filter(|_| explain);
+        let explainer = set.attention_model().filter(|_| ctx.explain);
         let mut batches = Batches::new(&pending);
-        // (model, its crop contract, its member index, whether it gives the risk)
-        let mut runs: Vec<(&crate::models::FaceModel, usize, Option<usize>, bool)> = Vec::new();
+        let all: Vec<usize> = (0..pending.len()).collect();
+        let every_nth: Vec<usize> = all.iter().copied().filter(|&i| pending[i].in_track % ctx.ood_every == 0).collect();
+        // (model, its crop contract, its member index, whether it gives the risk, which faces)
+        let mut runs: Vec<(&crate::models::FaceModel, usize, Option<usize>, bool, &[usize])> = Vec::new();
         for (m, member) in set.members.iter().enumerate() {
             if let AnyModel::Frame(model) = member {
-                runs.push((model, plan.members[m], Some(m), matches!(set.ood, Some(OodSource::Member(i)) if i == m)));
+                runs.push((model, plan.members[m], Some(m), matches!(set.ood, Some(OodSource::Member(i)) if i == m), &all));
             }
         }
         // A model run only for its risk is no member.
         if let (Some(OodSource::Extra(model)), Some(k)) = (&set.ood, plan.ood) {
-            runs.push((model, k, None, true));
+            let faces: &[usize] = if ctx.explain { &all } else { &every_nth };
+            runs.push((model, k, None, true, faces));
         }
-        for (model, k, member, gives_risk) in runs {
-            let scores = batches.score(model, k)?;
-            for (i, p) in pending.iter().enumerate() {
-                let face = &mut self.faces[p.face];
+        for (model, k, member, gives_risk, chosen) in runs {
+            if chosen.is_empty() {
+                continue;
+            }
+            let scores = batches.score(model, k, chosen)?;
+            for (j, &i) in chosen.iter().enumerate() {
+                let face = &mut self.faces[pending[i].face];
                 if let Some(m) = member {
-                    face.logits[m] = Some(scores.logits[i]);
+                    face.logits[m] = Some(scores.logits[j]);
                 }
                 if gives_risk {
-                    face.ood_risk = scores.ood_risk.as_ref().map(|r| r[i]);
+                    face.ood_risk = scores.ood_risk.as_ref().map(|r| r[j]);
                 }
             }
             if explainer.is_some_and(|e| std::ptr::eq(e, model)) {
                 self.file_attention(&pending, &scores, k, plan.crops[k].input, model.input_size() as i32)?;
             }
+        }
+        if let (Some(model), Some(k)) = (&set.attribution, plan.attribution) {
+            self.attribute(&pending, model, k, ctx.attribution_faces)?;
+        }
+        Ok(())
+    }
+
+    /// Files the attribution model's probabilities of the pending faces among the first
+    /// `per_track` of their track.
+    fn attribute(&mut self, pending: &[Pending], model: &AttributionModel, k: usize, per_track: usize) -> Result<()> {
+        let picked: Vec<&Pending> = pending.iter().filter(|p| p.in_track < per_track).collect();
+        if picked.is_empty() {
+            return Ok(());
+        }
+        let batch = crop_batch(picked.iter().map(|p| &p.crops[k]), model.input_size());
+        for (p, (family, method)) in picked.iter().zip(model.attribute(&batch)?) {
+            self.attribution.push(FaceAttribution { face: p.face, track: self.faces[p.face].track, family, method });
         }
         Ok(())
     }
@@ -177,6 +215,7 @@ impl JobState {
             elapsed_ms: self.start.started.elapsed().as_millis() as u64,
             frames: self.frames,
             attention: self.attention,
+            attribution: self.attribution,
             landmark_tracks,
         };
         report::build(facts, outcome, &ctx.line)
@@ -196,10 +235,18 @@ impl<'a> Batches<'a> {
         Self { pending, built: HashMap::new() }
     }
 
-    /// A frame model's scores of the crops of plan entry `k`.
-    fn score(&mut self, model: &crate::models::FaceModel, k: usize) -> Result<CropScores> {
+    /// A frame model's scores of the crops of plan entry `k` of the `chosen` pending faces
+    /// (all of them, or a subset for the OOD model).
+    fn score(&mut self, model: &crate::models::FaceModel, k: usize, chosen: &[usize]) -> Result<CropScores> {
+        if chosen.len() < self.pending.len() && !self.built.contains_key(&k) {
+            return model.score(&crop_batch(chosen.iter().map(|&i| &self.pending[i].crops[k]), model.input_size()));
+        }
         let side = model.input_size();
         let batch = self.built.entry(k).or_insert_with(|| crop_batch(self.pending.iter().map(|p| &p.crops[k]), side));
+        if chosen.len() < self.pending.len() {
+            let index = tch::Tensor::from_slice(&chosen.iter().map(|&i| i as i64).collect::<Vec<_>>());
+            return model.score(&batch.index_select(0, &index));
+        }
         model.score(batch)
     }
 }

@@ -162,7 +162,7 @@ pub(super) fn models_stage(crops: Receiver<Msg<FacesInFrame>>, events: Sender<No
                 let Some(job) = jobs.get_mut(&id) else { continue };
                 job.add_frame(in_frame, &ctx.set, &ctx.plan);
                 if job.pending() >= ctx.batch_size && job.error.is_none() {
-                    if let Err(e) = guarded(|| job.score_pending(&ctx.set, &ctx.plan, ctx.explain)) {
+                    if let Err(e) = guarded(|| job.score_pending(&ctx)) {
                         job.error = Some(format!("{e:#}"));
                     }
                 }
@@ -171,7 +171,7 @@ pub(super) fn models_stage(crops: Receiver<Msg<FacesInFrame>>, events: Sender<No
                 let Some(mut job) = jobs.remove(&id) else { continue };
                 let mut error = upstream_error.or(job.error.take());
                 if error.is_none() {
-                    if let Err(e) = guarded(|| job.score_pending(&ctx.set, &ctx.plan, ctx.explain)) {
+                    if let Err(e) = guarded(|| job.score_pending(&ctx)) {
                         error = Some(format!("{e:#}"));
                     }
                 }

@@ -1,15 +1,19 @@
-//! `dfscan train-ood`: fits the attention VAE and the abnormality module (`models::vit_ood`)
-//! onto a trained DeiT classifier, which stays frozen, and writes the three as one file.
+//! `dfscan train-ood`: fits the abnormality module onto a trained classifier, which stays
+//! frozen, and writes both as one file. Two classifiers, seed 000's two paths:
+//! - a DeiT (`models::vit_ood`): the module reads the ViT's probabilities, encoding and the
+//!   attention VAE's residual, so the VAE is fitted first (stage 1);
+//! - a U-Net (`models::unet_ood`): the module reads its probabilities, encoding and its own
+//!   reconstruction's residual; there is no stage 1.
 //!
 //! - What the ViT says about each crop (`VitOod::classify`) is computed once and kept: the
 //!   ViT never changes, and it is most of the cost.
-//! - Stage 1: the VAE learns to redraw the train split's normalised attention maps
+//! - Stage 1 (ViT): the VAE learns to redraw the train split's normalised attention maps
 //!   (L1 + `kl_weight` x KL, the seed's objective).
-//! - Stage 2: with the VAE frozen, train crops (label 0) and their synthetic out-of-distribution
-//!   copies (label 1; `train::ood`, the five corruptions in turn), plus any real
-//!   out-of-distribution images, go once through `VitOod::heads`, the function a scan uses, so
-//!   the module learns on exactly what it will read. The module then fits on those inputs
-//!   (binary cross-entropy, classes weighted equally).
+//! - Stage 2, the same for both: with everything else frozen, train crops (label 0) and their
+//!   synthetic out-of-distribution copies (label 1; `crops::ood`, the five corruptions in turn),
+//!   plus any real out-of-distribution images, go once through the chain a scan uses
+//!   (`VitOod::heads`, `UnetOod::forward`), so the module learns on exactly what it will read.
+//!   The module then fits on those inputs (binary cross-entropy, classes weighted equally).
 //! - Validation: the val split against synthetic copies of it; the module's AUROC per epoch.
 //!   The best epoch's weights are written (the latest when there is no val split).
 use std::path::PathBuf;
@@ -27,6 +31,8 @@ use crate::crops::dataset::{self, CropSet, Split, SplitPlan};
 use crate::crops::ood::{corrupt_all, OodKind};
 use crate::eval::metrics::OodMetrics;
 use crate::models::abnormality::Abnormality;
+use crate::models::unet::Unet;
+use crate::models::unet_ood::{self, UnetOod};
 use crate::models::vae::{self, Vae};
 use crate::models::vit::Vit;
 use crate::models::vit_ood::{Classified, OodHeads, VitOod};
@@ -45,8 +51,11 @@ pub struct StageConfig {
 
 #[derive(Clone, Debug)]
 pub struct OodTrainConfig {
-    /// A trained ViT weights file (`dfscan train --arch deit-tiny`), without heads.
-    pub vit: PathBuf,
+    /// A trained classifier without heads: a ViT (`dfscan train --arch deit-tiny`) or a U-Net
+    /// (`--arch unet`, `unet-seed`).
+    pub classifier: PathBuf,
+    /// The VAE (a ViT's; unused for a U-Net) and the abnormality module's widths; the module's
+    /// input widths are the classifier's (`AbnormalityConfig::reading`).
     pub heads: OodHeads,
     pub vae: StageConfig,
     /// Weight of the KL term beside the L1 reconstruction.
@@ -99,16 +108,55 @@ pub enum OodTrainEvent<'a> {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct OodTrainReport {
+    /// Empty for a U-Net.
     pub vae: Vec<VaeEpochReport>,
     pub abnormality: Vec<AbnormalityEpochReport>,
 }
 
-/// The three networks, each under its own store so that each stage's optimiser sees only its
-/// own network; the names are those of `VitOod::new` under one root.
+/// The networks, each under its own store so that each stage's optimiser sees only its own
+/// network; the names are those of `VitOod::new` / `UnetOod::new` under one root. A U-Net's
+/// `vae` store stays empty.
 struct Stores {
-    vit: nn::VarStore,
+    classifier: nn::VarStore,
     vae: nn::VarStore,
     abnormality: nn::VarStore,
+}
+
+/// The frozen classifier with its heads.
+enum Chain {
+    Vit(VitOod),
+    Unet(UnetOod),
+}
+
+impl Chain {
+    fn abnormality(&self) -> &Abnormality {
+        match self {
+            Chain::Vit(m) => &m.abnormality,
+            Chain::Unet(m) => &m.abnormality,
+        }
+    }
+
+    /// What the module reads about `pixels` (None for none), every network frozen: for a ViT
+    /// through the VAE as it is now.
+    fn head_inputs(&self, pixels: &[Vec<u8>], pre: &Preprocess, device: Device, batch: usize, is_ood: bool) -> Option<HeadInputs> {
+        if pixels.is_empty() {
+            return None;
+        }
+        Some(match self {
+            Chain::Vit(model) => HeadInputs::of(model, classify_all(model, pixels, pre, device, batch), is_ood),
+            Chain::Unet(model) => {
+                let _guard = tch::no_grad_guard();
+                let parts: Vec<HeadInputs> = pixels
+                    .chunks(batch.max(1))
+                    .map(|chunk| {
+                        let out = model.forward(&models::to_network_input(&models::crop_batch(chunk, pre.input_size), pre, device));
+                        HeadInputs::labelled(out.probs, out.encoding, out.residual, is_ood)
+                    })
+                    .collect();
+                HeadInputs::cat(&parts)
+            }
+        })
+    }
 }
 
 /// What the abnormality module reads, for a set of crops, and their labels.
@@ -121,15 +169,19 @@ struct HeadInputs {
 }
 
 impl HeadInputs {
+    fn labelled(probs: Tensor, encoding: Tensor, residual: Tensor, is_ood: bool) -> Self {
+        let is_ood = Tensor::full([probs.size()[0]], if is_ood { 1.0 } else { 0.0 }, (Kind::Float, probs.device()));
+        Self { probs, encoding, residual, is_ood }
+    }
+
+    /// Through the ViT path's heads, from what the ViT said.
     fn of(model: &VitOod, classified: Vec<Classified>, is_ood: bool) -> Self {
         let parts: Vec<Self> = tch::no_grad(|| {
             classified
                 .into_iter()
                 .map(|c| {
                     let out = model.heads(c);
-                    let n = out.risk.size()[0];
-                    let is_ood = Tensor::full([n], if is_ood { 1.0 } else { 0.0 }, (Kind::Float, out.risk.device()));
-                    Self { probs: out.classified.probs, encoding: out.classified.encoding, residual: out.residual, is_ood }
+                    Self::labelled(out.classified.probs, out.classified.encoding, out.residual, is_ood)
                 })
                 .collect()
         });
@@ -158,8 +210,8 @@ impl HeadInputs {
 pub fn train_ood(set: &CropSet, cfg: &OodTrainConfig, mut on_event: impl FnMut(OodTrainEvent)) -> Result<OodTrainReport> {
     tch::manual_seed(cfg.seed as i64);
     ensure!(cfg.abnormality.epochs > 0, "the abnormality module needs at least one epoch");
-    let (stores, model, vit_header) = build(cfg)?;
-    let pre = &vit_header.preprocess;
+    let (stores, chain, heads, header) = build(cfg)?;
+    let pre = &header.preprocess;
     let size = pre.input_size as i32;
     let mut rng = StdRng::seed_from_u64(cfg.seed);
     let mut train_idx = set.split(Split::Train, &cfg.split);
@@ -175,57 +227,78 @@ pub fn train_ood(set: &CropSet, cfg: &OodTrainConfig, mut on_event: impl FnMut(O
     on_event(OodTrainEvent::Start { train_crops: train_pixels.len(), val_crops: val_pixels.len(), real_ood: real_ood.len() });
 
     let batch = cfg.vae.batch_size.max(1);
-    let classify = |what: &str, pixels: &[Vec<u8>], on_event: &mut dyn FnMut(OodTrainEvent)| {
+    let features = |what: &str, pixels: &[Vec<u8>], is_ood: bool, on_event: &mut dyn FnMut(OodTrainEvent)| {
         on_event(OodTrainEvent::Features { what, crops: pixels.len() });
-        classify_all(&model, pixels, pre, cfg.device, batch)
+        chain.head_inputs(pixels, pre, cfg.device, batch, is_ood)
     };
-    let train_classified = classify("train crops", &train_pixels, &mut on_event);
-    let val_classified = classify("val crops", &val_pixels, &mut on_event);
+    // Stage 1 (a ViT's VAE, on the train split's attention maps), then what the module reads
+    // about the in-distribution crops.
+    let (vae, train_id, val_id) = match &chain {
+        Chain::Vit(model) => {
+            let mut classify = |what: &str, pixels: &[Vec<u8>]| {
+                on_event(OodTrainEvent::Features { what, crops: pixels.len() });
+                classify_all(model, pixels, pre, cfg.device, batch)
+            };
+            let (train_classified, val_classified) = (classify("train crops", &train_pixels), classify("val crops", &val_pixels));
+            let attention = |c: &[Classified]| (!c.is_empty()).then(|| Tensor::cat(&c.iter().map(|c| &c.attention).collect::<Vec<_>>(), 0));
+            let train_maps = attention(&train_classified).expect("the train split has crops");
+            let vae = fit_vae(&model.vae, &stores.vae, &train_maps, attention(&val_classified).as_ref(), cfg, &mut rng, &mut on_event)?;
+            let val_id = (!val_classified.is_empty()).then(|| HeadInputs::of(model, val_classified, false));
+            (vae, HeadInputs::of(model, train_classified, false), val_id)
+        }
+        Chain::Unet(_) => {
+            let train_id = features("train crops", &train_pixels, false, &mut on_event).expect("the train split has crops");
+            (Vec::new(), train_id, features("val crops", &val_pixels, false, &mut on_event))
+        }
+    };
 
-    // Stage 1: the VAE on the train split's attention maps.
-    let attention = |c: &[Classified]| (!c.is_empty()).then(|| Tensor::cat(&c.iter().map(|c| &c.attention).collect::<Vec<_>>(), 0));
-    let train_maps = attention(&train_classified).expect("the train split has crops");
-    let vae = fit_vae(&model.vae, &stores.vae, &train_maps, attention(&val_classified).as_ref(), cfg, &mut rng, &mut on_event)?;
-    drop(train_maps);
-
-    // Stage 2: the module's inputs, computed once with the VAE now frozen.
+    // Stage 2: the module's inputs, computed once with everything else frozen.
     let synthetic_train = corrupt_all(&train_pixels, size, cfg.seed, OodKind::for_index)?;
-    let synthetic_train = classify("synthetic OOD of the train crops", &synthetic_train, &mut on_event);
+    let synthetic_train = features("synthetic OOD of the train crops", &synthetic_train, true, &mut on_event);
     let synthetic_val = corrupt_all(&val_pixels, size, cfg.seed ^ 1, OodKind::for_index)?;
-    let synthetic_val = classify("synthetic OOD of the val crops", &synthetic_val, &mut on_event);
-    let real = classify("real OOD images", &real_ood, &mut on_event);
-    let mut train_parts = vec![HeadInputs::of(&model, train_classified, false), HeadInputs::of(&model, synthetic_train, true)];
-    if !real.is_empty() {
-        train_parts.push(HeadInputs::of(&model, real, true));
-    }
+    let synthetic_val = features("synthetic OOD of the val crops", &synthetic_val, true, &mut on_event);
+    let real = features("real OOD images", &real_ood, true, &mut on_event);
+    let train_parts: Vec<HeadInputs> = [Some(train_id), synthetic_train, real].into_iter().flatten().collect();
     let train = HeadInputs::cat(&train_parts);
     drop(train_parts);
-    let val = (!val_classified.is_empty())
-        .then(|| HeadInputs::cat(&[HeadInputs::of(&model, val_classified, false), HeadInputs::of(&model, synthetic_val, true)]));
-    let abnormality = fit_abnormality(&model.abnormality, &stores.abnormality, &train, val.as_ref(), cfg, &mut rng, &mut on_event, |best| {
-        save(&stores, &vit_header, cfg, &vae, best)
+    let val = val_id.zip(synthetic_val).map(|(id, ood)| HeadInputs::cat(&[id, ood]));
+    let abnormality = fit_abnormality(chain.abnormality(), &stores.abnormality, &train, val.as_ref(), cfg, &mut rng, &mut on_event, |best| {
+        save(&stores, &header, &heads, cfg, &vae, best)
     })?;
     Ok(OodTrainReport { vae, abnormality })
 }
 
-/// The ViT from `cfg.vit`, loaded strictly and frozen, and the two new heads.
-fn build(cfg: &OodTrainConfig) -> Result<(Stores, VitOod, Header)> {
-    let bytes = std::fs::read(&cfg.vit).with_context(|| format!("reading {}", cfg.vit.display()))?;
-    let header = Header::from_safetensors(&bytes).with_context(|| format!("{} is not a dfscan weights file", cfg.vit.display()))?;
-    let NetworkConfig::Vit(vit_cfg) = &header.network else {
-        bail!("{} holds {}, not a ViT: the OOD heads read a ViT's attention and encoding", cfg.vit.display(), header.network.arch_name());
+/// The classifier from `cfg.classifier`, loaded strictly and frozen, and the new heads, with
+/// their configuration.
+fn build(cfg: &OodTrainConfig) -> Result<(Stores, Chain, OodHeads, Header)> {
+    let path = &cfg.classifier;
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let header = Header::from_safetensors(&bytes).with_context(|| format!("{} is not a dfscan weights file", path.display()))?;
+    ensure!(header.ood.is_none(), "{} already has OOD heads: give the plain classifier that `dfscan train` wrote", path.display());
+    let mut stores = Stores { classifier: nn::VarStore::new(cfg.device), vae: nn::VarStore::new(cfg.device), abnormality: nn::VarStore::new(cfg.device) };
+    let abnormality = |abn_cfg| Abnormality::new(&(stores.abnormality.root() / "abnormality"), abn_cfg);
+    let (chain, heads) = match &header.network {
+        NetworkConfig::Vit(vit_cfg) => {
+            let vae_cfg = cfg.heads.vae.clone().context("a ViT's heads need the attention VAE's configuration")?;
+            let abn_cfg = cfg.heads.abnormality.clone().reading(vit_cfg.classes, vit_cfg.width, 1, vit_cfg.image_size);
+            let model = VitOod { vit: Vit::new(&stores.classifier.root(), vit_cfg), vae: Vae::new(&(stores.vae.root() / "vae"), &vae_cfg), abnormality: abnormality(&abn_cfg) };
+            (Chain::Vit(model), OodHeads { vae: Some(vae_cfg), abnormality: abn_cfg })
+        }
+        NetworkConfig::Unet(unet_cfg) => {
+            let abn_cfg = unet_ood::abnormality_config(unet_cfg, cfg.heads.abnormality.clone());
+            let model = UnetOod { unet: Unet::new(&stores.classifier.root(), unet_cfg), abnormality: abnormality(&abn_cfg) };
+            (Chain::Unet(model), OodHeads { vae: None, abnormality: abn_cfg })
+        }
+        other => bail!(
+            "{} holds {}: the OOD heads read a ViT (its attention) or a U-Net (its reconstruction)",
+            path.display(),
+            other.arch_name()
+        ),
     };
-    ensure!(header.ood.is_none(), "{} already has OOD heads: give the plain ViT that `dfscan train` wrote", cfg.vit.display());
-    let mut stores = Stores { vit: nn::VarStore::new(cfg.device), vae: nn::VarStore::new(cfg.device), abnormality: nn::VarStore::new(cfg.device) };
-    let model = VitOod {
-        vit: Vit::new(&stores.vit.root(), vit_cfg),
-        vae: Vae::new(&(stores.vae.root() / "vae"), &cfg.heads.vae),
-        abnormality: Abnormality::new(&(stores.abnormality.root() / "abnormality"), &cfg.heads.abnormality),
-    };
-    let missing = models::init_from_pretrained(&mut stores.vit, &cfg.vit)?;
-    ensure!(missing.is_empty(), "{} lacks {missing:?} of its ViT", cfg.vit.display());
-    stores.vit.freeze();
-    Ok((stores, model, header))
+    let missing = models::init_from_pretrained(&mut stores.classifier, path)?;
+    ensure!(missing.is_empty(), "{} lacks {missing:?} of its {}", path.display(), header.network.arch_name());
+    stores.classifier.freeze();
+    Ok((stores, chain, heads, header))
 }
 
 /// [`VitOod::classify`] over `pixels` in batches, without gradients.
@@ -234,7 +307,6 @@ fn classify_all(model: &VitOod, pixels: &[Vec<u8>], pre: &Preprocess, device: De
     pixels.chunks(batch).map(|chunk| model.classify(&models::to_network_input(&models::crop_batch(chunk, pre.input_size), pre, device))).collect()
 }
 
-/// A shuffled epoch of `n` indices as batches of at most `stage.batch_size`, capped at
 /// `max_steps_per_epoch`. A last batch of one is dropped: BatchNorm cannot train on it.
 fn epoch_batches(n: usize, stage: &StageConfig, rng: &mut StdRng) -> Vec<Vec<i64>> {
     let mut order: Vec<i64> = (0..n as i64).collect();
@@ -353,26 +425,32 @@ fn validate(module: &Abnormality, val: &HeadInputs, batch: usize) -> Result<Opti
     Ok(OodMetrics::compute(&risks, &is_ood))
 }
 
-/// Writes the ViT with both heads as one file, the provenance naming both commands and the
-/// validation figures.
-fn save(stores: &Stores, vit_header: &Header, cfg: &OodTrainConfig, vae: &[VaeEpochReport], best: &AbnormalityEpochReport) -> Result<()> {
+/// Writes the classifier with its heads as one file, the provenance naming both commands and
+/// the validation figures.
+fn save(stores: &Stores, classifier: &Header, heads: &OodHeads, cfg: &OodTrainConfig, vae: &[VaeEpochReport], best: &AbnormalityEpochReport) -> Result<()> {
     let mut tensors: Vec<(String, Tensor)> =
-        [&stores.vit, &stores.vae, &stores.abnormality].iter().flat_map(|s| s.variables()).collect();
+        [&stores.classifier, &stores.vae, &stores.abnormality].iter().flat_map(|s| s.variables()).collect();
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
-    let last_vae = vae.last();
+    let vae = match vae.last() {
+        None => "none, the U-Net redraws its input".to_string(),
+        Some(last) => format!(
+            "{} epochs, train L1 {:.4}, val L1 {}",
+            vae.len(),
+            last.reconstruction,
+            last.val_reconstruction.map_or("n/a".into(), |l| format!("{l:.4}"))
+        ),
+    };
     let header = Header {
         provenance: format!(
-            "{} (VAE: {} epochs, train L1 {}, val L1 {}; abnormality: epoch {}, val AUROC {} against synthetic OOD of the val split). ViT: {}",
+            "{} (VAE: {vae}; abnormality: epoch {}, val AUROC {} against synthetic OOD of the val split). {}: {}",
             cfg.command_line,
-            vae.len(),
-            last_vae.map_or("n/a".into(), |v| format!("{:.4}", v.reconstruction)),
-            last_vae.and_then(|v| v.val_reconstruction).map_or("n/a".into(), |l| format!("{l:.4}")),
             best.epoch + 1,
             best.val.map_or("n/a".into(), |m| format!("{:.4}", m.auroc)),
-            vit_header.provenance,
+            if heads.vae.is_some() { "ViT" } else { "U-Net" },
+            classifier.provenance,
         ),
-        ood: Some(cfg.heads.clone()),
-        ..vit_header.clone()
+        ood: Some(heads.clone()),
+        ..classifier.clone()
     };
     weights::save_as(&cfg.output, &tensors, &header, cfg.storage)
 }

@@ -6,7 +6,7 @@
 //! repeating the last crop. Each example draws one self-blend and one augmentation, applied
 //! alike to all its frames, so a sequence never flickers in ways real footage does not.
 //!
-//! - Loss: BCE on the "fake" logit, weighted so both classes count equally.
+//! - Loss: BCE on the "fake" logit, classes weighted equally (+ a U-Net's reconstruction: [`super::objective`]).
 //! - AdamW with a cosine learning-rate schedule over all steps of all epochs ([`learning_rate`],
 //!   a pure function of the global step).
 //! - Self-blended fakes (`sbi_ratio`) turn that share of real crops into synthetic fakes.
@@ -32,10 +32,11 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use tch::nn::{self, ModuleT, OptimizerConfig};
-use tch::{Device, Kind, Reduction, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use crate::crops::augment::{AugmentConfig, AugmentPlan};
 use super::checkpoint::{self, CheckpointReport, Paths, TrainState};
+use super::objective::Objective;
 pub use super::checkpoint::EpochReport;
 use crate::crops::dataset::{CropSet, Split, SplitPlan};
 use crate::crops::sbi::SbiPlan;
@@ -208,7 +209,7 @@ fn step_seed(seed: u64, step: usize) -> u64 {
 struct Run<'a> {
     cfg: &'a TrainConfig,
     vs: nn::VarStore,
-    net: Box<dyn ModuleT>,
+    net: Objective,
     val_set: Examples,
     frames: Option<i64>,
     network: NetworkConfig,
@@ -240,7 +241,7 @@ pub fn train(set: &CropSet, cfg: &TrainConfig, mut on_event: impl FnMut(TrainEve
     let total_steps = steps_per_epoch * cfg.epochs;
 
     let mut vs = nn::VarStore::new(cfg.device);
-    let net = models::build_network(&vs.root(), &network);
+    let net = Objective::build(&vs.root(), &network);
     let paths = Paths::of(&cfg.output);
     let mut state = TrainState::new(cfg.seed, cfg.batch_size, train_set.len(), steps_per_epoch);
     if cfg.resume && paths.state.is_file() {
@@ -299,9 +300,8 @@ pub fn train(set: &CropSet, cfg: &TrainConfig, mut on_event: impl FnMut(TrainEve
             let mut rng = StdRng::seed_from_u64(seed);
             let (batch, targets) = training_batch(&train_set, chunk, frames, cfg, size, &mut rng)?;
             let input = models::to_example_input(&batch, &run.preprocess, cfg.device, frames);
-            let logits = run.net.forward_t(&input, true);
             let y = Tensor::from_slice(&targets).to_device(cfg.device);
-            let loss = logits.binary_cross_entropy_with_logits::<&Tensor>(&y, None, Some(&pos_weight), Reduction::Mean);
+            let loss = run.net.loss(&input, &y, &pos_weight);
             lr = learning_rate(g, total_steps, cfg.learning_rate) * resume_warmup(resumed_at.map(|r| g - r), cfg.resume_warmup);
             opt.set_lr(lr);
             opt.backward_step(&loss);
@@ -357,7 +357,7 @@ impl Run<'_> {
     /// The report of a checkpoint at the state's step: validates if `validate` (and keeps
     /// better weights as `<output>`), and takes the loss of the steps since the last one.
     fn validate(&self, state: &mut TrainState, window: &mut Window, lr: f64, validate: bool) -> Result<CheckpointReport> {
-        let (val_loss, val_frame_auc, val_video_auc) = if validate { validate_on(self.net.as_ref(), &self.val_set, self.frames, &self.preprocess, self.cfg)? } else { (None, None, None) };
+        let (val_loss, val_frame_auc, val_video_auc) = if validate { validate_on(self.net.module(), &self.val_set, self.frames, &self.preprocess, self.cfg)? } else { (None, None, None) };
         let improved = validate
             && match (val_video_auc, state.best.as_ref().and_then(|b| b.val_video_auc)) {
                 (Some(auc), Some(best)) => auc > best,

@@ -130,7 +130,7 @@ pub fn untrained_vit_ood_weights(dir: &Path) -> PathBuf {
 fn untrained_file(path: &Path, network: NetworkConfig, preprocess: Preprocess, ood: Option<OodHeads>) -> PathBuf {
     let vs = tch::nn::VarStore::new(tch::Device::Cpu);
     match (&network, &ood) {
-        (NetworkConfig::Vit(cfg), Some(heads)) => drop(VitOod::new(&vs.root(), cfg, heads)),
+        (NetworkConfig::Vit(cfg), Some(heads)) => drop(VitOod::new(&vs.root(), cfg, heads).unwrap()),
         _ => drop(dfscan::models::build_network(&vs.root(), &network)),
     }
     let mut tensors: Vec<(String, tch::Tensor)> = vs.variables().into_iter().collect();
@@ -190,6 +190,23 @@ pub fn first_frame(path: &Path) -> dfscan::decode::Frame {
 pub fn astronaut_crop(size: i64) -> tch::Tensor {
     let crop = dfscan::faces::whole_frame(&first_frame(&samples().join("astronaut.jpg")), size as i32).unwrap();
     tch::Tensor::from_slice(&crop).view([1, size, size, 3])
+}
+
+/// `n` crops of the astronaut, each shifted and brightened differently, one group each, as
+/// `dfscan extract` lays a cache out.
+pub fn crop_cache(dir: &Path, n: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    let base = astronaut_crop(224).get(0);
+    let mut index = String::from("file,label,group,source,frame,pts_s,confidence\n");
+    for i in 0..n {
+        let shifted = base.roll([4 * i as i64], [1]).to_kind(tch::Kind::Float) * (0.7 + 0.05 * i as f64);
+        let rgb = Vec::<u8>::try_from(shifted.clamp(0.0, 255.0).to_kind(tch::Kind::Uint8).flatten(0, -1)).unwrap();
+        let file = format!("c{i}.png");
+        dfscan::faces::crop::write_rgb_png(&dir.join(&file), &rgb, 224).unwrap();
+        let label = if i % 2 == 0 { "real" } else { "fake" };
+        index += &format!("{file},{label},g{i},v{i}.mp4,0,0.0,1.0\n");
+    }
+    std::fs::write(dir.join("index.csv"), index).unwrap();
 }
 
 // ---- Numeric parity against plain-PyTorch references (tests/reference/*.py) ----

@@ -1,6 +1,7 @@
 //! dfscan's classical classifiers, fitted by smartcore (<https://smartcorelib.org>): a C-SVM
 //! with a linear, polynomial, RBF or sigmoid kernel, and an L2-penalised logistic regression,
-//! on a dense row-major matrix with labels fake/real.
+//! on a dense row-major matrix with labels fake/real; and a random forest over any number of
+//! classes ([`forest`], the attribution's classifier).
 //!
 //! Why a crate of its own: smartcore's solvers are generic, so they are compiled in the crate
 //! that names their types. Here, with the root manifest's
@@ -12,6 +13,9 @@
 //! and cannot predict once deserialised (its kernel is a borrowed parameter), so they are read
 //! from its serde form ([`Svm::from_smartcore`]); [`Svm::decision`] evaluates them, and a
 //! test holds it equal to smartcore's own decision function.
+pub mod forest;
+pub use forest::{Forest, ForestParams};
+
 use serde::Serialize;
 use smartcore::linalg::basic::arrays::Array;
 use smartcore::linalg::basic::matrix::DenseMatrix;

@@ -3,6 +3,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use dfscan::aggregate::Strategy;
+use dfscan::faces::calibrate::Calibration;
 use dfscan::faces::DetectorKind;
 use dfscan::models::weights::Storage;
 use dfscan::models::spectrum::ClassifierKind;
@@ -181,6 +182,17 @@ pub struct ExtractArgs {
     /// Faces kept per frame, most confident first.
     #[arg(long, default_value_t = 1)]
     pub faces_per_frame: usize,
+    /// Instead of face crops, a landmark cache for `train --arch lrnet` and `cv --lrnet`: the
+    /// videos of the manifest scanned as `scan --models lrnet` reads them (--clips runs of
+    /// --clip-len frames, FaceMesh), each face track's runs kept, calibrated and raw.
+    #[arg(long)]
+    pub landmarks: bool,
+    /// With --landmarks: clips per video (the scan's default for LRNet).
+    #[arg(long, value_name = "M", default_value_t = 2, requires = "landmarks")]
+    pub clips: usize,
+    /// With --landmarks: consecutive frames per clip.
+    #[arg(long, value_name = "T", default_value_t = 61, requires = "landmarks")]
+    pub clip_len: usize,
 }
 
 /// The group-aware split, shared by train and eval so both see the same held-out groups.
@@ -290,6 +302,25 @@ pub struct TrainArgs {
     pub classifier: ClassifierKind,
     #[command(flatten)]
     pub spectrum: SpectrumArgs,
+    /// `--arch lrnet`: the landmarks it trains on, calibrated (on) or raw (off).
+    #[arg(long, value_enum, value_name = "on|off", default_value_t = Calibration::On)]
+    pub landmark_calibration: Calibration,
+    #[command(flatten)]
+    pub lrnet: LrnetArgs,
+}
+
+/// LRNet's fine-tune (`train --arch lrnet`, `cv --lrnet`), on a landmark cache given as --crops
+/// (made by `dfscan extract --landmarks`).
+#[derive(Args, Debug, Clone)]
+pub struct LrnetArgs {
+    /// The weights the fine-tune starts from: `lrnet-dfo` (the DeeperForensics pair),
+    /// `lrnet-ffpp` (the FF++ pair), another model name or a path, or `none` (train: the
+    /// source's random initialisation; cv: no fine-tune rows).
+    #[arg(long, value_name = "NAME|PATH|none", default_value = "lrnet-dfo")]
+    pub lrnet_start: String,
+    /// Frames between the starts of consecutive 30-frame training windows of a run.
+    #[arg(long, value_name = "FRAMES", default_value_t = 5)]
+    pub window_stride: usize,
 }
 
 /// The spectrum detector's classifier fit (`train --arch spectrum`, `cv --spectrum`).
@@ -379,6 +410,13 @@ pub struct CvArgs {
     /// Fit no probe: score only the --models and fit only the --spectrum rows.
     #[arg(long)]
     pub no_probes: bool,
+    /// --crops is a landmark cache (`extract --landmarks`): LRNet's table instead, on calibrated
+    /// and raw landmarks: the --models pairs as they are (default lrnet-dfo,lrnet-ffpp) and LRNet
+    /// fine-tuned per fold from --lrnet-start with `train`'s defaults.
+    #[arg(long, conflicts_with_all = ["spectrum", "taps"])]
+    pub lrnet: bool,
+    #[command(flatten)]
+    pub lrnet_fit: LrnetArgs,
     /// Origins the --models trained on: their cells are marked in-sample.
     #[arg(long, value_delimiter = ',', value_name = "ORIGIN,...")]
     pub seen: Vec<String>,

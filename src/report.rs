@@ -89,6 +89,10 @@ pub struct VideoReport {
     /// The `--explain` overlays of this input, for the printer to write (not part of the line).
     #[serde(skip)]
     pub overlays: Vec<Overlay>,
+    /// Each face track's landmark runs, calibrated and raw, when the scan keeps them for the
+    /// landmark cache (`dfscan extract --landmarks`; not part of the line).
+    #[serde(skip)]
+    pub landmark_tracks: Vec<crate::faces::calibrate::TrackLandmarks>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -203,6 +207,8 @@ pub struct Facts {
     /// The attribution model's probabilities for the faces it read (a bounded number per
     /// track), by the face's position in frame order.
     pub attribution: Vec<FaceAttribution>,
+    /// Landmark runs kept for the landmark cache ([`VideoReport::landmark_tracks`]).
+    pub landmark_tracks: Vec<crate::faces::calibrate::TrackLandmarks>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -316,6 +322,7 @@ pub fn build(facts: Facts, outcome: Outcome, settings: &LineSettings) -> VideoRe
         explain: overlay_dir.filter(|_| !overlays.is_empty()).map(|d| d.to_string_lossy().into_owned()),
         frames: settings.per_frame.then_some(frames),
         overlays,
+        landmark_tracks: facts.landmark_tracks,
     }
 }
 

@@ -1,7 +1,8 @@
 //! LRNet parity with the authors' code: both public weight pairs in models/third_party/lrnet,
 //! imported with `dfscan import --arch lrnet G1 G2`, score the authors' four demo landmark
 //! files (tests/data/lrnet) block by block as the PyTorch oracle (expected.json) does, within
-//! 1e-4; and a track too short for a block gets no score.
+//! 1e-4; the shipped models/lrnet.safetensors is that import of the DeeperForensics pair; and a
+//! track too short for a block gets no score.
 mod common;
 
 use common::*;
@@ -65,6 +66,18 @@ fn ffpp_weights_reproduce_the_oracle() {
 #[test]
 fn deeperforensics_weights_reproduce_the_oracle() {
     check_pair("dfo", "dfo/");
+}
+
+/// models/lrnet.safetensors is the DeeperForensics pair as `dfscan import` writes it, byte for
+/// byte (models/lrnet.md: shipped unchanged, not trained here).
+#[test]
+fn the_shipped_lrnet_is_the_import_of_the_deeperforensics_pair() {
+    if venv_python("shipped lrnet").is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let imported = std::fs::read(import_pair(tmp.path(), "dfo")).unwrap();
+    assert!(imported == std::fs::read(repo().join("models/lrnet.safetensors")).unwrap(), "models/lrnet.safetensors differs from the import");
 }
 
 #[test]

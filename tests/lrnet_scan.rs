@@ -39,7 +39,7 @@ fn a_long_enough_track_gets_a_finite_lrnet_score_and_a_short_one_a_note() {
         return;
     }
     let (long, short) = (zoom_clip(75), zoom_clip(20));
-    let lines = scan(&["--models", "lrnet", long.to_str().unwrap(), short.to_str().unwrap()]);
+    let lines = scan(&["--models", "lrnet-dfo", long.to_str().unwrap(), short.to_str().unwrap()]);
     let (l, s) = (line_for(&lines, "lrnet-zoom-75.mp4"), line_for(&lines, "lrnet-zoom-20.mp4"));
     // 75 frames, 2 clips of 61 wanted: they overlap, so one clip of 61 consecutive frames, 2 blocks.
     assert_eq!(l["status"], "ok", "{l}");

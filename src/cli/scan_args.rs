@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use dfscan::aggregate::{AcrossTracks, Strategy};
+use dfscan::faces::calibrate::Calibration;
 use dfscan::faces::DetectorKind;
 use dfscan::models::DeviceChoice;
 use dfscan::pipeline::ScanSettings;
@@ -126,6 +127,10 @@ pub struct SettingsArgs {
     /// in --per-frame output.
     #[arg(long)]
     pub landmarks: bool,
+    /// What LRNet reads: the landmarks calibrated as its source did (stable box, Lucas-Kanade
+    /// forward and back, Kalman merge), or `off`: the landmarker's raw points in the same box.
+    #[arg(long, value_enum, value_name = "on|off", default_value_t = Calibration::On)]
+    pub landmark_calibration: Calibration,
     #[arg(long, value_enum, default_value_t = DetectorKind::Res10)]
     pub detector: DetectorKind,
     #[arg(long, value_enum, default_value_t = FacesMode::Auto)]
@@ -159,6 +164,7 @@ impl SettingsArgs {
             clips: self.clips,
             clip_len: self.clip_len,
             landmarks: self.landmarks,
+            landmark_calibration: self.landmark_calibration,
             faces: self.faces,
             detector: self.detector,
             min_face_confidence: self.min_face_confidence,

@@ -36,6 +36,9 @@ fn features(set: &CropSet, backbone: &Backbone, sbi_views: usize, seed: u64, dev
 }
 
 pub fn cv(args: CvArgs) -> Result<()> {
+    if args.lrnet {
+        return super::lrnet::cv(&args);
+    }
     let device = args.device.resolve()?;
     if args.no_probes && args.models.is_empty() && args.spectrum.is_empty() {
         bail!("--no-probes leaves nothing to report: give --models or --spectrum");

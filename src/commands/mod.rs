@@ -19,6 +19,7 @@ pub enum Outcome {
 
 pub mod attribution;
 pub mod cv;
+pub mod lrnet;
 pub mod measure;
 pub mod prepare;
 pub mod results;

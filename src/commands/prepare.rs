@@ -71,6 +71,9 @@ fn import_torchscript(module: &std::path::Path, flags: ContractArgs, output: &st
 }
 
 pub fn extract(args: ExtractArgs) -> Result<Outcome> {
+    if args.landmarks {
+        return super::lrnet::extract(&args);
+    }
     use dfscan::crops::extract::{self, ExtractConfig, ExtractEvent};
     let rows = dfscan::crops::dataset::read_manifest(&args.manifest)?;
     let mut detector = dfscan::faces::build_detector(args.detector, &super::models_dir().join("public"), args.min_face_confidence)?;

@@ -114,10 +114,11 @@ pub(crate) fn timeout(secs: Option<f64>) -> Result<Option<Duration>> {
 }
 
 /// Models resolved from the committed third-party weights, imported on first use into the
-/// public folder: `lrnet` is LRNet's DeeperForensics-1.0 pair (trained on neither of the
+/// public folder: `lrnet-dfo` is LRNet's DeeperForensics-1.0 pair (trained on neither of the
 /// corpora we evaluate on, FF++ examples and DFDC, so its scores there are out of its training
-/// set; `lrnet-ffpp` is the FF++ pair, `lrnet-dfo` the same as `lrnet`), and `facemesh` the
-/// landmarker. (name, files under models/third_party, the imported file's name)
+/// set), `lrnet-ffpp` the FF++ pair, and `lrnet` the shipped models/lrnet.safetensors (see
+/// models/lrnet.md), else the DeeperForensics pair; `facemesh` is the landmarker. (name, files
+/// under models/third_party, the imported file's name)
 const THIRD_PARTY: [(&str, &str, &[&str], &str); 4] = [
     ("lrnet", "lrnet", &["dfo_g1.pth", "dfo_g2.pth"], "lrnet-dfo"),
     ("lrnet-dfo", "lrnet", &["dfo_g1.pth", "dfo_g2.pth"], "lrnet-dfo"),

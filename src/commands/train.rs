@@ -13,6 +13,9 @@ pub fn train(args: TrainArgs) -> Result<()> {
     if args.arch == models::Arch::Spectrum {
         return train_spectrum(&args);
     }
+    if args.arch == models::Arch::Lrnet {
+        return super::lrnet::train(&args);
+    }
     use dfscan::crops::augment::AugmentConfig;
     use dfscan::train::trainer::{self, TrainConfig, TrainEvent};
     let set = dfscan::crops::dataset::CropSet::open(&args.crops)?;

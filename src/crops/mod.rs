@@ -11,6 +11,7 @@
 pub mod augment;
 pub mod dataset;
 pub mod extract;
+pub mod landmarks;
 pub mod ood;
 mod pixels;
 pub mod sbi;

@@ -18,11 +18,67 @@
 use anyhow::{ensure, Result};
 use opencv::core::{Mat, Point2f, Rect, Size, TermCriteria, TermCriteria_Type, Vec3b, Vector};
 use opencv::{imgproc, video};
+use serde::{Deserialize, Serialize};
 
 use crate::decode::Frame;
 
 /// Points per face.
 pub const POINTS: usize = 68;
+
+/// Which landmarks LRNet reads: calibrated as its source did (the default), or raw: the
+/// landmarker's points put in the same stable 400x400 box and [-1, 1] scale, without the
+/// Lucas-Kanade / Kalman steadying (`--landmark-calibration off`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Calibration {
+    #[default]
+    On,
+    Off,
+}
+
+impl Calibration {
+    /// The source's settings, with or without tracking.
+    pub fn config(self) -> CalibrationConfig {
+        CalibrationConfig { track: self == Calibration::On, ..CalibrationConfig::default() }
+    }
+
+    /// "calibrated" or "raw", as tables and the landmark cache name the two kinds of rows.
+    pub fn rows_name(self) -> &'static str {
+        match self {
+            Calibration::On => "calibrated",
+            Calibration::Off => "raw",
+        }
+    }
+}
+
+/// One run of consecutive frames of one face track (within a clip), as LRNet's rows: one row
+/// of 136 numbers (x0 y0 x1 y1 ..., in [-1, 1]) per frame, calibrated and raw. A kind that was
+/// not computed is empty.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LandmarkRun {
+    /// The clip it belongs to, and its first frame's position in the clip.
+    pub clip: usize,
+    pub start: usize,
+    pub calibrated: Vec<Vec<f32>>,
+    pub raw: Vec<Vec<f32>>,
+}
+
+impl LandmarkRun {
+    /// The rows of one kind.
+    pub fn rows(&self, calibration: Calibration) -> &[Vec<f32>] {
+        match calibration {
+            Calibration::On => &self.calibrated,
+            Calibration::Off => &self.raw,
+        }
+    }
+}
+
+/// A face track's landmark runs, in order.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrackLandmarks {
+    pub id: u32,
+    pub runs: Vec<LandmarkRun>,
+}
 
 /// The source's settings.
 #[derive(Clone, Debug, PartialEq)]

@@ -163,10 +163,13 @@ pub const ARCHS: [ArchEntry; 11] = [
         arch: Arch::Lrnet,
         name: "lrnet",
         kind: ModelKind::LandmarkTrack,
+        // Trains on a landmark cache (`dfscan extract --landmarks`), from a public pair imported
+        // from models/third_party/lrnet (`train --lrnet-start`; two files, so not `pretrained`).
         training: || (NetworkConfig::Lrnet(lrnet::LrnetConfig::source()), Preprocess::lrnet()),
         pretrained: None,
         import: Importer::Pair(lrnet::import),
-        shipped: None,
+        // The authors' DeeperForensics pair, imported (models/lrnet.md says why not a fine-tune).
+        shipped: Some("lrnet.safetensors"),
     },
     ArchEntry {
         arch: Arch::Facemesh,

@@ -34,6 +34,7 @@ use tch::nn::{self, Module, ModuleT, RNN};
 use tch::{Device, Kind, Tensor};
 
 use super::import::{map_torch, Mapped};
+use crate::aggregate::judge::TrackWindows;
 use super::weights::{NetworkConfig, Preprocess};
 
 /// The source's `args_model.yaml` plus its block length (`args_inference.yaml`).
@@ -211,6 +212,20 @@ impl LrnetModel {
         })?;
         Ok(Self { id, header, net, _vs: vs })
     }
+}
+
+/// A track's windows for the judge: LRNet's block scores of each of the track's runs of
+/// consecutive frames (`runs`: rows of 136 numbers per frame) that is long enough, in order;
+/// with none long enough, no window and LRNet's "too short" note. `frames` counts every row.
+pub fn track_windows(net: &Lrnet, id: u32, runs: &[&[Vec<f32>]]) -> Result<TrackWindows> {
+    let needed = net.cfg.min_frames();
+    let mut windows = Vec::new();
+    for rows in runs.iter().filter(|r| r.len() >= needed) {
+        let flat: Vec<f32> = rows.iter().flatten().copied().collect();
+        windows.extend(net.score_track(&Tensor::from_slice(&flat).view([rows.len() as i64, -1]))?.blocks);
+    }
+    let note = windows.is_empty().then(|| TooShort { frames: runs.iter().map(|r| r.len()).max().unwrap_or(0), needed }.to_string());
+    Ok(TrackWindows { id, frames: runs.iter().map(|r| r.len()).sum(), windows, note })
 }
 
 /// The source's video scores from per-block stream probabilities.

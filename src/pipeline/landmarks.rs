@@ -22,9 +22,9 @@ use anyhow::Result;
 
 use crate::aggregate::judge::TrackWindows;
 use crate::decode::Frame;
-use crate::faces::calibrate::{calibrate, CalibrationConfig};
+use crate::faces::calibrate::{calibrate, Calibration, CalibrationConfig, LandmarkRun, TrackLandmarks};
 use crate::faces::FaceBox;
-use crate::models::lrnet::{LrnetModel, TooShort};
+use crate::models::lrnet::LrnetModel;
 
 /// A clip face's region side over the face box's longer side.
 pub const REGION: f32 = 2.5;
@@ -68,18 +68,21 @@ struct ClipFace {
 
 /// One input's landmark tracks, clip by clip.
 pub(super) struct ClipTracks {
-    calibration: CalibrationConfig,
+    /// The rows LRNet reads: calibrated, or raw (`--landmark-calibration`).
+    calibration: Calibration,
+    /// Compute both kinds of rows of every run, for the landmark cache (`extract --landmarks`).
+    both: bool,
     /// The clip being collected, and its faces per track.
     clip: Option<usize>,
     faces: BTreeMap<u32, Vec<ClipFace>>,
-    /// Per track: each run of consecutive frames (within a clip), as calibrated rows.
-    runs: BTreeMap<u32, Vec<Vec<Vec<f32>>>>,
+    /// Per track: each run of consecutive frames (within a clip).
+    runs: BTreeMap<u32, Vec<LandmarkRun>>,
     error: Option<String>,
 }
 
 impl ClipTracks {
-    pub(super) fn new(calibration: CalibrationConfig) -> Self {
-        Self { calibration, clip: None, faces: BTreeMap::new(), runs: BTreeMap::new(), error: None }
+    pub(super) fn new(calibration: Calibration, both: bool) -> Self {
+        Self { calibration, both, clip: None, faces: BTreeMap::new(), runs: BTreeMap::new(), error: None }
     }
 
     /// Files one face of frame `pos` of clip `clip`; the first face of a later clip closes the
@@ -94,16 +97,23 @@ impl ClipTracks {
 
     /// Calibrates the current clip's tracks, run by run, and lets go of their pixels.
     pub(super) fn close(&mut self) {
+        let clip = self.clip.unwrap_or(0);
+        let kinds: Vec<Calibration> = if self.both { vec![Calibration::On, Calibration::Off] } else { vec![self.calibration] };
         for (track, faces) in std::mem::take(&mut self.faces) {
             let mut start = 0;
             for end in 1..=faces.len() {
                 if end == faces.len() || faces[end].pos != faces[end - 1].pos + 1 {
-                    match calibrate_run(&faces[start..end], &self.calibration) {
-                        Ok(rows) => self.runs.entry(track).or_default().push(rows),
-                        Err(e) => {
-                            self.error.get_or_insert_with(|| format!("landmark calibration of track {track}: {e:#}"));
+                    let mut run = LandmarkRun { clip, start: faces[start].pos, ..Default::default() };
+                    for &kind in &kinds {
+                        match calibrate_run(&faces[start..end], &kind.config()) {
+                            Ok(rows) if kind == Calibration::On => run.calibrated = rows,
+                            Ok(rows) => run.raw = rows,
+                            Err(e) => {
+                                self.error.get_or_insert_with(|| format!("landmark calibration of track {track}: {e:#}"));
+                            }
                         }
                     }
+                    self.runs.entry(track).or_default().push(run);
                     start = end;
                 }
             }
@@ -117,20 +127,14 @@ impl ClipTracks {
         if let Some(e) = &self.error {
             anyhow::bail!("{e}");
         }
-        let needed = model.net.cfg.min_frames();
-        let mut tracks = Vec::with_capacity(self.runs.len());
-        for (&id, runs) in &self.runs {
-            let frames = runs.iter().map(Vec::len).sum();
-            let mut windows = Vec::new();
-            for rows in runs.iter().filter(|r| r.len() >= needed) {
-                let flat: Vec<f32> = rows.iter().flatten().copied().collect();
-                let landmarks = tch::Tensor::from_slice(&flat).view([rows.len() as i64, -1]);
-                windows.extend(model.net.score_track(&landmarks)?.blocks);
-            }
-            let note = windows.is_empty().then(|| TooShort { frames: runs.iter().map(Vec::len).max().unwrap_or(0), needed }.to_string());
-            tracks.push(TrackWindows { id, frames, windows, note });
-        }
-        Ok(tracks)
+        let tracks = self.runs.iter().map(|(&id, runs)| (id, runs.iter().map(|r| r.rows(self.calibration)).collect::<Vec<_>>()));
+        tracks.map(|(id, runs)| crate::models::lrnet::track_windows(&model.net, id, &runs)).collect()
+    }
+
+    /// Closes the last clip and hands over every track's runs (the landmark cache's record).
+    pub(super) fn take(&mut self) -> Vec<TrackLandmarks> {
+        self.close();
+        std::mem::take(&mut self.runs).into_iter().map(|(id, runs)| TrackLandmarks { id, runs }).collect()
     }
 }
 

@@ -71,6 +71,11 @@ pub struct ScanConfig {
     pub clips: Option<Clips>,
     /// Run the landmarker on every face of every kept frame and show its points (`--landmarks`).
     pub landmarks: bool,
+    /// Whether LRNet reads calibrated or raw landmarks (`--landmark-calibration`).
+    pub landmark_calibration: crate::faces::calibrate::Calibration,
+    /// Hand each input's landmark runs, calibrated and raw, to the caller on its report
+    /// (`VideoReport::landmark_tracks`, never printed): the landmark cache's extraction.
+    pub keep_landmarks: bool,
     /// Decoder threads and shortcuts (they change neither the frames kept nor their pixels).
     pub decode: crate::decode::DecodeOptions,
     /// Fraction of the face box added on each side of the square crop, for every model
@@ -117,7 +122,7 @@ impl ScanConfig {
             self.ood_threshold,
             self.ood_every,
             report::SCHEMA_VERSION
-        )
+        ) + if self.landmark_calibration == crate::faces::calibrate::Calibration::Off { " landmark_calibration=off" } else { "" }
     }
 }
 
@@ -258,6 +263,8 @@ struct ModelsContext {
     ood_every: usize,
     /// The attribution model reads the first N faces of each track.
     attribution_faces: usize,
+    calibration: crate::faces::calibrate::Calibration,
+    keep_landmarks: bool,
 }
 
 impl ModelsContext {
@@ -283,7 +290,8 @@ impl ModelsContext {
             attribution: set.attribution.as_ref().map(|a| report::AttributionLine { model: a.id.clone(), classes: a.header.classes.clone(), floor: cfg.attribution_floor }),
         };
         let attribution_faces = cfg.attribution_faces.max(1);
-        Self { set, plan, judging, line, batch_size: cfg.batch_size, explain: cfg.explain.is_some(), ood_every: cfg.ood_every.max(1), attribution_faces }
+        let (calibration, keep_landmarks) = (cfg.landmark_calibration, cfg.keep_landmarks);
+        Self { set, plan, judging, line, batch_size: cfg.batch_size, explain: cfg.explain.is_some(), ood_every: cfg.ood_every.max(1), attribution_faces, calibration, keep_landmarks }
     }
 }
 

@@ -43,7 +43,7 @@ pub(super) struct JobState {
 }
 
 impl JobState {
-    pub(super) fn new(start: JobStart) -> Self {
+    pub(super) fn new(start: JobStart, ctx: &ModelsContext) -> Self {
         Self {
             start,
             frames: Vec::new(),
@@ -52,7 +52,7 @@ impl JobState {
             track_crops: BTreeMap::new(),
             track_faces: HashMap::new(),
             attention: Vec::new(),
-            clip_tracks: super::landmarks::ClipTracks::new(crate::faces::calibrate::CalibrationConfig::default()),
+            clip_tracks: super::landmarks::ClipTracks::new(ctx.calibration, ctx.keep_landmarks),
             attribution: Vec::new(),
             error: None,
         }
@@ -208,6 +208,7 @@ impl JobState {
                 }
             }
         };
+        let landmark_tracks = if ctx.keep_landmarks { clip_tracks.take() } else { Vec::new() };
         let facts = Facts {
             path: self.start.path,
             video: self.start.video,
@@ -215,6 +216,7 @@ impl JobState {
             frames: self.frames,
             attention: self.attention,
             attribution: self.attribution,
+            landmark_tracks,
         };
         report::build(facts, outcome, &ctx.line)
     }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::ScanConfig;
 use crate::aggregate::{AcrossTracks, Strategy, DEFAULT_OOD_THRESHOLD};
 use crate::decode::{Clips, DecodeOptions, Sampling};
+use crate::faces::calibrate::Calibration;
 use crate::faces::DetectorKind;
 use crate::models::set::ModelSet;
 
@@ -41,6 +42,8 @@ pub struct ScanSettings {
     pub clips: Option<usize>,
     pub clip_len: usize,
     pub landmarks: bool,
+    /// What a landmark model reads: calibrated (`on`) or raw (`off`) landmarks.
+    pub landmark_calibration: Calibration,
     pub faces: FacesMode,
     pub detector: DetectorKind,
     pub min_face_confidence: f32,
@@ -67,6 +70,7 @@ impl Default for ScanSettings {
             clips: None,
             clip_len: 61,
             landmarks: false,
+            landmark_calibration: Calibration::On,
             faces: FacesMode::Auto,
             detector: DetectorKind::Res10,
             min_face_confidence: 0.5,
@@ -146,6 +150,8 @@ impl ScanSettings {
         Ok(ScanConfig {
             clips,
             landmarks: self.landmarks,
+            landmark_calibration: self.landmark_calibration,
+            keep_landmarks: false,
             sampling: match self.fps {
                 Some(fps) => Sampling::Fps(fps),
                 None => Sampling::Frames(self.frames),

@@ -156,7 +156,7 @@ pub(super) fn models_stage(crops: Receiver<Msg<FacesInFrame>>, events: Sender<No
     for msg in crops.iter() {
         match msg {
             Msg::Start(start) => {
-                jobs.insert(start.id, JobState::new(start));
+                jobs.insert(start.id, JobState::new(start, &ctx));
             }
             Msg::Item(id, in_frame) => {
                 let Some(job) = jobs.get_mut(&id) else { continue };

@@ -205,13 +205,17 @@ pub fn cross_validate(set: &CropSet, table: &FeatureTable, backbone: &str, folde
         .chain(folded.iter().map(|f| f.name.clone()))
         .chain(fixed.iter().map(|m| m.name.clone()));
     let seen = (0..probes.len() + folded.len()).map(|_| Vec::new()).chain(fixed.iter().map(|m| m.seen.clone()));
-    // A row's summary covers only the origins it never trained on.
-    let rows = names
-        .zip(seen)
-        .zip(aucs)
+    let rows = summarise(names.zip(seen), aucs, &folds, &out_of_fold);
+    Ok(CvReport { backbone: backbone.to_string(), aggregate: cfg.aggregate, head: cfg.head, folds, rows, out_of_fold })
+}
+
+/// The table's rows from each row's (name, origins it saw) and its AUC per fold: a row's
+/// summary covers only the origins it never trained on.
+pub fn summarise(rows: impl Iterator<Item = (String, Vec<String>)>, aucs: Vec<Vec<Option<f64>>>, folds: &[Fold], out_of_fold: &[OutOfFold]) -> Vec<Row> {
+    rows.zip(aucs)
         .enumerate()
         .map(|(r, ((name, seen), auc))| {
-            let present: Vec<f64> = auc.iter().zip(&folds).filter(|(_, f)| !seen.contains(&f.origin)).filter_map(|(a, _)| *a).collect();
+            let present: Vec<f64> = auc.iter().zip(folds).filter(|(_, f)| !seen.contains(&f.origin)).filter_map(|(a, _)| *a).collect();
             let unseen: Vec<&OutOfFold> = out_of_fold.iter().filter(|o| !seen.contains(&o.origin)).collect();
             let pooled: Vec<f32> = unseen.iter().map(|o| o.scores[r]).collect();
             let labels: Vec<bool> = unseen.iter().map(|o| o.fake).collect();
@@ -224,8 +228,7 @@ pub fn cross_validate(set: &CropSet, table: &FeatureTable, backbone: &str, folde
                 seen,
             }
         })
-        .collect();
-    Ok(CvReport { backbone: backbone.to_string(), aggregate: cfg.aggregate, head: cfg.head, folds, rows, out_of_fold })
+        .collect()
 }
 
 /// Video AUC of `head` on the crops that pass `keep` (clean crops only), or None when they

@@ -246,18 +246,7 @@ pub fn save(path: &Path, header: &AttributionHeader, tensors: &[(String, Tensor)
         let t = t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous().detach();
         let mut bytes = vec![0u8; t.numel() * 4];
         t.f_copy_data_u8(&mut bytes, t.numel())?;
-        buffers.push((name.clone(), t.size().iter().map(|&d| d as usize).collect::<Vec<_>>(), bytes));
+        buffers.push((name.clone(), t.size().iter().map(|&d| d as usize).collect::<Vec<_>>(), safetensors::Dtype::F32, bytes));
     }
-    let views = buffers
-        .iter()
-        .map(|(name, shape, bytes)| Ok((name.as_str(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)?)))
-        .collect::<Result<Vec<_>>>()?;
-    let metadata = HashMap::from([(METADATA_KEY.to_string(), serde_json::to_string(header)?)]);
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("safetensors.partial");
-    safetensors::serialize_to_file(views, Some(metadata), &tmp)?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
+    super::weights::write(path, &buffers, METADATA_KEY, header)
 }

@@ -256,13 +256,13 @@ pub fn save_as(path: &Path, tensors: &[(String, Tensor)], header: &Header, stora
         let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
         buffers.push((name.clone(), shape, dtype, bytes));
     }
-    write(path, &buffers, header)
+    write(path, &buffers, METADATA_KEY, header)
 }
 
 /// Writes `bytes` as the one u8 tensor `name` (shape `[len]`) with `header` in the metadata:
 /// how a TorchScript module travels inside a weights file (`models::torchscript`).
 pub fn save_bytes(path: &Path, name: &str, bytes: &[u8], header: &Header) -> Result<()> {
-    write(path, &[(name.to_string(), vec![bytes.len()], safetensors::Dtype::U8, bytes.to_vec())], header)
+    write(path, &[(name.to_string(), vec![bytes.len()], safetensors::Dtype::U8, bytes.to_vec())], METADATA_KEY, header)
 }
 
 /// The stored bytes of the tensor `name` of a safetensors buffer (any dtype, little-endian).
@@ -272,13 +272,14 @@ pub fn tensor_bytes<'a>(file: &'a [u8], name: &str) -> Result<&'a [u8]> {
     Ok(view.data())
 }
 
-/// Writes (name, shape, dtype, bytes) tensors as safetensors with `header` in the metadata.
-fn write(path: &Path, buffers: &[(String, Vec<usize>, safetensors::Dtype, Vec<u8>)], header: &Header) -> Result<()> {
+/// Writes (name, shape, dtype, bytes) tensors as safetensors with `header` in the metadata
+/// under `key` (weights files use [`METADATA_KEY`]; the attribution file a key of its own).
+pub(crate) fn write(path: &Path, buffers: &[(String, Vec<usize>, safetensors::Dtype, Vec<u8>)], key: &str, header: &impl Serialize) -> Result<()> {
     let views = buffers
         .iter()
         .map(|(name, shape, dtype, bytes)| Ok((name.as_str(), safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes)?)))
         .collect::<Result<Vec<_>>>()?;
-    let metadata = HashMap::from([(METADATA_KEY.to_string(), serde_json::to_string(header)?)]);
+    let metadata = HashMap::from([(key.to_string(), serde_json::to_string(header)?)]);
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }

@@ -28,6 +28,23 @@ pub mod submit;
 pub mod train;
 pub mod worker;
 
+/// How a run that printed scan lines ended, from its printer's summary: `dfscan scan | head`
+/// closing stdout is no failure, and `failed` counts errors the printer never saw (jobs that
+/// gave no line). Like a virus scanner: failures first, then fakes.
+pub fn outcome_of(stopping: bool, stdout_closed: bool, summary: &dfscan::output::Summary, failed: usize) -> Outcome {
+    if stopping {
+        Outcome::Interrupted
+    } else if stdout_closed {
+        Outcome::Clean
+    } else if summary.errors + failed > 0 {
+        Outcome::Failures
+    } else if summary.fakes > 0 {
+        Outcome::FakesFound
+    } else {
+        Outcome::Clean
+    }
+}
+
 /// Where the shipped models, public weights and detector files are: `$DFSCAN_MODELS`, else
 /// the models/ folder of the source tree. Read here, once per command; the library is given it.
 pub fn models_dir() -> PathBuf {

@@ -67,16 +67,5 @@ pub fn results(args: ResultsArgs) -> Result<Outcome> {
         eprintln!("dfscan: warning: {} extra result entries for jobs already printed were skipped", reader.duplicates);
     }
     printer.finish();
-    let summary = &printer.summary;
-    Ok(if shutdown.is_stopping() {
-        Outcome::Interrupted
-    } else if printer.stdout_closed {
-        Outcome::Clean
-    } else if summary.errors + failed > 0 {
-        Outcome::Failures
-    } else if summary.fakes > 0 {
-        Outcome::FakesFound
-    } else {
-        Outcome::Clean
-    })
+    Ok(super::outcome_of(shutdown.is_stopping(), printer.stdout_closed, &printer.summary, failed))
 }

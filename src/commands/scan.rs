@@ -68,19 +68,7 @@ fn scan_with(args: ScanArgs, inputs: impl Iterator<Item = Input> + Send + 'stati
     let mut printer = Printer::new(out, progress).quiet(args.quiet);
     pipeline::run(inputs, face_source, set, cfg, control, |event| printer.handle(event))?;
     printer.finish();
-    let summary = &printer.summary;
-    // Like a virus scanner; `dfscan scan | head` closing stdout is no failure.
-    Ok(if shutdown.is_stopping() {
-        Outcome::Interrupted
-    } else if printer.stdout_closed {
-        Outcome::Clean
-    } else if summary.errors > 0 {
-        Outcome::Failures
-    } else if summary.fakes > 0 {
-        Outcome::FakesFound
-    } else {
-        Outcome::Clean
-    })
+    Ok(super::outcome_of(shutdown.is_stopping(), printer.stdout_closed, &printer.summary, 0))
 }
 
 /// How faces are found for these settings: the detector (its files from the models folder),

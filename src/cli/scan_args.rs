@@ -75,7 +75,7 @@ pub struct EngineArgs {
     /// (neither --model, --models nor --ensemble), when it is there.
     #[arg(long, value_name = "PATH|none")]
     pub attribution: Option<String>,
-    /// FFmpeg decoder threads (default: one per core, at most 8).
+    /// FFmpeg decoder threads (default: half the cores, at most 8; see `pipeline::ThreadSplit`).
     #[arg(long, value_name = "N")]
     pub decode_threads: Option<usize>,
     /// Decode every frame: no discarding of non-reference frames before a sampled frame, no

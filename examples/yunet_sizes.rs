@@ -10,24 +10,15 @@
 //! scan. Geometry on the frames where res10 and the YuNet size each find exactly one face at
 //! 0.5: side ratio = YuNet side / res10 side (side = max(w, h)), offsets = (YuNet centre -
 //! res10 centre) / res10 side; after mapping, the same for the mapped box.
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
-use dfscan::decode::{Frame, Sampler, Sampling, VideoSource};
+use anyhow::Result;
+use dfscan::decode::Frame;
 use dfscan::faces::detect::{iou, Res10, Yunet};
 use dfscan::faces::{Detection, FaceBox, FaceDetector};
-
-fn frames_of(path: &Path, n: usize) -> Result<Vec<Frame>> {
-    let source = VideoSource::open(path).with_context(|| path.display().to_string())?;
-    let mut sampler = Sampler::new(Sampling::Frames(n), source.info.duration_s);
-    let mut frames = Vec::new();
-    source.sample(&mut sampler, |f| {
-        frames.push(f);
-        Ok(true)
-    })?;
-    Ok(frames)
-}
 
 fn side(b: &FaceBox) -> f32 {
     b.w.max(b.h)
@@ -53,18 +44,9 @@ fn main() -> Result<()> {
     let public = repo.join("models/public");
     opencv::core::set_num_threads(1)?;
 
-    let mut clips = Vec::new();
-    let mut labels = csv::Reader::from_path(data.join("all_labels.csv"))?;
-    for row in labels.records() {
-        let row = row?;
-        let path = data.join(&row[1]);
-        let video = path.extension().and_then(|e| e.to_str()).is_some_and(|e| ["mp4", "avi", "mov", "webm", "mkv"].contains(&e));
-        if video && &row[2] != "unknown" && path.is_file() {
-            clips.push(path);
-        }
-    }
+    let clips = common::labelled_videos(&data)?;
     let clips: Vec<PathBuf> = clips.into_iter().skip(first).step_by(every.max(1)).collect();
-    let frames: Vec<Frame> = clips.iter().filter_map(|p| frames_of(p, per_clip).ok()).flatten().collect();
+    let frames: Vec<Frame> = clips.iter().filter_map(|p| common::frames_of(p, per_clip).ok()).flatten().collect();
     let pixels: f64 = frames.iter().map(|f| (f.width * f.height) as f64).sum::<f64>() / frames.len().max(1) as f64;
     println!("{} clips (every {every}th from {first}), {} frames, mean {:.0} kpixels", clips.len(), frames.len(), pixels / 1000.0);
 

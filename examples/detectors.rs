@@ -10,27 +10,18 @@
 //! (samples/no_face.mp4 and FFmpeg's synthetic patterns, made in a temporary folder). Each
 //! detector runs once at confidence 0.3; the figures are given at 0.5 (the scan's default)
 //! and higher thresholds by filtering.
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
-use dfscan::decode::{Frame, Sampler, Sampling, VideoSource};
+use anyhow::Result;
+use dfscan::decode::Frame;
 use dfscan::faces::detect::iou;
 use dfscan::faces::{build_detector, Detection, DetectorKind, FaceDetector};
 
 const THRESHOLDS: [f32; 3] = [0.5, 0.7, 0.9];
-
-fn frames_of(path: &Path, n: usize) -> Result<Vec<Frame>> {
-    let source = VideoSource::open(path).with_context(|| path.display().to_string())?;
-    let mut sampler = Sampler::new(Sampling::Frames(n), source.info.duration_s);
-    let mut frames = Vec::new();
-    source.sample(&mut sampler, |f| {
-        frames.push(f);
-        Ok(true)
-    })?;
-    Ok(frames)
-}
 
 fn files(dir: &Path, exts: &[&str]) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = walkdir::WalkDir::new(dir)
@@ -65,7 +56,7 @@ fn main() -> Result<()> {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
 
     let mut sets = Vec::new();
-    let load = |paths: Vec<PathBuf>, n: usize| -> Vec<Vec<Frame>> { paths.iter().filter_map(|p| frames_of(p, n).ok()).collect() };
+    let load = |paths: Vec<PathBuf>, n: usize| -> Vec<Vec<Frame>> { paths.iter().filter_map(|p| common::frames_of(p, n).ok()).collect() };
     let faces_dir = data.join("dfdc_sample5/faces");
     let labelled: Vec<PathBuf> = files(&data.join("dfdc_sample5/frames"), &["png"])
         .into_iter()
@@ -79,16 +70,7 @@ fn main() -> Result<()> {
     crops.extend(files(&data.join("dfdc_facecrops_genconvit"), &["jpg", "png"]));
     crops.extend(files(&data.join("gan_faces_deepsafe"), &["jpg", "png", "jpeg"]));
     sets.push(Set { name: "labelled face crops (whole image is a face)", inputs: load(crops, 1) });
-    let mut clips = Vec::new();
-    let mut labels = csv::Reader::from_path(data.join("all_labels.csv"))?;
-    for row in labels.records() {
-        let row = row?;
-        let path = data.join(&row[1]);
-        let video = path.extension().and_then(|e| e.to_str()).is_some_and(|e| ["mp4", "avi", "mov", "webm", "mkv"].contains(&e));
-        if video && &row[2] != "unknown" && path.is_file() {
-            clips.push(path);
-        }
-    }
+    let clips = common::labelled_videos(&data)?;
     sets.push(Set { name: "labelled videos", inputs: load(clips, per_clip) });
     let tmp = std::env::temp_dir().join(format!("dfscan-detectors-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;

@@ -7,9 +7,11 @@
 #   4. the Python reference (scripts/bench_reference.py: OpenCV + PyTorch, same weights),
 # and prints seconds, ratios, peak RSS (GNU time) and per-stage frames/s (`dfscan bench`).
 #
-# usage: scripts/bench.sh [DFSCAN_BINARY...]
+# usage: scripts/bench.sh [DFSCAN_BINARY[@ARGS]...]
 #   DFSCAN_BINARY  default target/release/dfscan; with several (e.g. before and after a change)
 #                  each step runs them in turn, so a busy machine slows them alike
+#   @ARGS          arguments added to that binary's scans and stage bench only, e.g.
+#                  "target/release/dfscan@--detector yunet320" beside target/release/dfscan
 #   SCAN_ARGS      extra arguments for every scan (e.g. "--decode-threads 1")
 #   PYTHON         default .venv/bin/python (needs torch, safetensors, cv2; PYTHONPATH may add cv2)
 #   BENCH_PAUSE / BENCH_RESUME  commands run before/after each timed step (e.g. pause a
@@ -17,8 +19,13 @@
 # Timing is wall-clock; repeat runs on a shared machine and compare within one run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BINS=("$@")
-[ ${#BINS[@]} -gt 0 ] || BINS=(target/release/dfscan)
+SPECS=("$@")
+[ ${#SPECS[@]} -gt 0 ] || SPECS=(target/release/dfscan)
+BINS=(); BARGS=()
+for spec in "${SPECS[@]}"; do
+  BINS+=("${spec%%@*}")
+  if [[ $spec == *@* ]]; then BARGS+=("${spec#*@}"); else BARGS+=(""); fi
+done
 read -r -a EXTRA <<<"${SCAN_ARGS:-}"
 PYTHON=${PYTHON:-.venv/bin/python}
 DATA=${DATA:-../shared/data}
@@ -61,15 +68,16 @@ timed() {
 }
 
 echo "# dfscan bench: $(date -u +%FT%TZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), ${#CLIPS[@]} clips, scan args: ${EXTRA[*]:-none}"
-for i in "${!BINS[@]}"; do echo "# binary $i: ${BINS[$i]} (sha256 $(sha256sum "${BINS[$i]}" | cut -c1-12))"; done
+for i in "${!BINS[@]}"; do echo "# binary $i: ${BINS[$i]} (sha256 $(sha256sum "${BINS[$i]}" | cut -c1-12))${BARGS[$i]:+, args: ${BARGS[$i]}}"; done
 ffmpeg_all() { for c in "${CLIPS[@]}"; do ffmpeg -v error -nostdin -i "$c" -f null - || return 1; done; }
 timed ffmpeg_decode bash -c "$(declare -p CLIPS); $(declare -f ffmpeg_all); ffmpeg_all"
-for i in "${!BINS[@]}"; do timed "scan_default.$i" "${BINS[$i]}" scan -q --no-state "${EXTRA[@]}" "${CLIPS[@]}"; done
+for i in "${!BINS[@]}"; do read -r -a OWN <<<"${BARGS[$i]}"; timed "scan_default.$i" "${BINS[$i]}" scan -q --no-state "${EXTRA[@]}" "${OWN[@]}" "${CLIPS[@]}"; done
 timed python_reference "$PYTHON" scripts/bench_reference.py --frames 32 "${CLIPS[@]}"
 for i in "${!BINS[@]}"; do
-  timed "scan_meso.$i" "${BINS[$i]}" scan -q --no-state --model models/mesoinception4.safetensors --ood-model none "${EXTRA[@]}" "${CLIPS[@]}"
+  read -r -a OWN <<<"${BARGS[$i]}"
+  timed "scan_meso.$i" "${BINS[$i]}" scan -q --no-state --model models/mesoinception4.safetensors --ood-model none "${EXTRA[@]}" "${OWN[@]}" "${CLIPS[@]}"
 done
-for i in "${!BINS[@]}"; do timed "stages.$i" "${BINS[$i]}" bench --model models/mesoinception4.safetensors "$STAGE_CLIP"; done
+for i in "${!BINS[@]}"; do read -r -a OWN <<<"${BARGS[$i]}"; timed "stages.$i" "${BINS[$i]}" bench --model models/mesoinception4.safetensors "${OWN[@]}" "$STAGE_CLIP"; done
 echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 base=$(awk '$1=="ffmpeg_decode" {print $2}' "$TMP/results")

@@ -563,12 +563,12 @@ pub struct BenchArgs {
     pub model: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = DetectorKind::Res10)]
     pub detector: DetectorKind,
-    /// Crops per forward pass, or sequences for a sequence model.
-    #[arg(long, default_value_t = 32)]
-    pub batch_size: usize,
+    /// Crops per forward pass, or sequences for a sequence model (default: the scan's).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
-    /// libtorch intra-op threads (default: libtorch's choice).
+    /// Threads of OpenCV's and of libtorch's pool, each (default: the scan's, half the cores).
     #[arg(long)]
-    pub threads: Option<i32>,
+    pub threads: Option<usize>,
 }

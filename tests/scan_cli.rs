@@ -277,3 +277,30 @@ fn a_fake_line_is_attributed_and_a_real_one_is_not() {
     let off = run("0", &[]);
     assert!(off.get("attribution").is_none() && off.get("attribution_model").is_none(), "{off}");
 }
+
+/// Threads and batch size say how a scan computes, not what it finds: the plain scan (model,
+/// OOD ViT, attribution, stacker) on one thread per library and one crop per pass, and on two
+/// threads each and 16 crops per pass, gives the same scores.
+#[test]
+fn threads_and_batch_size_change_no_score() {
+    let inputs = [samples().join("astronaut_pan.mp4"), samples().join("astronaut_selfblend.mp4")];
+    let run = |threads: &str, batch: &str| {
+        let mut args = vec!["scan", "-q", "--no-state", "--frames", "8", "--threads", threads, "--decode-threads", threads, "--batch-size", batch];
+        args.extend(inputs.iter().map(|p| s(p)));
+        json_lines(&dfscan(&args))
+    };
+    let (one, two) = (run("1", "1"), run("2", "16"));
+    assert_eq!(one.len(), 2);
+    let close = |a: &Value, b: &Value| match (a.as_f64(), b.as_f64()) {
+        (Some(a), Some(b)) => (a - b).abs() < 1e-4,
+        _ => a == b,
+    };
+    for (a, b) in one.iter().zip(&two) {
+        assert_eq!(a["status"], "ok", "{a}");
+        assert_eq!((&a["faces"], &a["verdict"]), (&b["faces"], &b["verdict"]), "{a}\n{b}");
+        assert!(close(&a["score"], &b["score"]) && close(&a["ood_risk"], &b["ood_risk"]), "{a}\n{b}");
+        for (ma, mb) in a["models"].as_array().unwrap().iter().zip(b["models"].as_array().unwrap()) {
+            assert!(close(&ma["score"], &mb["score"]), "{ma} vs {mb}");
+        }
+    }
+}

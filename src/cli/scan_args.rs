@@ -75,7 +75,7 @@ pub struct EngineArgs {
     /// (neither --model, --models nor --ensemble), when it is there.
     #[arg(long, value_name = "PATH|none")]
     pub attribution: Option<String>,
-    /// FFmpeg decoder threads (default: one per core, at most 8).
+    /// FFmpeg decoder threads (default: half the cores, at most 8; see `pipeline::ThreadSplit`).
     #[arg(long, value_name = "N")]
     pub decode_threads: Option<usize>,
     /// Decode every frame: no discarding of non-reference frames before a sampled frame, no
@@ -84,9 +84,14 @@ pub struct EngineArgs {
     pub no_decode_shortcuts: bool,
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
-    /// Most face crops per forward pass.
-    #[arg(long, default_value_t = 32)]
-    pub batch_size: usize,
+    /// Most face crops per forward pass (default: 2 on CPU, where larger batches only cost
+    /// memory, 32 on a GPU).
+    #[arg(long, value_name = "N")]
+    pub batch_size: Option<usize>,
+    /// Threads of OpenCV's pool (face detection) and of libtorch's (models), each (default:
+    /// half the cores; the stages already run side by side).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
 }
 
 /// The settings that change a result (`pipeline::ScanSettings`); their defaults are its own.

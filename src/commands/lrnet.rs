@@ -54,7 +54,8 @@ pub fn extract(args: &ExtractArgs) -> Result<Outcome> {
         min_face_confidence: args.min_face_confidence,
         ..ScanSettings::default()
     };
-    let run = RunOptions { decode: dfscan::decode::DecodeOptions { threads: dfscan::decode::default_threads(), shortcuts: true }, batch_size: 32, explain: None };
+    let threads = pipeline::ThreadSplit::detect();
+    let run = RunOptions { decode: dfscan::decode::DecodeOptions { threads: threads.decoder, shortcuts: true }, threads, batch_size: pipeline::default_batch_size(tch::Device::cuda_if_available()), explain: None };
     let mut cfg = scan_settings.config(&set, run)?;
     cfg.keep_landmarks = true;
     let shutdown = pipeline::Shutdown::default();

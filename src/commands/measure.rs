@@ -111,13 +111,18 @@ fn ood_sets(args: &EvalArgs, set: &dfscan::crops::dataset::CropSet, size: i32) -
 }
 
 pub fn bench(args: BenchArgs) -> Result<()> {
+    // The scan's split, so each stage's rate is what it gets inside a scan.
+    let mut threads = dfscan::pipeline::ThreadSplit::detect();
     if let Some(n) = args.threads {
-        tch::set_num_threads(n);
+        (threads.opencv, threads.torch) = (n.max(1), n.max(1));
     }
+    threads.apply()?;
     let weights = args.model.clone().unwrap_or_else(super::default_model);
-    let model = models::AnyModel::load(&weights, args.device.resolve()?)?;
+    let device = args.device.resolve()?;
+    let model = models::AnyModel::load(&weights, device)?;
+    let batch_size = args.batch_size.unwrap_or_else(|| dfscan::pipeline::default_batch_size(device));
     let mut detector = dfscan::faces::build_detector(args.detector, &super::models_dir().join("public"), 0.5)?;
-    for rate in dfscan::bench::stages(&args.input, detector.as_mut(), args.detector, &model, args.batch_size.max(1))? {
+    for rate in dfscan::bench::stages(&args.input, detector.as_mut(), args.detector, &model, batch_size.max(1))? {
         println!("{}", serde_json::to_string(&rate)?);
     }
     Ok(())

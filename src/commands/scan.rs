@@ -80,14 +80,19 @@ pub(crate) fn face_source(settings: &ScanSettings) -> Result<FaceSource> {
     })
 }
 
-/// Decoder threads, batch size and `--explain`: how the pipeline computes.
+/// Threads, batch size and `--explain`: how the pipeline computes.
 pub(crate) fn run_options(engine: &EngineArgs, explain: Option<PathBuf>) -> RunOptions {
+    let mut threads = pipeline::ThreadSplit::detect();
+    if let Some(n) = engine.decode_threads {
+        threads.decoder = n.max(1);
+    }
+    if let Some(n) = engine.threads {
+        (threads.opencv, threads.torch) = (n.max(1), n.max(1));
+    }
     RunOptions {
-        decode: dfscan::decode::DecodeOptions {
-            threads: engine.decode_threads.unwrap_or_else(dfscan::decode::default_threads).max(1),
-            shortcuts: !engine.no_decode_shortcuts,
-        },
-        batch_size: engine.batch_size,
+        decode: dfscan::decode::DecodeOptions { threads: threads.decoder, shortcuts: !engine.no_decode_shortcuts },
+        threads,
+        batch_size: engine.batch_size.unwrap_or_else(|| pipeline::default_batch_size(engine.device.resolve().unwrap_or(tch::Device::Cpu))),
         explain,
     }
 }

@@ -54,9 +54,12 @@ impl Default for DecodeOptions {
     }
 }
 
-/// One decoder thread per core, at most 8 (FFmpeg's frame threads each hold frames in flight).
+/// Most decoder threads: FFmpeg's frame threads each hold frames in flight.
+pub const MAX_THREADS: usize = 8;
+
+/// One decoder thread per core, at most [`MAX_THREADS`] (see `pipeline::ThreadSplit`).
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8)
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, MAX_THREADS)
 }
 
 /// What the container says about the video stream.

@@ -21,6 +21,10 @@ pub enum DetectorKind {
     /// YuNet (Wu, Peng, Yu 2023; 76k parameters, 640x640 ONNX), with five keypoints per face;
     /// models/third_party/yunet/.
     Yunet,
+    /// The same YuNet on the frame scaled to [`FAST_LONG_SIDE`] px on its long side (about a
+    /// sixth of res10's cost), its boxes mapped to res10's geometry ([`RES10_FROM_YUNET`]), so
+    /// models whose crop contract names res10 get the crops they were trained on.
+    Yunet320,
 }
 
 pub trait FaceDetector: Send {
@@ -39,7 +43,23 @@ pub fn build_detector(kind: DetectorKind, public_dir: &Path, min_confidence: f32
         DetectorKind::Res10 => Box::new(Res10::load(public_dir, min_confidence)?),
         DetectorKind::Haar => Box::new(Haar::load(Path::new(HAAR_CASCADE))?),
         DetectorKind::Yunet => Box::new(Yunet::load(&yunet_path(public_dir), min_confidence)?),
+        DetectorKind::Yunet320 => Box::new(Mapped { inner: Yunet::load(&yunet_path(public_dir), min_confidence)?.at_long_side(FAST_LONG_SIDE), map: RES10_FROM_YUNET }),
     })
+}
+
+/// The long side `--detector yunet320` scales frames to.
+pub const FAST_LONG_SIDE: i32 = 320;
+
+/// A detector whose boxes are moved to another detector's geometry (keypoints stay).
+pub struct Mapped<D> {
+    pub inner: D,
+    pub map: BoxMap,
+}
+
+impl<D: FaceDetector> FaceDetector for Mapped<D> {
+    fn detect(&mut self, frame: &Frame) -> Result<Vec<Detection>> {
+        Ok(self.inner.detect(frame)?.into_iter().map(|d| Detection { bbox: self.map.apply(&d.bbox), ..d }).collect())
+    }
 }
 
 /// models/third_party/yunet/yunet_n_640_640.onnx beside `public_dir` (models/public).
@@ -149,6 +169,11 @@ pub struct Yunet {
     net: dnn::Net,
     min_confidence: f32,
     outputs: Vector<String>,
+    /// The frame's long side is scaled to this.
+    long_side: i32,
+    /// Pad to a `long_side` square (the model's own 640x640); else each side only up to a
+    /// multiple of the largest stride, so a 16:9 frame costs 16:9's pixels, not a square's.
+    square: bool,
 }
 
 impl Yunet {
@@ -161,21 +186,35 @@ impl Yunet {
                 outputs.push(&format!("{kind}_{s}"));
             }
         }
-        Ok(Self { net, min_confidence, outputs })
+        Ok(Self { net, min_confidence, outputs, long_side: YUNET_SIZE, square: true })
+    }
+
+    /// The same network on the frame scaled so its long side is `long_side` (rounded up to a
+    /// multiple of 32), padded only to the stride: the network is fully convolutional, and
+    /// its cost goes with the pixels it reads.
+    pub fn at_long_side(mut self, long_side: i32) -> Self {
+        let stride = YUNET_STRIDES[YUNET_STRIDES.len() - 1];
+        self.long_side = (long_side.max(stride) + stride - 1) / stride * stride;
+        self.square = false;
+        self
     }
 }
 
 impl FaceDetector for Yunet {
     fn detect(&mut self, frame: &Frame) -> Result<Vec<Detection>> {
         let rgb = frame_rgb(frame)?;
-        let scale = YUNET_SIZE as f32 / frame.width.max(frame.height) as f32;
+        let scale = self.long_side as f32 / frame.width.max(frame.height) as f32;
         let (w, h) = (((frame.width as f32 * scale).round() as i32).max(1), ((frame.height as f32 * scale).round() as i32).max(1));
+        let stride = YUNET_STRIDES[YUNET_STRIDES.len() - 1];
+        let (in_w, in_h) = if self.square { (self.long_side, self.long_side) } else { ((w + stride - 1) / stride * stride, (h + stride - 1) / stride * stride) };
         let mut small = Mat::default();
-        imgproc::resize(&rgb, &mut small, Size::new(w, h), 0.0, 0.0, imgproc::INTER_LINEAR)?;
+        // Area averaging when shrinking a frame far (bilinear would alias fine detail away).
+        let interpolation = if self.square { imgproc::INTER_LINEAR } else { imgproc::INTER_AREA };
+        imgproc::resize(&rgb, &mut small, Size::new(w, h), 0.0, 0.0, interpolation)?;
         let mut boxed = Mat::default();
-        opencv::core::copy_make_border(&small, &mut boxed, 0, YUNET_SIZE - h, 0, YUNET_SIZE - w, opencv::core::BORDER_CONSTANT, Scalar::all(0.0))?;
+        opencv::core::copy_make_border(&small, &mut boxed, 0, in_h - h, 0, in_w - w, opencv::core::BORDER_CONSTANT, Scalar::all(0.0))?;
         // BGR, 0-255, no mean: swapRB turns our RGB into the BGR it was trained on.
-        let blob = dnn::blob_from_image(&boxed, 1.0, Size::new(YUNET_SIZE, YUNET_SIZE), Scalar::default(), true, false, CV_32F)?;
+        let blob = dnn::blob_from_image(&boxed, 1.0, Size::new(in_w, in_h), Scalar::default(), true, false, CV_32F)?;
         self.net.set_input(&blob, "", 1.0, Scalar::default())?;
         let mut outs = Vector::<Mat>::new();
         self.net.forward(&mut outs, &self.outputs)?;
@@ -187,8 +226,8 @@ impl FaceDetector for Yunet {
             let bbox = outs.get(2 * n + k)?;
             let kps = outs.get(3 * n + k)?;
             let (cls, obj, bbox, kps) = (cls.data_typed::<f32>()?, obj.data_typed::<f32>()?, bbox.data_typed::<f32>()?, kps.data_typed::<f32>()?);
-            let cols = YUNET_SIZE / stride;
-            ensure!(cls.len() == (cols * cols) as usize && bbox.len() == 4 * cls.len() && kps.len() == 10 * cls.len(), "unexpected YuNet output shapes");
+            let (cols, rows) = (in_w / stride, in_h / stride);
+            ensure!(cls.len() == (cols * rows) as usize && bbox.len() == 4 * cls.len() && kps.len() == 10 * cls.len(), "unexpected YuNet output shapes");
             let s = *stride as f32;
             for i in 0..cls.len() {
                 let score = (cls[i].clamp(0.0, 1.0) * obj[i].clamp(0.0, 1.0)).sqrt();
@@ -219,6 +258,33 @@ impl FaceDetector for Yunet {
     }
 }
 
+/// A fixed change of box geometry: from one detector's boxes to where another puts the same
+/// face. Only the square crop's side (max(w, h)) and centre matter to the crops.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BoxMap {
+    /// The source's side over the target's.
+    pub side: f32,
+    /// The source's centre minus the target's, over the target's side.
+    pub dx: f32,
+    pub dy: f32,
+}
+
+impl BoxMap {
+    pub fn apply(&self, b: &FaceBox) -> FaceBox {
+        let (w, h) = (b.w / self.side, b.h / self.side);
+        let s = w.max(h);
+        let (cx, cy) = (b.x + b.w / 2.0 - self.dx * s, b.y + b.h / 2.0 - self.dy * s);
+        FaceBox { x: cx - w / 2.0, y: cy - h / 2.0, w, h }
+    }
+}
+
+/// YuNet's boxes at [`FAST_LONG_SIDE`] to res10's geometry: the mean side ratio and centre
+/// offsets over the 273 frames of the even-numbered labelled videos of ../shared/data (4 frames
+/// each) where both found exactly one face (`cargo run --release --example yunet_sizes --
+/// ../shared/data 4 2 0`; README, "Speed"). YuNet's square is 0.9% smaller and its centre
+/// 1.35% of the side lower; mean IoU with res10 0.915.
+pub const RES10_FROM_YUNET: BoxMap = BoxMap { side: 0.9914, dx: 0.0006, dy: 0.0135 };
+
 /// Intersection over union of two boxes (0 when either is empty).
 pub fn iou(a: &FaceBox, b: &FaceBox) -> f32 {
     let ix = (a.x + a.w).min(b.x + b.w) - a.x.max(b.x);
@@ -238,4 +304,21 @@ fn non_max_suppression(mut faces: Vec<Detection>, max_iou: f32) -> Vec<Detection
         }
     }
     kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_box_map_undoes_the_offsets_it_was_fitted_on() {
+        // A source box twice the target's side, its centre 0.1 of the target's side to the
+        // right and 0.2 lower.
+        let target = FaceBox { x: 100.0, y: 50.0, w: 40.0, h: 40.0 };
+        let source = FaceBox { x: 84.0, y: 38.0, w: 80.0, h: 80.0 };
+        let mapped = BoxMap { side: 2.0, dx: 0.1, dy: 0.2 }.apply(&source);
+        for (a, b) in [(mapped.x, target.x), (mapped.y, target.y), (mapped.w, target.w), (mapped.h, target.h)] {
+            assert!((a - b).abs() < 1e-4, "{mapped:?} vs {target:?}");
+        }
+    }
 }

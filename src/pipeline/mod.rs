@@ -46,11 +46,13 @@ mod scoring;
 mod settings;
 mod shutdown;
 mod stages;
+mod threads;
 
-pub use settings::{FacesMode, RunOptions, ScanSettings, DEFAULT_CLIPS};
+pub use settings::{default_batch_size, FacesMode, RunOptions, ScanSettings, DEFAULT_CLIPS};
 pub use shutdown::Shutdown;
 use shutdown::Stopper;
 use stages::{decode_stage, faces_stage, models_stage};
+pub use threads::ThreadSplit;
 
 /// Paths waiting to be opened.
 const JOB_QUEUE: usize = 16;
@@ -78,6 +80,8 @@ pub struct ScanConfig {
     pub keep_landmarks: bool,
     /// Decoder threads and shortcuts (they change neither the frames kept nor their pixels).
     pub decode: crate::decode::DecodeOptions,
+    /// OpenCV's and libtorch's pools (process-wide, sized when the run starts).
+    pub threads: ThreadSplit,
     /// Fraction of the face box added on each side of the square crop, for every model
     /// (`--margin`); None: each model's own crop contract ([`ModelSet::crop_plan`]).
     pub margin: Option<f32>,
@@ -306,6 +310,7 @@ pub fn run(
     mut on_event: impl FnMut(Event) -> bool,
 ) -> Result<()> {
     let Control { timeout, shutdown, state } = control;
+    cfg.threads.apply()?;
     let (job_tx, job_rx) = bounded::<Job>(JOB_QUEUE);
     let (frame_tx, frame_rx) = bounded::<Msg<Frame>>(FRAME_QUEUE);
     let (crop_tx, crop_rx) = bounded::<Msg<FacesInFrame>>(CROP_QUEUE);

@@ -16,6 +16,15 @@ use crate::models::set::ModelSet;
 
 /// Clips per video when a landmark model is in the set and `clips` is not given.
 pub const DEFAULT_CLIPS: usize = 2;
+/// Crops per forward pass (`--batch-size`) on `device`. On CPU, with one libtorch thread (see
+/// `ThreadSplit`), batching buys nothing per crop and large batches cost: a batch of 8 at
+/// 224 px already makes EfficientNet-Lite0's activations larger than glibc's 32 MB mmap
+/// ceiling, so each pass maps and zero-fills fresh pages. The default scan of the bench clips
+/// took 52 CPU seconds (12 in the kernel) at 32, 44 at 4 and 40 (under 1 in the kernel) at 2
+/// (README, "Speed"). A GPU wants large batches.
+pub fn default_batch_size(device: tch::Device) -> usize {
+    if device.is_cuda() { 32 } else { 2 }
+}
 
 /// `--faces`: how faces are found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
@@ -87,11 +96,12 @@ impl Default for ScanSettings {
     }
 }
 
-/// How a run computes, which changes no result: decoder threads and shortcuts, crops per
-/// forward pass, and where `--explain` writes.
+/// How a run computes, which changes no result: decoder threads and shortcuts, the threads of
+/// OpenCV's and libtorch's pools, crops per forward pass, and where `--explain` writes.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
     pub decode: DecodeOptions,
+    pub threads: super::ThreadSplit,
     pub batch_size: usize,
     pub explain: Option<std::path::PathBuf>,
 }
@@ -157,6 +167,7 @@ impl ScanSettings {
                 None => Sampling::Frames(self.frames),
             },
             decode: run.decode,
+            threads: run.threads,
             margin: self.margin,
             detector: self.detector,
             aggregate: self.aggregate,

@@ -1,0 +1,59 @@
+//! How a scan shares the cores between FFmpeg (decode stage), OpenCV (face detection) and
+//! libtorch (models), decided here and nowhere else.
+//!
+//! The stages already run side by side, one thread each, so every core is busy once the
+//! queues fill; a library pool per stage on top of that oversubscribes. Measured on 2 cores
+//! (README, "Speed"): with OpenCV's and libtorch's default pools (2 threads each) the
+//! MesoInception4 scan of the bench clips took 38 CPU seconds, with one thread each 30, in
+//! the same wall time; libtorch's OpenMP team spins while it waits (libgomp reads
+//! `OMP_WAIT_POLICY` in its load-time constructor, before `main`, so the process cannot make
+//! it wait passively itself) and the faces and models threads fought over both cores.
+//! FFmpeg's frame threads do not spin, but one decoder thread instead of two still saved
+//! 0.3-1.3 s of wall time on the bench clips' scans (most with `--detector yunet320`, where
+//! decoding is 40% of the CPU time), so the decoder gets half the cores too.
+use anyhow::Result;
+
+/// Threads of each library's pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThreadSplit {
+    /// FFmpeg decoder threads (frame and slice threading).
+    pub decoder: usize,
+    /// OpenCV's pool, which runs the DNN face detectors.
+    pub opencv: usize,
+    /// libtorch's intra-op threads.
+    pub torch: usize,
+}
+
+impl ThreadSplit {
+    /// The split for `cores` cores: each stage's library gets half the cores (the three
+    /// stages are rarely all busy at once).
+    pub fn for_cores(cores: usize) -> Self {
+        let half = (cores / 2).max(1);
+        Self { decoder: half.min(crate::decode::MAX_THREADS), opencv: half, torch: half }
+    }
+
+    /// The split for this machine's cores.
+    pub fn detect() -> Self {
+        Self::for_cores(std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+
+    /// Sizes OpenCV's and libtorch's pools (process-wide); the decoder's count goes to
+    /// each decoder as it opens ([`crate::decode::DecodeOptions::threads`]).
+    pub fn apply(&self) -> Result<()> {
+        opencv::core::set_num_threads(self.opencv as i32)?;
+        tch::set_num_threads(self.torch as i32);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_cores_give_one_thread_to_each_stage() {
+        assert_eq!(ThreadSplit::for_cores(2), ThreadSplit { decoder: 1, opencv: 1, torch: 1 });
+        assert_eq!(ThreadSplit::for_cores(1), ThreadSplit { decoder: 1, opencv: 1, torch: 1 });
+        assert_eq!(ThreadSplit::for_cores(16), ThreadSplit { decoder: 8, opencv: 8, torch: 8 });
+    }
+}

@@ -57,7 +57,9 @@ impl Default for DecodeOptions {
 /// Most decoder threads: FFmpeg's frame threads each hold frames in flight.
 pub const MAX_THREADS: usize = 8;
 
-/// One decoder thread per core, at most [`MAX_THREADS`] (see `pipeline::ThreadSplit`).
+/// One decoder thread per core, at most [`MAX_THREADS`]: for decoding alone (extract, training).
+/// A scan, where detection and the models share the cores, takes its count from
+/// `pipeline::ThreadSplit`.
 pub fn default_threads() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, MAX_THREADS)
 }

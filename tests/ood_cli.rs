@@ -9,7 +9,7 @@ use common::*;
 use dfscan::models::vit::VitConfig;
 use dfscan::models::weights::{self, Header, NetworkConfig, Preprocess};
 use dfscan::models::FaceModel;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()

@@ -14,6 +14,7 @@ use dfscan::faces::calibrate::{Calibration, LandmarkRun, TrackLandmarks};
 use dfscan::models::lrnet::{self, LrnetModel};
 use dfscan::train::checkpoint::TrainState;
 use dfscan::train::lrnet::{self as ft, FineTune};
+use dfscan::train::trainer::Schedule;
 use tch::Device;
 
 /// One of the authors' landmark files as a record: its frames cut into runs of 61 (as two
@@ -67,12 +68,13 @@ fn fine_tune_loss_falls_and_videos_are_judged_as_the_scan_judges_them() {
     // Raw and calibrated rows are different inputs.
     assert_ne!(ft::video_score(&net, &one_run, Calibration::Off).unwrap(), Some(score));
 
-    let cfg = FineTune { epochs: 6, batch_size: 16, learning_rate: 3e-3, stride: 10, seed: 3, patience: 100, ..FineTune::default() };
+    let d = FineTune::default();
+    let cfg = FineTune { schedule: Schedule { epochs: 6, batch_size: 16, learning_rate: 3e-3, seed: 3, patience: 100, ..d.schedule }, stride: 10, ..d };
     let windows = ft::windows(&refs, Calibration::On, lrnet::BLOCK as usize, cfg.stride);
     // Runs of 61 frames at stride 10: windows at 0, 10, 20, 30 (and shorter runs fewer).
     assert_eq!(windows.x.size()[1..], [30, 136]);
     assert!(windows.len() > 100, "{} windows", windows.len());
-    let mut state = TrainState::new(cfg.seed, cfg.batch_size, windows.len(), 0);
+    let mut state = TrainState::new(cfg.schedule.seed, cfg.schedule.batch_size, windows.len(), 0);
     let mut losses = Vec::new();
     ft::fine_tune(&net, &mut vs, &windows, &refs, &cfg, &mut state, |r, _, _| {
         losses.push(r.train_loss);
@@ -115,7 +117,10 @@ fn cv_holds_each_origin_out_and_fine_tunes_on_the_others() {
     let cv = dfscan::train::lrnet_cv::LrnetCv {
         fixed: vec![("random".into(), &fixed)],
         start: Some(("random".into(), start)),
-        fine_tune: FineTune { epochs: 2, stride: 15, ..FineTune::default() },
+        fine_tune: {
+            let d = FineTune::default();
+            FineTune { schedule: Schedule { epochs: 2, ..d.schedule }, stride: 15, ..d }
+        },
         calibrations: vec![Calibration::On, Calibration::Off],
         origins: Vec::new(),
         // Two groups per fold: none kept for early stopping.

@@ -12,19 +12,14 @@ use dfscan::models::Arch;
 use dfscan::crops::augment::AugmentConfig;
 use dfscan::train::checkpoint::{read_log, Paths};
 use dfscan::crops::dataset::{CropSet, Label, SplitPlan};
-use dfscan::train::trainer::{learning_rate, train, TrainConfig, TrainEvent, TrainSummary};
+use dfscan::train::trainer::{learning_rate, train, Schedule, TrainConfig, TrainEvent, TrainSummary};
 
 const LR: f64 = 1e-3;
 
 fn config(output: &Path, resume: bool, stop_after_steps: Option<usize>) -> TrainConfig {
     TrainConfig {
         arch: Arch::Meso4,
-        epochs: 2,
-        batch_size: 2,
-        learning_rate: LR,
-        weight_decay: 1e-4,
-        patience: 10,
-        seed: 5,
+        schedule: Schedule { epochs: 2, batch_size: 2, learning_rate: LR, weight_decay: 1e-4, patience: 10, seed: 5, max_steps_per_epoch: None },
         split: SplitPlan { seed: 1, val_fraction: 0.0, test_fraction: 0.0 },
         // Blends and augmentations on: a resumed step must replay their random draws too.
         sbi_ratio: 0.5,
@@ -32,7 +27,6 @@ fn config(output: &Path, resume: bool, stop_after_steps: Option<usize>) -> Train
         device: tch::Device::Cpu,
         output: output.to_path_buf(),
         resume,
-        max_steps_per_epoch: None,
         checkpoint_every: 2,
         checkpoint_validation: true,
         stop_after_steps,

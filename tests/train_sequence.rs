@@ -8,7 +8,7 @@ use dfscan::models::weights::Storage;
 use dfscan::models::{AnyModel, Arch, SequenceModel};
 use dfscan::crops::augment::AugmentConfig;
 use dfscan::crops::dataset::{CropSet, Label, SplitPlan};
-use dfscan::train::trainer::{train, TrainConfig};
+use dfscan::train::trainer::{train, Schedule, TrainConfig};
 
 const T: usize = 2;
 
@@ -25,19 +25,13 @@ fn a_sequence_model_trains_loads_with_its_t_and_evaluates_per_window() {
     let weights = tmp.path().join("seq.safetensors");
     let cfg = TrainConfig {
         arch: Arch::ResnetLstm,
-        epochs: 3,
-        batch_size: 4,
-        learning_rate: 1e-3,
-        weight_decay: 0.0,
-        patience: 10,
-        seed: 1,
+        schedule: Schedule { epochs: 3, batch_size: 4, learning_rate: 1e-3, weight_decay: 0.0, patience: 10, seed: 1, max_steps_per_epoch: None },
         split: every_crop_trains,
         sbi_ratio: 0.0,
         augment: AugmentConfig::none(),
         device: tch::Device::Cpu,
         output: weights.clone(),
         resume: false,
-        max_steps_per_epoch: None,
         checkpoint_every: 0,
         checkpoint_validation: true,
         stop_after_steps: None,

@@ -19,6 +19,7 @@ use dfscan::models::weights::{self, Header, NetworkConfig, Preprocess, Storage};
 use dfscan::pipeline::{self, Control, Event, RunOptions, ScanSettings};
 use dfscan::train::checkpoint::{self, Paths, TrainState};
 use dfscan::train::lrnet::{self as ft, FineTune};
+use dfscan::train::trainer::Schedule;
 
 /// `dfscan extract --landmarks`: each video of the manifest not yet in the cache, scanned with
 /// LRNet's clips and FaceMesh; its tracks' runs written as one record.
@@ -128,23 +129,12 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     let of = |split: Split| records.iter().copied().filter(|r| plan.split_of(&r.group) == split).collect::<Vec<_>>();
     let (train, val, test) = (of(Split::Train), of(Split::Val), of(Split::Test));
     let device = args.device.resolve()?;
-    let cfg = FineTune {
-        epochs: args.epochs,
-        batch_size: args.batch_size.max(1),
-        learning_rate: args.lr,
-        weight_decay: args.weight_decay,
-        patience: args.patience.max(1),
-        seed: args.seed,
-        stride: args.lrnet.window_stride.max(1),
-        calibration: args.landmark_calibration,
-        max_steps_per_epoch: args.max_steps_per_epoch,
-        device,
-    };
+    let cfg = FineTune { schedule: super::train::schedule(args), stride: args.lrnet.window_stride.max(1), calibration: args.landmark_calibration, device };
     let examples = ft::windows(&train, cfg.calibration, dfscan::models::lrnet::BLOCK as usize, cfg.stride);
-    let steps = examples.len().div_ceil(cfg.batch_size).min(cfg.max_steps_per_epoch.unwrap_or(usize::MAX));
+    let steps = examples.len().div_ceil(cfg.schedule.batch_size).min(cfg.schedule.max_steps_per_epoch.unwrap_or(usize::MAX));
     let start = start_of(&args.lrnet)?;
     let paths = Paths::of(&args.output);
-    let fresh = TrainState::new(cfg.seed, cfg.batch_size, examples.len(), steps);
+    let fresh = TrainState::new(cfg.schedule.seed, cfg.schedule.batch_size, examples.len(), steps);
     let (mut state, (mut vs, net)) = match args.resume {
         true => {
             let state = TrainState::read(&paths.state)?;
@@ -219,7 +209,10 @@ pub fn cv(args: &CvArgs) -> Result<()> {
     let cv = LrnetCv {
         fixed: names.iter().zip(&loaded).map(|(n, m)| (format!("{n} ({})", m.id.weights), &m.net)).collect(),
         start,
-        fine_tune: FineTune { seed: args.seed, stride: args.lrnet_fit.window_stride.max(1), device, ..FineTune::default() },
+        fine_tune: {
+            let d = FineTune::default();
+            FineTune { schedule: Schedule { seed: args.seed, ..d.schedule }, stride: args.lrnet_fit.window_stride.max(1), device, ..d }
+        },
         calibrations: vec![Calibration::On, Calibration::Off],
         origins: args.origins.clone(),
         val: dfscan::crops::dataset::SplitPlan { seed: args.seed, val_fraction: 0.15, test_fraction: 0.0 },

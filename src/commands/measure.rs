@@ -112,11 +112,7 @@ fn ood_sets(args: &EvalArgs, set: &dfscan::crops::dataset::CropSet, size: i32) -
 
 pub fn bench(args: BenchArgs) -> Result<()> {
     // The scan's split, so each stage's rate is what it gets inside a scan.
-    let mut threads = dfscan::pipeline::ThreadSplit::detect();
-    if let Some(n) = args.threads {
-        (threads.opencv, threads.torch) = (n.max(1), n.max(1));
-    }
-    threads.apply()?;
+    dfscan::pipeline::ThreadSplit::detect().with_pools(args.threads).apply()?;
     let weights = args.model.clone().unwrap_or_else(super::default_model);
     let device = args.device.resolve()?;
     let model = models::AnyModel::load(&weights, device)?;

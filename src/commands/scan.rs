@@ -82,12 +82,9 @@ pub(crate) fn face_source(settings: &ScanSettings) -> Result<FaceSource> {
 
 /// Threads, batch size and `--explain`: how the pipeline computes.
 pub(crate) fn run_options(engine: &EngineArgs, explain: Option<PathBuf>) -> RunOptions {
-    let mut threads = pipeline::ThreadSplit::detect();
+    let mut threads = pipeline::ThreadSplit::detect().with_pools(engine.threads);
     if let Some(n) = engine.decode_threads {
         threads.decoder = n.max(1);
-    }
-    if let Some(n) = engine.threads {
-        (threads.opencv, threads.torch) = (n.max(1), n.max(1));
     }
     RunOptions {
         decode: dfscan::decode::DecodeOptions { threads: threads.decoder, shortcuts: !engine.no_decode_shortcuts },

@@ -6,6 +6,19 @@ use crate::cli::{AbnormalitySize, TrainArgs, TrainOodArgs, VaeSize};
 use dfscan::models;
 use dfscan::output::progress_bar;
 
+/// The flags every trainer reads the same way (`dfscan train` and `--arch lrnet`).
+pub(crate) fn schedule(args: &TrainArgs) -> dfscan::train::trainer::Schedule {
+    dfscan::train::trainer::Schedule {
+        epochs: args.epochs,
+        batch_size: args.batch_size.max(1),
+        learning_rate: args.lr,
+        weight_decay: args.weight_decay,
+        patience: args.patience.max(1),
+        seed: args.seed,
+        max_steps_per_epoch: args.max_steps_per_epoch,
+    }
+}
+
 pub fn train(args: TrainArgs) -> Result<()> {
     if let Some(recipe) = args.probe {
         return super::cv::train_probe(&args, recipe);
@@ -21,12 +34,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
     let set = dfscan::crops::dataset::CropSet::open(&args.crops)?;
     let cfg = TrainConfig {
         arch: args.arch,
-        epochs: args.epochs,
-        batch_size: args.batch_size.max(1),
-        learning_rate: args.lr,
-        weight_decay: args.weight_decay,
-        patience: args.patience.max(1),
-        seed: args.seed,
+        schedule: schedule(&args),
         split: args.split.plan(),
         sbi_ratio: args.sbi.clamp(0.0, 1.0),
         augment: match (&args.augment_config, args.no_augment) {
@@ -37,7 +45,6 @@ pub fn train(args: TrainArgs) -> Result<()> {
         device: args.device.resolve()?,
         output: args.output.clone(),
         resume: args.resume,
-        max_steps_per_epoch: args.max_steps_per_epoch,
         checkpoint_every: args.checkpoint_every,
         checkpoint_validation: !args.no_checkpoint_validation,
         stop_after_steps: args.stop_after_steps,

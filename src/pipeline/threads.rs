@@ -37,6 +37,14 @@ impl ThreadSplit {
         Self::for_cores(std::thread::available_parallelism().map_or(1, |n| n.get()))
     }
 
+    /// `--threads N`: N threads for OpenCV's pool and N for libtorch's (None: the split's).
+    pub fn with_pools(mut self, threads: Option<usize>) -> Self {
+        if let Some(n) = threads {
+            (self.opencv, self.torch) = (n.max(1), n.max(1));
+        }
+        self
+    }
+
     /// Sizes OpenCV's and libtorch's pools (process-wide); the decoder's count goes to
     /// each decoder as it opens ([`crate::decode::DecodeOptions::threads`]).
     pub fn apply(&self) -> Result<()> {

@@ -20,6 +20,7 @@ use tch::nn::{self, ModuleT, OptimizerConfig};
 use tch::{Device, Kind, Reduction, Tensor};
 
 use super::checkpoint::{CheckpointReport, EpochReport, TrainState};
+use super::trainer::Schedule;
 use crate::aggregate::{video_score_across_tracks, AcrossTracks, Strategy, TrackScore};
 use crate::crops::landmarks::LandmarkRecord;
 use crate::eval::metrics::roc_auc;
@@ -29,33 +30,21 @@ use crate::models::lrnet::{differences, track_windows, Lrnet};
 /// How a fine-tune runs (the defaults are `dfscan train`'s).
 #[derive(Clone, Debug, PartialEq)]
 pub struct FineTune {
-    pub epochs: usize,
-    pub batch_size: usize,
-    pub learning_rate: f64,
-    pub weight_decay: f64,
-    /// Epochs without a better validation video AUC before stopping.
-    pub patience: usize,
-    pub seed: u64,
+    /// Stopping: `patience` epochs without a better validation video AUC.
+    pub schedule: Schedule,
     /// Frames between the starts of consecutive training windows of a run.
     pub stride: usize,
     /// Which rows it trains and judges on.
     pub calibration: Calibration,
-    pub max_steps_per_epoch: Option<usize>,
     pub device: Device,
 }
 
 impl Default for FineTune {
     fn default() -> Self {
         Self {
-            epochs: 30,
-            batch_size: 32,
-            learning_rate: 1e-3,
-            weight_decay: 1e-4,
-            patience: 6,
-            seed: 1,
+            schedule: Schedule { epochs: 30, batch_size: 32, learning_rate: 1e-3, weight_decay: 1e-4, patience: 6, seed: 1, max_steps_per_epoch: None },
             stride: 5,
             calibration: Calibration::On,
-            max_steps_per_epoch: None,
             device: Device::Cpu,
         }
     }
@@ -132,7 +121,7 @@ fn stream_loss(logits: &Tensor, target: &Tensor, weights: &Tensor) -> Tensor {
     logits.cross_entropy_loss::<&Tensor>(target, Some(weights), Reduction::Mean, -100, 0.0)
 }
 
-/// Runs epochs `state.epoch..cfg.epochs` (or until `cfg.patience` epochs bring no better
+/// Runs epochs `state.epoch..cfg.schedule.epochs` (or until `cfg.schedule.patience` epochs bring no better
 /// validation video AUC), calling `on_epoch` after each with its log line, the weights and the
 /// state; at the end `vs` holds the best epoch's weights (the last ones without validation).
 pub fn fine_tune(
@@ -150,16 +139,16 @@ pub fn fine_tune(
     ensure!(fakes > 0 && fakes < n, "the training windows need both classes ({fakes} fake of {n})");
     let class_weights = Tensor::from_slice(&[n as f32 / (2 * (n - fakes)) as f32, n as f32 / (2 * fakes) as f32]).to_device(cfg.device);
     let target = Tensor::from_slice(&train.fake.iter().map(|&f| f as i64).collect::<Vec<_>>());
-    let mut opt = nn::AdamW { wd: cfg.weight_decay, ..Default::default() }.build(vs, cfg.learning_rate)?;
-    let batch = cfg.batch_size.max(1);
-    let steps = n.div_ceil(batch).min(cfg.max_steps_per_epoch.unwrap_or(usize::MAX));
+    let mut opt = nn::AdamW { wd: cfg.schedule.weight_decay, ..Default::default() }.build(vs, cfg.schedule.learning_rate)?;
+    let batch = cfg.schedule.batch_size.max(1);
+    let steps = n.div_ceil(batch).min(cfg.schedule.max_steps_per_epoch.unwrap_or(usize::MAX));
     let mut best: Option<Vec<(String, Tensor)>> = None;
-    while state.epoch < cfg.epochs && (state.best.is_none() || state.epochs_since_best < cfg.patience) {
+    while state.epoch < cfg.schedule.epochs && (state.best.is_none() || state.epochs_since_best < cfg.schedule.patience) {
         let started = std::time::Instant::now();
         let epoch = state.epoch;
         let mut order: Vec<usize> = (0..n).collect();
-        order.shuffle(&mut StdRng::seed_from_u64(cfg.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64)));
-        tch::manual_seed(cfg.seed.wrapping_add(epoch as u64) as i64);
+        order.shuffle(&mut StdRng::seed_from_u64(cfg.schedule.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64)));
+        tch::manual_seed(cfg.schedule.seed.wrapping_add(epoch as u64) as i64);
         let mut loss_sum = 0.0;
         for step in 0..steps {
             let idx = Tensor::from_slice(&order[step * batch..((step + 1) * batch).min(n)].iter().map(|&i| i as i64).collect::<Vec<_>>());
@@ -186,7 +175,7 @@ pub fn fine_tune(
             global_step: state.global_step,
             epoch,
             step: steps,
-            lr: cfg.learning_rate,
+            lr: cfg.schedule.learning_rate,
             train_loss: loss_sum / steps.max(1) as f64,
             val_loss: None,
             val_frame_auc: None,
@@ -201,7 +190,7 @@ pub fn fine_tune(
             val_loss: None,
             val_frame_auc: None,
             val_video_auc: auc,
-            learning_rate: cfg.learning_rate,
+            learning_rate: cfg.schedule.learning_rate,
             seconds: started.elapsed().as_secs_f64(),
             best: improved,
         });

@@ -82,7 +82,7 @@ pub fn cross_validate(set: &LandmarkSet, cv: &LrnetCv, mut on_event: impl FnMut(
                 train_windows = examples.len();
                 on_event(CvEvent::FineTune { origin, calibration, windows: examples.len(), train_videos: fit.len(), val_videos: val.len() });
                 let (mut vs, net) = network(Some(start), cfg.device)?;
-                let mut state = TrainState::new(cfg.seed, cfg.batch_size, examples.len(), 0);
+                let mut state = TrainState::new(cfg.schedule.seed, cfg.schedule.batch_size, examples.len(), 0);
                 fine_tune(&net, &mut vs, &examples, &val, &cfg, &mut state, |r, _, _| {
                     on_event(CvEvent::Epoch { epoch: r.epoch, train_loss: r.train_loss, val_auc: r.val_video_auc });
                     Ok(())

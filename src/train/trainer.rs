@@ -44,9 +44,9 @@ use crate::eval::metrics::roc_auc;
 use crate::models::weights::{self, Header, Preprocess, Storage};
 use crate::models::{self, Arch, NetworkConfig};
 
-#[derive(Clone, Debug)]
-pub struct TrainConfig {
-    pub arch: Arch,
+/// The optimisation schedule `dfscan train` gives every trainer (crop models and LRNet alike).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Schedule {
     pub epochs: usize,
     pub batch_size: usize,
     pub learning_rate: f64,
@@ -54,6 +54,14 @@ pub struct TrainConfig {
     /// Epochs without a better validation AUC before stopping.
     pub patience: usize,
     pub seed: u64,
+    /// At most this many optimiser steps per epoch (quick runs and tests).
+    pub max_steps_per_epoch: Option<usize>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TrainConfig {
+    pub arch: Arch,
+    pub schedule: Schedule,
     pub split: SplitPlan,
     /// Share of real training crops replaced by their self-blended fake.
     pub sbi_ratio: f64,
@@ -62,8 +70,6 @@ pub struct TrainConfig {
     pub output: PathBuf,
     /// Continue the run whose state is beside `output`, at the step of its last checkpoint.
     pub resume: bool,
-    /// Use at most this many training crops per epoch (quick runs and tests).
-    pub max_steps_per_epoch: Option<usize>,
     /// Optimizer steps between checkpoints (0: at epoch ends only).
     pub checkpoint_every: usize,
     /// Validate at mid-epoch checkpoints too (epoch ends always validate).
@@ -225,7 +231,7 @@ struct Window {
 }
 
 pub fn train(set: &CropSet, cfg: &TrainConfig, mut on_event: impl FnMut(TrainEvent)) -> Result<TrainSummary> {
-    tch::manual_seed(cfg.seed as i64);
+    tch::manual_seed(cfg.schedule.seed as i64);
     let (network, preprocess) = network_of(cfg)?;
     let frames = sequence_frames(&network);
     let size = preprocess.input_size as i32;
@@ -236,14 +242,14 @@ pub fn train(set: &CropSet, cfg: &TrainConfig, mut on_event: impl FnMut(TrainEve
     let train_set = Examples::load(set, &train_idx, size, per_example)?;
     let val_set = Examples::load(set, &val_idx, size, per_example)?;
     ensure!(train_set.len() > 0, "the train split is empty");
-    let per_epoch = cfg.max_steps_per_epoch.map_or(train_set.len(), |s| (s * cfg.batch_size).min(train_set.len()));
-    let steps_per_epoch = per_epoch.div_ceil(cfg.batch_size);
-    let total_steps = steps_per_epoch * cfg.epochs;
+    let per_epoch = cfg.schedule.max_steps_per_epoch.map_or(train_set.len(), |s| (s * cfg.schedule.batch_size).min(train_set.len()));
+    let steps_per_epoch = per_epoch.div_ceil(cfg.schedule.batch_size);
+    let total_steps = steps_per_epoch * cfg.schedule.epochs;
 
     let mut vs = nn::VarStore::new(cfg.device);
     let net = Objective::build(&vs.root(), &network);
     let paths = Paths::of(&cfg.output);
-    let mut state = TrainState::new(cfg.seed, cfg.batch_size, train_set.len(), steps_per_epoch);
+    let mut state = TrainState::new(cfg.schedule.seed, cfg.schedule.batch_size, train_set.len(), steps_per_epoch);
     if cfg.resume && paths.state.is_file() {
         let stored = TrainState::read(&paths.state)?;
         stored.ensure_continues(&state)?;
@@ -262,7 +268,7 @@ pub fn train(set: &CropSet, cfg: &TrainConfig, mut on_event: impl FnMut(TrainEve
             on_event(TrainEvent::Pretrained { path, missing: &missing });
         }
     }
-    let mut opt = nn::AdamW { wd: cfg.weight_decay, ..Default::default() }.build(&vs, cfg.learning_rate)?;
+    let mut opt = nn::AdamW { wd: cfg.schedule.weight_decay, ..Default::default() }.build(&vs, cfg.schedule.learning_rate)?;
 
     // Expected class balance after self-blending; the loss weighs fakes to match reals.
     let n_fake = train_set.fake.iter().filter(|&&f| f).count() as f64;
@@ -288,21 +294,21 @@ pub fn train(set: &CropSet, cfg: &TrainConfig, mut on_event: impl FnMut(TrainEve
     let resumed_at = (state.global_step > 0).then_some(state.global_step);
     let (sitting, seconds_before) = (Instant::now(), state.seconds);
     let mut window = Window::default();
-    let mut lr = learning_rate(state.global_step, total_steps, cfg.learning_rate);
+    let mut lr = learning_rate(state.global_step, total_steps, cfg.schedule.learning_rate);
     let (mut sitting_steps, mut paused) = (0, false);
-    while state.epoch < cfg.epochs && state.epochs_since_best < cfg.patience && !paused {
+    while state.epoch < cfg.schedule.epochs && state.epochs_since_best < cfg.schedule.patience && !paused {
         let (epoch, epoch_started) = (state.epoch, Instant::now());
-        let order = epoch_order(train_set.len(), per_epoch, cfg.seed, epoch);
-        for chunk in order.chunks(cfg.batch_size).skip(state.step) {
+        let order = epoch_order(train_set.len(), per_epoch, cfg.schedule.seed, epoch);
+        for chunk in order.chunks(cfg.schedule.batch_size).skip(state.step) {
             let g = state.global_step;
-            let seed = step_seed(cfg.seed, g);
+            let seed = step_seed(cfg.schedule.seed, g);
             tch::manual_seed(seed as i64);
             let mut rng = StdRng::seed_from_u64(seed);
             let (batch, targets) = training_batch(&train_set, chunk, frames, cfg, size, &mut rng)?;
             let input = models::to_example_input(&batch, &run.preprocess, cfg.device, frames);
             let y = Tensor::from_slice(&targets).to_device(cfg.device);
             let loss = run.net.loss(&input, &y, &pos_weight);
-            lr = learning_rate(g, total_steps, cfg.learning_rate) * resume_warmup(resumed_at.map(|r| g - r), cfg.resume_warmup);
+            lr = learning_rate(g, total_steps, cfg.schedule.learning_rate) * resume_warmup(resumed_at.map(|r| g - r), cfg.resume_warmup);
             opt.set_lr(lr);
             opt.backward_step(&loss);
             let loss = loss.double_value(&[]);
@@ -349,7 +355,7 @@ pub fn train(set: &CropSet, cfg: &TrainConfig, mut on_event: impl FnMut(TrainEve
         on_event(TrainEvent::Checkpoint(&report));
         on_event(TrainEvent::Epoch(state.history.last().expect("pushed")));
     }
-    let paused = paused && state.epoch < cfg.epochs && state.epochs_since_best < cfg.patience;
+    let paused = paused && state.epoch < cfg.schedule.epochs && state.epochs_since_best < cfg.schedule.patience;
     Ok(TrainSummary { history: state.history, best: state.best, global_step: state.global_step, total_steps, crops_seen: state.crops_seen, paused })
 }
 
@@ -474,7 +480,7 @@ fn validate_on(net: &dyn ModuleT, set: &Examples, frames: Option<i64>, pre: &mod
     if set.len() == 0 {
         return Ok((None, None, None));
     }
-    let logits = batched_logits(net, set.len(), cfg.batch_size, |r| {
+    let logits = batched_logits(net, set.len(), cfg.schedule.batch_size, |r| {
         let batch = models::example_batch(r.map(|i| set.frames(i)), pre.input_size, frames);
         models::to_example_input(&batch, pre, cfg.device, frames)
     })?;
@@ -493,19 +499,13 @@ mod tests {
     fn config(sbi_ratio: f64) -> TrainConfig {
         TrainConfig {
             arch: Arch::ResnetLstm,
-            epochs: 1,
-            batch_size: 1,
-            learning_rate: 1e-3,
-            weight_decay: 0.0,
-            patience: 1,
-            seed: 0,
+            schedule: Schedule { epochs: 1, batch_size: 1, learning_rate: 1e-3, weight_decay: 0.0, patience: 1, seed: 0, max_steps_per_epoch: None },
             split: SplitPlan { seed: 0, val_fraction: 0.0, test_fraction: 0.0 },
             sbi_ratio,
             augment: AugmentConfig::default(),
             device: Device::Cpu,
             output: PathBuf::new(),
             resume: false,
-            max_steps_per_epoch: None,
             checkpoint_every: 0,
             checkpoint_validation: true,
             stop_after_steps: None,

@@ -10,6 +10,7 @@ use cli::{Cli, Command};
 use commands::Outcome;
 
 fn main() -> ExitCode {
+    keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Scan(args) => commands::scan::scan(args),
@@ -39,5 +40,19 @@ fn main() -> ExitCode {
             eprintln!("dfscan: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// glibc gives the top of a heap back to the kernel once more than 128 kB is free there, and
+/// libtorch frees every activation after each forward pass, so each pass faulted in and zeroed
+/// its pages again: the MesoInception4 scan of the bench clips spent 1.4-1.6 s of its ~13 CPU
+/// seconds in the kernel, 0.2 s with these limits (README, "Speed"). Memory freed stays mapped
+/// for the next pass; blocks over 32 MB are still mapped and unmapped one by one, so a large
+/// batch cannot pin a large heap.
+fn keep_freed_memory() {
+    // SAFETY: mallopt only sets allocator parameters; it runs before any other thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
     }
 }

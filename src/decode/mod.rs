@@ -3,8 +3,8 @@
 //!
 //! Only the kept frames pay for colour conversion. The decoder runs on several threads (frame
 //! and slice threading, [`DecodeOptions::threads`]), and with [`DecodeOptions::shortcuts`] it
-//! decodes less: frames that no other frame references are discarded while they come before
-//! the sampler's next target, and when the keyframe before that target is further on in the
+//! decodes less: frames that no other frame references are discarded when no target lies
+//! between them and a frame shown before them, and when the keyframe before that target is further on in the
 //! file, the demuxer seeks to it. Neither changes which frames are kept, nor their pixels: a
 //! discarded frame could not have been kept, and decoding from the keyframe before a target
 //! gives that target's frame exactly (tests/decode_shortcuts.rs compares both ways).
@@ -198,6 +198,8 @@ impl VideoSource {
         let mut decode_error = None;
         let mut at_eof = false;
         let mut seek = SeekState::default();
+        // Presentation timestamps of the packets read so far.
+        let mut shown = std::collections::BTreeSet::new();
         let mut discarding = false;
         let mut packets_sent = 0usize;
         while !at_eof {
@@ -230,9 +232,17 @@ impl VideoSource {
                         seek.last_pos = packet.position() as i64;
                     }
                     if self.options.shortcuts {
-                        let t = packet.pts().map(|p| (p - self.start_pts) as f64 * self.time_base);
-                        // A frame shown before the next target cannot be kept.
-                        let discard = matches!((t, sampler.next_time()), (Some(t), Some(target)) if t + 2.0 * SLACK < target);
+                        let time = |p: i64| (p - self.start_pts) as f64 * self.time_base;
+                        let t = packet.pts().map(time);
+                        // A frame shown before the next target cannot be kept; nor can one with
+                        // no target between it and a frame shown before it (read earlier).
+                        let before = packet.pts().and_then(|p| shown.range(..p).next_back().copied());
+                        let discard = match (t, sampler.next_time()) {
+                            (Some(t), Some(target)) if t + 2.0 * SLACK < target => true,
+                            (Some(t), _) => before.is_some_and(|b| sampler.skips(time(b), t)),
+                            _ => false,
+                        };
+                        shown.extend(packet.pts());
                         if discard != discarding {
                             self.set_discard_nonref(discard);
                             discarding = discard;
@@ -324,13 +334,16 @@ impl VideoSource {
         // call on the input can invalidate it.
         let entry = unsafe {
             let e = ffmpeg::ffi::avformat_index_get_entry_from_timestamp(stream.as_ptr() as *mut _, wanted, ffmpeg::ffi::AVSEEK_FLAG_BACKWARD);
-            (!e.is_null()).then(|| ((*e).pos, (*e).timestamp))
+            (!e.is_null()).then(|| (*e).pos)
         };
-        let Some((pos, timestamp)) = entry else { return Ok(false) };
+        let Some(pos) = entry else { return Ok(false) };
         if pos <= seek.last_pos {
             return Ok(false);
         }
-        self.seek_to(timestamp)?;
+        // To `lookup`, not to the entry's own time: that is a decode time in MP4's index, and
+        // MP4 seeks by display time, so seeking to it landed one keyframe early (at the start
+        // of a 10 s DFDC clip, decoding it twice).
+        self.seek_to(lookup)?;
         seek.verify = Some(lookup);
         Ok(true)
     }

@@ -216,6 +216,19 @@ impl Sampler {
         })
     }
 
+    /// Whether the frame shown at `t` will not be kept, given a frame shown at `before` (< `t`)
+    /// that comes ahead of it: no target of the frame models' plan lies in (`before`, `t`].
+    /// The frame shown just before `t` is no earlier than `before`, so the window a frame is
+    /// kept by is inside that one. Unlike [`next_time`](Self::next_time), this looks past the
+    /// frames taken so far, which lag the packets by the decoder's delay. Only for an evenly
+    /// spread plan; otherwise false (the decoder falls back on `next_time`).
+    pub fn skips(&self, before: f64, t: f64) -> bool {
+        match (&self.spread, &self.clips) {
+            (Some(Spread::Times { targets, next }), None) => !targets[*next..].iter().any(|&target| target > before + SLACK && target <= t + SLACK),
+            _ => false,
+        }
+    }
+
     /// True once no later frame can be kept, so decoding can stop early.
     pub fn done(&self) -> bool {
         self.spread.as_ref().is_none_or(Spread::done) && self.clips.as_ref().is_none_or(ClipPlan::done)

@@ -89,7 +89,7 @@ impl Block {
 impl Module for Block {
     fn forward(&self, xs: &Tensor) -> Tensor {
         let (h, x) = if self.stride == 2 {
-            (xs.constant_pad_nd([0, 2, 0, 2]), xs.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false))
+            (xs.constant_pad_nd([0, 2, 0, 2]), super::ops::max_pool(xs, 2, false))
         } else {
             (xs.shallow_clone(), xs.shallow_clone())
         };

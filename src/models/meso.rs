@@ -17,6 +17,7 @@ use tch::Tensor;
 use tch::nn::{self, ModuleT};
 
 use super::import::{is_keras, map_torch, Mapped};
+use super::ops::max_pool;
 use super::weights::{NetworkConfig, Preprocess};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -171,21 +172,16 @@ impl MesoNet {
 impl ModuleT for MesoNet {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         let x2 = match &self.body {
-            Body::Meso4 { conv1, conv2 } => xs
-                .apply(conv1)
-                .relu()
-                .apply_t(&self.bn1, train)
-                .max_pool2d_default(2)
-                .apply(conv2)
-                .relu()
-                .apply_t(&self.bn2, train)
-                .max_pool2d_default(2),
+            Body::Meso4 { conv1, conv2 } => {
+                let x1 = max_pool(&xs.apply(conv1).relu().apply_t(&self.bn1, train), 2, train);
+                max_pool(&x1.apply(conv2).relu().apply_t(&self.bn2, train), 2, train)
+            }
             // The port applies ReLU again after the concatenation; it is a no-op on ReLU'd
             // branches, so one forward serves both lineages.
-            Body::MesoInception4 { inception1, inception2 } => inception2
-                .forward(&inception1.forward(xs).apply_t(&self.bn1, train).max_pool2d_default(2))
-                .apply_t(&self.bn2, train)
-                .max_pool2d_default(2),
+            Body::MesoInception4 { inception1, inception2 } => {
+                let x1 = max_pool(&inception1.forward(xs).apply_t(&self.bn1, train), 2, train);
+                max_pool(&inception2.forward(&x1).apply_t(&self.bn2, train), 2, train)
+            }
         };
         let relu_tail = self.config.arch == MesoArch::Meso4 || self.config.relu_after_tail_convs;
         let tail = |x: &Tensor, conv: &nn::Conv2D| {
@@ -196,8 +192,8 @@ impl ModuleT for MesoNet {
                 y
             }
         };
-        let x3 = tail(&x2, &self.tail_conv1).apply_t(&self.bn3, train).max_pool2d_default(2);
-        let x4 = tail(&x3, &self.tail_conv2).apply_t(&self.bn4, train).max_pool2d_default(4);
+        let x3 = max_pool(&tail(&x2, &self.tail_conv1).apply_t(&self.bn3, train), 2, train);
+        let x4 = max_pool(&tail(&x3, &self.tail_conv2).apply_t(&self.bn4, train), 4, train);
         let hidden = x4.flatten(1, -1).dropout(0.5, train).apply(&self.fc1);
         leaky_relu_0_1(&hidden).dropout(0.5, train).apply(&self.fc2).squeeze_dim(1)
     }

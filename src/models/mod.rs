@@ -29,6 +29,7 @@ mod load;
 pub mod lrnet;
 pub mod meso;
 pub mod ood;
+pub mod ops;
 mod preprocess;
 pub mod resnet_lstm;
 pub mod set;

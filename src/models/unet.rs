@@ -152,7 +152,7 @@ impl EncoderBlock {
     /// (skip, pooled + shortcut).
     fn forward_t(&self, xs: &Tensor, train: bool) -> (Tensor, Tensor) {
         let skip = self.conv.forward_t(xs, train);
-        let pooled = skip.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
+        let pooled = super::ops::max_pool(&skip, 2, train);
         let shortcut = xs.apply(&self.shortcut.0).apply_t(&self.shortcut.1, train);
         (skip, pooled + shortcut)
     }

@@ -170,7 +170,8 @@ pub struct ExtractArgs {
     /// Frames sampled evenly over each video.
     #[arg(long, default_value_t = 16)]
     pub frames: usize,
-    #[arg(long, value_enum, default_value_t = DetectorKind::Res10)]
+    /// The scan's default, so a model trains on the faces a scan finds.
+    #[arg(long, value_enum, default_value_t = DetectorKind::Yunet320)]
     pub detector: DetectorKind,
     #[arg(long, default_value_t = 0.5)]
     pub min_face_confidence: f32,
@@ -561,7 +562,7 @@ pub struct BenchArgs {
     pub input: PathBuf,
     #[arg(long)]
     pub model: Option<PathBuf>,
-    #[arg(long, value_enum, default_value_t = DetectorKind::Res10)]
+    #[arg(long, value_enum, default_value_t = DetectorKind::Yunet320)]
     pub detector: DetectorKind,
     /// Crops per forward pass, or sequences for a sequence model (default: the scan's).
     #[arg(long)]

@@ -74,7 +74,8 @@ fn a_model_scans_at_the_margin_it_was_trained_at_unless_told_otherwise() {
 fn extract_and_scan_cut_identical_pixels() {
     let dir = tempfile::tempdir().unwrap();
     // Cut at 240 and resized to the model's 256, on both sides: the resize is part of the contract.
-    let spec = CropSpec { detector: DetectorKind::Res10, margin: 0.25, side: 240 };
+    // Both sides at their default detector (yunet320).
+    let spec = CropSpec { detector: DetectorKind::Yunet320, margin: 0.25, side: 240 };
     let model = meso_with_crop(&dir.path().join("m.safetensors"), Some(spec));
     let manifest = dir.path().join("manifest.csv");
     std::fs::write(&manifest, format!("path,label\n{},real\n", samples().join("astronaut_pan.mp4").display())).unwrap();

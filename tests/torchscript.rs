@@ -182,6 +182,8 @@ fn a_traced_sequence_model_scores_tracks_as_pytorch_and_mixes_with_the_default()
     imported(&frame, &models.join("mymodel.safetensors"), &["--input-size", "96", "--returns", "fake-logit"]);
     std::os::unix::fs::symlink(repo().join("models/default.safetensors"), models.join("default.safetensors")).unwrap();
     std::os::unix::fs::symlink(repo().join("models/public"), models.join("public")).unwrap();
+    // The default detector, YuNet.
+    std::os::unix::fs::symlink(repo().join("models/third_party"), models.join("third_party")).unwrap();
     let clip = samples().join("astronaut_pan.mp4");
     let out = dfscan_command()
         .env("DFSCAN_MODELS", &models)

@@ -27,7 +27,8 @@ fn public() -> std::path::PathBuf {
 #[test]
 fn yunet_finds_the_astronaut_with_keypoints_and_agrees_with_res10() {
     let mut yunet = build_detector(DetectorKind::Yunet, &public(), 0.5).unwrap();
-    // res10 is the default detector: scripts/setup.sh installs it, so its absence is a failure.
+    // res10 is the detector the shipped models were trained with: scripts/setup.sh installs it,
+    // so its absence is a failure.
     let mut res10 = build_detector(DetectorKind::Res10, &public(), 0.5).expect("res10 (scripts/setup.sh)");
     for frame in frames("astronaut_pan.mp4", 4).iter().chain(frames("astronaut_rotated.mp4", 2).iter()) {
         let faces = yunet.detect(frame).unwrap();

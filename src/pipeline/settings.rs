@@ -81,7 +81,7 @@ impl Default for ScanSettings {
             landmarks: false,
             landmark_calibration: Calibration::On,
             faces: FacesMode::Auto,
-            detector: DetectorKind::Res10,
+            detector: DetectorKind::Yunet320,
             min_face_confidence: 0.5,
             margin: None,
             aggregate: Strategy::Confident,
@@ -200,7 +200,7 @@ mod tests {
     fn json_names_the_flags_and_leaves_out_defaults_it_may() {
         let settings = ScanSettings { frames: 4, aggregate: Strategy::Mean, across_tracks: AcrossTracks::Pooled, ..Default::default() };
         let json = serde_json::to_string(&settings).unwrap();
-        assert!(json.contains("\"aggregate\":\"mean\"") && json.contains("\"across_tracks\":\"pooled\"") && json.contains("\"detector\":\"res10\""), "{json}");
+        assert!(json.contains("\"aggregate\":\"mean\"") && json.contains("\"across_tracks\":\"pooled\"") && json.contains("\"detector\":\"yunet320\""), "{json}");
         assert_eq!(serde_json::from_str::<ScanSettings>(&json).unwrap(), settings);
         assert_eq!(serde_json::from_str::<ScanSettings>(r#"{"frames":4}"#).unwrap(), ScanSettings { frames: 4, ..Default::default() });
     }

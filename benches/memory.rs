@@ -50,7 +50,7 @@ fn main() {
     let mut checkpoints: Vec<usize> = [10, 100, 1000, count].into_iter().filter(|&c| c <= count).collect();
     checkpoints.sort();
     checkpoints.dedup();
-    println!("dfscan scan of {count} inputs ({} 1 s clips, {} stills), --frames 4, res10 faces", count.div_ceil(2), count / 2);
+    println!("dfscan scan of {count} inputs ({} 1 s clips, {} stills), --frames 4, yunet320 faces", count.div_ceil(2), count / 2);
     println!("{:>8} {:>12} {:>12} {:>10}", "results", "peak RSS MB", "RSS MB", "elapsed s");
     let mut seen = 0;
     let mut errors = 0;

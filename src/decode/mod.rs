@@ -3,11 +3,12 @@
 //!
 //! Only the kept frames pay for colour conversion. The decoder runs on several threads (frame
 //! and slice threading, [`DecodeOptions::threads`]), and with [`DecodeOptions::shortcuts`] it
-//! decodes less: frames that no other frame references are discarded when no target lies
-//! between them and a frame shown before them, and when the keyframe before that target is further on in the
-//! file, the demuxer seeks to it. Neither changes which frames are kept, nor their pixels: a
-//! discarded frame could not have been kept, and decoding from the keyframe before a target
-//! gives that target's frame exactly (tests/decode_shortcuts.rs compares both ways).
+//! decodes less: frames that no other frame references are discarded when no sampled target
+//! lies between them and a frame shown before them, and when the keyframe before the next
+//! target is further on in the file, the demuxer seeks to it. Neither changes which frames are
+//! kept, nor their pixels: a discarded frame could not have been kept, and decoding from the
+//! keyframe before a target gives that target's frame exactly (tests/decode_shortcuts.rs
+//! compares both ways).
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileTypeExt;

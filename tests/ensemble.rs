@@ -85,6 +85,20 @@ fn out_of_distribution_inputs_are_uncertain_not_fake() {
         assert!(std::fs::metadata(&png).is_ok_and(|m| m.len() > 0), "missing {}", png.display());
     }
 
+    // Without --explain the OOD model runs on its own thread (pipeline::risk); every face
+    // gets the same risk as above, where the models stage scored it itself.
+    // Eight frames, four batches of two.
+    let risks = |extra: &[&str]| {
+        let mut args = vec!["scan", "-q", "--no-state", "--frames", "8", "--per-frame", "--model", s(&meso), "--ood-model", s(&vit), "--ood-every", "1"];
+        args.extend_from_slice(extra);
+        args.push(s(&pan));
+        let line = json_lines(&dfscan(&args)).remove(0);
+        line["frames"].as_array().unwrap().iter().flat_map(|f| f["faces"].as_array().unwrap().clone()).map(|f| f["ood_risk"].as_f64().unwrap()).collect::<Vec<_>>()
+    };
+    let threaded = risks(&[]);
+    assert_eq!(threaded.len(), 8);
+    assert_eq!(threaded, risks(&["--explain", s(&tmp.path().join("explain8"))]));
+
     // Under an unreachable threshold the verdict stands, and a fake still exits 1.
     let (line, code) = scan(&["--ood-model", s(&vit), "--ood-threshold", "1.01"]);
     assert_eq!(line["verdict"], "fake", "{line}");

@@ -2,6 +2,9 @@
 //!
 //! ```text
 //! inputs --jobs--> decode --frames--> faces --crops--> models --events--> caller (output)
+//!                                                        |  ^
+//!                                               OOD crops v  | risks
+//!                                                         risk
 //! ```
 //! Every queue is bounded, so a fast stage blocks instead of filling memory: at most
 //! `FRAME_QUEUE` decoded frames and `CROP_QUEUE` frames' crops wait at any time, whatever the
@@ -20,7 +23,8 @@
 //! decode polls its deadline between packets (and FFmpeg while reading), the faces stage
 //! between frames, so nothing is killed and the next input starts at once.
 //!
-//! The stage loops themselves are in `stages`; `shutdown` holds what stops them from outside;
+//! The stage loops themselves are in `stages`; `risk` runs the OOD model beside the models
+//! stage; `shutdown` holds what stops them from outside;
 //! `settings` holds the settings that change a result, as data (`scan`'s flags, a queued job's).
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -42,6 +46,7 @@ use crate::report::{self, LineSettings, Status, VideoReport, VideoSummary};
 use crate::state::{ScanKey, StateDb};
 
 mod landmarks;
+mod risk;
 mod scoring;
 mod settings;
 mod shutdown;
@@ -269,10 +274,13 @@ struct ModelsContext {
     attribution_faces: usize,
     calibration: crate::faces::calibrate::Calibration,
     keep_landmarks: bool,
+    /// The OOD model when it runs only for its risk, on its own thread (absent with
+    /// `--explain`, which files its attention as it scores).
+    risk: Option<risk::RiskWorker>,
 }
 
 impl ModelsContext {
-    fn new(set: ModelSet, plan: CropPlan, cfg: &ScanConfig) -> Self {
+    fn new(mut set: ModelSet, plan: CropPlan, cfg: &ScanConfig) -> Result<Self> {
         let judging = aggregate::Settings {
             aggregate: cfg.aggregate,
             across_tracks: cfg.across_tracks,
@@ -295,7 +303,15 @@ impl ModelsContext {
         };
         let attribution_faces = cfg.attribution_faces.max(1);
         let (calibration, keep_landmarks) = (cfg.landmark_calibration, cfg.keep_landmarks);
-        Self { set, plan, judging, line, batch_size: cfg.batch_size, explain: cfg.explain.is_some(), ood_every: cfg.ood_every.max(1), attribution_faces, calibration, keep_landmarks }
+        let risk = match set.ood.take() {
+            Some(crate::models::set::OodSource::Extra(model)) if cfg.explain.is_none() => Some(risk::RiskWorker::spawn(model)?),
+            other => {
+                set.ood = other;
+                None
+            }
+        };
+        let explain = cfg.explain.is_some();
+        Ok(Self { set, plan, judging, line, batch_size: cfg.batch_size, explain, ood_every: cfg.ood_every.max(1), attribution_faces, calibration, keep_landmarks, risk })
     }
 }
 
@@ -371,7 +387,7 @@ pub fn run(
         },
         // `models_done` closes when this thread ends, however it ends.
         {
-            let context = ModelsContext::new(models, plan, &cfg);
+            let context = ModelsContext::new(models, plan, &cfg)?;
             thread::Builder::new().name("models".into()).spawn(move || {
                 let _models_done = models_done_tx;
                 models_stage(crop_rx, event_tx, context)

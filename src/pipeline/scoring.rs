@@ -39,6 +39,8 @@ pub(super) struct JobState {
     clip_tracks: super::landmarks::ClipTracks,
     /// The attribution model's probabilities of the faces it read.
     attribution: Vec<FaceAttribution>,
+    /// Batches of this input's faces at the OOD model's thread, not yet answered.
+    pub(super) risks_pending: usize,
     pub(super) error: Option<String>,
 }
 
@@ -54,6 +56,7 @@ impl JobState {
             attention: Vec::new(),
             clip_tracks: super::landmarks::ClipTracks::new(ctx.calibration, ctx.keep_landmarks),
             attribution: Vec::new(),
+            risks_pending: 0,
             error: None,
         }
     }
@@ -111,7 +114,12 @@ impl JobState {
                 runs.push((model, plan.members[m], Some(m), matches!(set.ood, Some(OodSource::Member(i)) if i == m), &all));
             }
         }
-        // A model run only for its risk is no member.
+        // A model run only for its risk is no member: on its own thread, or here with --explain.
+        if let (Some(worker), Some(k), false) = (&ctx.risk, plan.ood, every_nth.is_empty()) {
+            let crops = crop_batch(every_nth.iter().map(|&i| &pending[i].crops[k]), worker.input_size);
+            worker.send(self.start.id, every_nth.iter().map(|&i| pending[i].face).collect(), crops)?;
+            self.risks_pending += 1;
+        }
         if let (Some(OodSource::Extra(model)), Some(k)) = (&set.ood, plan.ood) {
             let faces: &[usize] = if ctx.explain { &all } else { &every_nth };
             runs.push((model, k, None, true, faces));
@@ -138,6 +146,21 @@ impl JobState {
             self.attribute(&pending, model, k, ctx.attribution_faces)?;
         }
         Ok(())
+    }
+
+    /// Files the OOD model's answer for some of this input's faces.
+    pub(super) fn file_risks(&mut self, answer: super::risk::Answer) {
+        self.risks_pending -= 1;
+        match answer.risks {
+            Ok(risks) => {
+                for (face, risk) in answer.faces.into_iter().zip(risks) {
+                    self.faces[face].ood_risk = Some(risk);
+                }
+            }
+            Err(e) => {
+                self.error.get_or_insert(format!("OOD model: {e}"));
+            }
+        }
     }
 
     /// Files the attribution model's probabilities of the pending faces among the first

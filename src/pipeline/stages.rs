@@ -154,6 +154,12 @@ fn faces_in_frame(source: &mut FaceSource, frame: &Frame, specs: &[PlannedCrop],
 pub(super) fn models_stage(crops: Receiver<Msg<FacesInFrame>>, events: Sender<Note>, ctx: ModelsContext) {
     let mut jobs: HashMap<usize, JobState> = HashMap::new();
     for msg in crops.iter() {
+        // The OOD model's answers so far, filed with their inputs.
+        while let Some(answer) = ctx.risk.as_ref().and_then(|w| w.try_recv()) {
+            if let Some(job) = jobs.get_mut(&answer.job) {
+                job.file_risks(answer);
+            }
+        }
         match msg {
             Msg::Start(start) => {
                 jobs.insert(start.id, JobState::new(start, &ctx));
@@ -175,6 +181,23 @@ pub(super) fn models_stage(crops: Receiver<Msg<FacesInFrame>>, events: Sender<No
                         error = Some(format!("{e:#}"));
                     }
                 }
+                // Wait for this input's risks; other inputs' answers that come first are filed.
+                while job.risks_pending > 0 {
+                    let answer = match ctx.risk.as_ref().map(|w| w.recv()) {
+                        Some(Ok(answer)) => answer,
+                        Some(Err(e)) => {
+                            error.get_or_insert(format!("{e:#}"));
+                            break;
+                        }
+                        None => break,
+                    };
+                    if answer.job == id {
+                        job.file_risks(answer);
+                    } else if let Some(other) = jobs.get_mut(&answer.job) {
+                        other.file_risks(answer);
+                    }
+                }
+                error = error.or(job.error.take());
                 // An abandoned input (timeout, interrupt) gets no row, so it is tried again.
                 let abandoned = error.is_some() && job.start.stop.reason().is_some();
                 let row = if abandoned { None } else { job.start.key.take() };

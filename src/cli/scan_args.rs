@@ -110,7 +110,7 @@ pub struct SettingsArgs {
     #[arg(long, default_value_t = dfscan::attribution::DEFAULT_FLOOR)]
     pub attribution_floor: f32,
     /// Faces of each track the attribution model reads (the first ones): its cost is one
-    /// encoder pass per face read.
+    /// encoder pass per face read, paid only by inputs judged fake.
     #[arg(long, value_name = "N", default_value_t = dfscan::attribution::DEFAULT_FACES)]
     pub attribution_faces: usize,
     /// Frames sampled evenly over each video.

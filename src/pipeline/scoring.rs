@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::aggregate::judge::{FaceEvidence, MemberEvidence, MemberKind, TrackWindows};
+use crate::aggregate::Verdict;
 use crate::attribution::FaceAttribution;
 use crate::models::attribution::AttributionModel;
 use crate::models::set::{CropPlan, ModelSet, OodSource};
@@ -37,8 +38,9 @@ pub(super) struct JobState {
     attention: Vec<FaceAttention>,
     /// The landmark models' tracks, clip by clip.
     clip_tracks: super::landmarks::ClipTracks,
-    /// The attribution model's probabilities of the faces it read.
-    attribution: Vec<FaceAttribution>,
+    /// The crops the attribution model will read if the input is judged fake (a line reports
+    /// a family and method for fakes only), in the batches they came in: `(face, crop)`.
+    attribution_batches: Vec<Vec<(usize, Vec<u8>)>>,
     /// Batches of this input's faces at the OOD model's thread, not yet answered.
     pub(super) risks_pending: usize,
     pub(super) error: Option<String>,
@@ -55,7 +57,7 @@ impl JobState {
             track_faces: HashMap::new(),
             attention: Vec::new(),
             clip_tracks: super::landmarks::ClipTracks::new(ctx.calibration, ctx.keep_landmarks),
-            attribution: Vec::new(),
+            attribution_batches: Vec::new(),
             risks_pending: 0,
             error: None,
         }
@@ -142,8 +144,11 @@ impl JobState {
                 self.file_attention(&pending, &scores, k, plan.crops[k].input, model.input_size() as i32)?;
             }
         }
-        if let (Some(model), Some(k)) = (&set.attribution, plan.attribution) {
-            self.attribute(&pending, model, k, ctx.attribution_faces)?;
+        if let Some(k) = plan.attribution {
+            let picked: Vec<(usize, Vec<u8>)> = pending.iter().filter(|p| p.in_track < ctx.attribution_faces).map(|p| (p.face, p.crops[k].clone())).collect();
+            if !picked.is_empty() {
+                self.attribution_batches.push(picked);
+            }
         }
         Ok(())
     }
@@ -163,20 +168,6 @@ impl JobState {
         }
     }
 
-    /// Files the attribution model's probabilities of the pending faces among the first
-    /// `per_track` of their track.
-    fn attribute(&mut self, pending: &[Pending], model: &AttributionModel, k: usize, per_track: usize) -> Result<()> {
-        let picked: Vec<&Pending> = pending.iter().filter(|p| p.in_track < per_track).collect();
-        if picked.is_empty() {
-            return Ok(());
-        }
-        let batch = crop_batch(picked.iter().map(|p| &p.crops[k]), model.input_size());
-        for (p, (family, method)) in picked.iter().zip(model.attribute(&batch)?) {
-            self.attribution.push(FaceAttribution { face: p.face, track: self.faces[p.face].track, family, method });
-        }
-        Ok(())
-    }
-
     fn file_attention(&mut self, pending: &[Pending], scores: &CropScores, crop: usize, side: i32, map_side: i32) -> Result<()> {
         let Some(attention) = &scores.attention else { return Ok(()) };
         for (i, p) in pending.iter().enumerate() {
@@ -190,6 +181,7 @@ impl JobState {
     pub(super) fn finish(self, error: Option<String>, ctx: &ModelsContext) -> VideoReport {
         let (set, plan) = (&ctx.set, &ctx.plan);
         let mut clip_tracks = self.clip_tracks;
+        let mut attribution = Vec::new();
         let outcome = match error {
             Some(error) => Outcome::Failed(error),
             None => {
@@ -226,7 +218,19 @@ impl JobState {
                     None => {
                         let evidence = aggregate::Evidence { frames_sampled: self.frames.len(), faces: self.faces, members };
                         let judgement = aggregate::judge(&evidence, &ctx.judging);
-                        Outcome::Judged(evidence, judgement)
+                        // A line names the family and method of a fake only, so only a fake's
+                        // faces go through the attribution model.
+                        let attributed = match (&set.attribution, judgement.verdict) {
+                            (Some(model), Some(Verdict::Fake)) => guarded(|| attribute(&self.attribution_batches, &evidence.faces, model)),
+                            _ => Ok(Vec::new()),
+                        };
+                        match attributed {
+                            Ok(faces) => {
+                                attribution = faces;
+                                Outcome::Judged(evidence, judgement)
+                            }
+                            Err(e) => Outcome::Failed(format!("attribution model: {e:#}")),
+                        }
                     }
                 }
             }
@@ -238,7 +242,7 @@ impl JobState {
             elapsed_ms: self.start.started.elapsed().as_millis() as u64,
             frames: self.frames,
             attention: self.attention,
-            attribution: self.attribution,
+            attribution,
             landmark_tracks,
         };
         report::build(facts, outcome, &ctx.line)
@@ -272,6 +276,19 @@ impl<'a> Batches<'a> {
         }
         model.score(batch)
     }
+}
+
+/// The attribution model's probabilities of the faces kept for it, batch by batch as the faces
+/// came: the batches the models stage would have scored on arrival, so the same numbers.
+fn attribute(batches: &[Vec<(usize, Vec<u8>)>], faces: &[FaceEvidence], model: &AttributionModel) -> Result<Vec<FaceAttribution>> {
+    let mut attribution = Vec::new();
+    for picked in batches {
+        let batch = crop_batch(picked.iter().map(|(_, crop)| crop), model.input_size());
+        for ((face, _), (family, method)) in picked.iter().zip(model.attribute(&batch)?) {
+            attribution.push(FaceAttribution { face: *face, track: faces[*face].track, family, method });
+        }
+    }
+    Ok(attribution)
 }
 
 /// A sequence model's P(fake) of each window of T crops of each track (see

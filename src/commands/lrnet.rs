@@ -19,7 +19,6 @@ use dfscan::models::weights::{self, Header, NetworkConfig, Preprocess, Storage};
 use dfscan::pipeline::{self, Control, Event, RunOptions, ScanSettings};
 use dfscan::train::checkpoint::{self, Paths, TrainState};
 use dfscan::train::lrnet::{self as ft, FineTune};
-use dfscan::train::trainer::Schedule;
 
 /// `dfscan extract --landmarks`: each video of the manifest not yet in the cache, scanned with
 /// LRNet's clips and FaceMesh; its tracks' runs written as one record.
@@ -206,13 +205,12 @@ pub fn cv(args: &CvArgs) -> Result<()> {
     let names: Vec<String> = if args.models.is_empty() { vec!["lrnet-dfo".into(), "lrnet-ffpp".into()] } else { args.models.clone() };
     let loaded = names.iter().map(|n| LrnetModel::load(&resolve_model(n)?, device)).collect::<Result<Vec<_>>>()?;
     let start = start_of(&args.lrnet_fit)?.map(|p| (args.lrnet_fit.lrnet_start.clone(), p));
+    let mut fine_tune = FineTune { stride: args.lrnet_fit.window_stride.max(1), device, ..FineTune::default() };
+    fine_tune.schedule.seed = args.seed;
     let cv = LrnetCv {
         fixed: names.iter().zip(&loaded).map(|(n, m)| (format!("{n} ({})", m.id.weights), &m.net)).collect(),
         start,
-        fine_tune: {
-            let d = FineTune::default();
-            FineTune { schedule: Schedule { seed: args.seed, ..d.schedule }, stride: args.lrnet_fit.window_stride.max(1), device, ..d }
-        },
+        fine_tune,
         calibrations: vec![Calibration::On, Calibration::Off],
         origins: args.origins.clone(),
         val: dfscan::crops::dataset::SplitPlan { seed: args.seed, val_fraction: 0.15, test_fraction: 0.0 },

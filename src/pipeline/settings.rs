@@ -20,7 +20,7 @@ pub const DEFAULT_CLIPS: usize = 2;
 /// `ThreadSplit`), batching buys nothing per crop and large batches cost: a batch of 8 at
 /// 224 px already makes EfficientNet-Lite0's activations larger than glibc's 32 MB mmap
 /// ceiling, so each pass maps and zero-fills fresh pages. The default scan of the bench clips
-/// took 52 CPU seconds (12 in the kernel) at 32, 44 at 4 and 40 (under 1 in the kernel) at 2
+/// took 44.3 CPU seconds (5.5 in the kernel) at 8, 43.8 at 4 and 40.0 (0.7 in the kernel) at 2
 /// (README, "Speed"). A GPU wants large batches.
 pub fn default_batch_size(device: tch::Device) -> usize {
     if device.is_cuda() { 32 } else { 2 }

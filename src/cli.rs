@@ -504,7 +504,9 @@ pub enum AbnormalitySize {
 
 #[derive(Args, Debug)]
 pub struct TrainOodArgs {
-    /// A trained ViT (`dfscan train --arch deit-tiny`) or U-Net (`--arch unet`); it stays frozen.
+    /// A trained ViT (`dfscan train --arch deit-tiny`), U-Net (`--arch unet`) or EfficientNet-Lite
+    /// (`--arch efficientnet-lite0`, e.g. the shipped default); it stays frozen and its scores
+    /// do not change (keep `--storage f32` for that).
     #[arg(long)]
     pub model: PathBuf,
     /// In-distribution crop cache: the train split fits, the val split validates.
@@ -546,6 +548,10 @@ pub struct TrainOodArgs {
     /// Use at most this many train crops, drawn at random.
     #[arg(long, value_name = "N")]
     pub max_train_crops: Option<usize>,
+    /// Fit an ordinary copy of each train crop (JPEG quality 60-90, or downscaled to 40-80% and
+    /// back) as in-distribution too, so that everyday quality loss is not out of distribution.
+    #[arg(long)]
+    pub ordinary_copies: bool,
     #[arg(long, value_enum, default_value_t = Storage::F32)]
     pub storage: Storage,
     #[arg(long, default_value_t = 1)]

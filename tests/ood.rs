@@ -1,8 +1,9 @@
-//! The shipped ViT's abnormality module (`models/vit.safetensors`, see models/vit.md) in a
-//! scan: inputs unlike its training data must get a higher `ood_risk` than what they were made
-//! from. Face crops with the seed's noise corruptions (always), and clips generated here from a
-//! real clip of the training corpus: a cartoon, a crushed re-encode and a grayscale copy (when
-//! ../shared holds the corpus).
+//! The shipped abnormality modules in a scan, the default model's own (on its features,
+//! models/default.md) and the ViT's (`--ood-model vit`, models/vit.md): inputs unlike their
+//! training data must get a higher `ood_risk` than what they were made from. Face crops with
+//! the seed's noise corruptions (always), and clips generated here from a real clip of the
+//! training corpus: a cartoon, a crushed re-encode and a grayscale copy (when ../shared holds
+//! the corpus).
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -50,16 +51,23 @@ fn generated_out_of_distribution_clips_rank_above_the_real_clip_they_come_from()
     };
     let original = shared.join("data/deepfacelive_pairs/real_inputs/Ben_Stiller_Owen_Wilson.mp4");
     let tmp = tempfile::tempdir().unwrap();
-    let mut args = vec!["scan".to_string(), "-q".into(), "--no-state".into(), "--frames".into(), "8".into()];
-    args.extend(with_variants(&original, tmp.path()).iter().map(|p| s(p).to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let lines = json_lines(&dfscan(&args));
-    let risk = |name: &str| line_for(&lines, name)["ood_risk"].as_f64().unwrap_or_else(|| panic!("no ood_risk for {name}: {lines:#?}"));
-    let original_risk = risk("Ben_Stiller_Owen_Wilson.mp4");
-    for (name, _, _) in VARIANTS {
-        let name = format!("{name}.mp4");
-        eprintln!("ood_risk {name}: {:.4} (original {original_risk:.4})", risk(&name));
-        assert!(risk(&name) > original_risk, "{name}: ood_risk {} not above the original's {original_risk}", risk(&name));
+    let clips = with_variants(&original, tmp.path());
+    // The plain scan's risk (the default model's own), then the ViT's.
+    for (ood, expected) in [(None, "efficientnet-lite0"), (Some("vit"), "deit-tiny")] {
+        let mut args = vec!["scan", "-q", "--no-state", "--frames", "8"];
+        if let Some(model) = ood {
+            args.extend(["--ood-model", model]);
+        }
+        args.extend(clips.iter().map(|p| s(p)));
+        let lines = json_lines(&dfscan(&args));
+        assert_eq!(lines[0]["ood_model"]["name"], expected, "{:#}", lines[0]);
+        let risk = |name: &str| line_for(&lines, name)["ood_risk"].as_f64().unwrap_or_else(|| panic!("no ood_risk for {name}: {lines:#?}"));
+        let original_risk = risk("Ben_Stiller_Owen_Wilson.mp4");
+        for (name, _, _) in VARIANTS {
+            let name = format!("{name}.mp4");
+            eprintln!("{expected}: ood_risk {name}: {:.4} (original {original_risk:.4})", risk(&name));
+            assert!(risk(&name) > original_risk, "{expected}, {name}: ood_risk {} not above the original's {original_risk}", risk(&name));
+        }
     }
 }
 
@@ -77,14 +85,16 @@ fn noise_corrupted_faces_get_a_higher_risk_than_the_clean_face() {
         dfscan::faces::crop::write_rgb_png(&path, rgb, size as i32).unwrap();
         paths.push(path);
     }
-    let mut args = vec!["scan", "-q", "--no-state", "--faces", "none", "--models", "vit"];
-    args.extend(paths.iter().map(|p| p.to_str().unwrap()));
-    let lines = json_lines(&dfscan(&args));
-    let risk = |name: &str| line_for(&lines, name)["ood_risk"].as_f64().unwrap_or_else(|| panic!("no ood_risk for {name}: {lines:#?}"));
-    let clean_risk = risk("clean.png");
-    for kind in kinds {
-        let name = format!("{}.png", kind.name());
-        eprintln!("ood_risk {name}: {:.4} (clean {clean_risk:.4})", risk(&name));
-        assert!(risk(&name) > clean_risk, "{name}: ood_risk {} not above the clean face's {clean_risk}", risk(&name));
+    for model in ["default", "vit"] {
+        let mut args = vec!["scan", "-q", "--no-state", "--faces", "none", "--models", model];
+        args.extend(paths.iter().map(|p| p.to_str().unwrap()));
+        let lines = json_lines(&dfscan(&args));
+        let risk = |name: &str| line_for(&lines, name)["ood_risk"].as_f64().unwrap_or_else(|| panic!("no ood_risk for {name}: {lines:#?}"));
+        let clean_risk = risk("clean.png");
+        for kind in kinds {
+            let name = format!("{}.png", kind.name());
+            eprintln!("{model}: ood_risk {name}: {:.4} (clean {clean_risk:.4})", risk(&name));
+            assert!(risk(&name) > clean_risk, "{model}, {name}: ood_risk {} not above the clean face's {clean_risk}", risk(&name));
+        }
     }
 }

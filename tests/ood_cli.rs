@@ -1,6 +1,7 @@
 //! train-ood -> eval --ood through the real binary, on a crop cache written here and a
 //! one-block ViT made by the library: the VAE's loss falls, the file loads with its heads,
-//! and eval compares the abnormality module with MSP and ODIN.
+//! and eval compares the abnormality module with MSP and ODIN. The same for an
+//! EfficientNet-Lite0, whose heads read its own features (the default model's kind).
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -107,4 +108,68 @@ fn train_ood_then_eval_ood() {
     }
     assert_eq!(json["odin"]["temperature"], 1000.0);
     assert!(json["id_crops"].as_u64().unwrap() <= 3);
+}
+
+/// An EfficientNet-Lite0 classifier file as `dfscan train` writes one (untrained here).
+fn lite0(dir: &Path) -> PathBuf {
+    use dfscan::models::efficientnet::EfficientNetConfig;
+    tch::manual_seed(6);
+    let vs = tch::nn::VarStore::new(Device::Cpu);
+    let cfg = EfficientNetConfig::lite0();
+    let preprocess = Preprocess::efficientnet_lite(&cfg);
+    let network = NetworkConfig::EfficientNet(cfg);
+    let _net = dfscan::models::build_network(&vs.root(), &network);
+    let tensors: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    let header = Header { format: weights::FORMAT_VERSION, network, preprocess, provenance: "test Lite0".into(), ood: None };
+    let path = dir.join("lite0.safetensors");
+    weights::save(&path, &tensors, &header).unwrap();
+    path
+}
+
+/// The default model's kind of heads: an abnormality module on an EfficientNet's own features,
+/// no residual. The classifier's scores must not move, and one network gives score and risk.
+#[test]
+fn an_efficientnet_gets_heads_on_its_own_features_and_keeps_its_scores() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cache, out) = (tmp.path().join("cache"), tmp.path().join("lite0-ood.safetensors"));
+    crop_cache(&cache, 12);
+    let plain = lite0(tmp.path());
+    let split = ["--split-seed", "1", "--val-fraction", "0.4", "--test-fraction", "0"];
+    let mut args = vec![
+        "train-ood", "--model", s(&plain), "--crops", s(&cache), "-o", s(&out), "--batch-size", "4", "--abnormality-epochs", "2",
+        "--ordinary-copies", "--device", "cpu",
+    ];
+    args.extend(split);
+    let run = dfscan(&args);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    assert!(epochs(&stderr, "vae").is_empty() && epochs(&stderr, "abnormality").len() == 2, "{stderr}");
+    assert!(stderr.contains("ordinary copies of the train crops"), "{stderr}");
+
+    let (before, after) = (FaceModel::load(&plain, Device::Cpu).unwrap(), FaceModel::load(&out, Device::Cpu).unwrap());
+    assert!(!before.has_ood() && after.has_ood());
+    let heads = after.header.ood.as_ref().unwrap();
+    assert!(heads.vae.is_none());
+    assert_eq!((heads.abnormality.residual_channels, heads.abnormality.encoding), (0, 1280));
+    assert!(after.header.provenance.contains("efficientnet-lite0: test Lite0"), "{}", after.header.provenance);
+    // Same classifier (f32 storage); the scan's copy has its BatchNorms folded: float rounding.
+    let crops = Tensor::cat(&[astronaut_crop(224), astronaut_crop(224).flip([2])], 0);
+    let (a, b) = (before.score(&crops).unwrap(), after.score(&crops).unwrap());
+    for (x, y) in a.logits.iter().zip(&b.logits) {
+        assert!((x - y).abs() <= 1e-4 * x.abs().max(1.0), "logits {:?} vs {:?}", a.logits, b.logits);
+    }
+    assert!(a.ood_risk.is_none() && b.ood_risk.unwrap().iter().all(|r| (0.0..=1.0).contains(r)));
+
+    // In a scan it is its own OOD model, on every face; eval --ood takes it with MSP and ODIN.
+    let pan = samples().join("astronaut_pan.mp4");
+    let line = json_lines(&dfscan(&["scan", "-q", "--no-state", "--frames", "3", "--per-frame", "--model", s(&out), s(&pan)])).remove(0);
+    assert_eq!((&line["model"]["name"], &line["ood_model"]["name"]), (&"efficientnet-lite0".into(), &"efficientnet-lite0".into()), "{line}");
+    let faces: Vec<&serde_json::Value> = line["frames"].as_array().unwrap().iter().flat_map(|f| f["faces"].as_array().unwrap()).collect();
+    assert!(faces.len() == 3 && faces.iter().all(|f| f["ood_risk"].is_number()), "{line}");
+    let mut args = vec!["eval", "--model", s(&out), "--crops", s(&cache), "--split", "val", "--ood-synthetic", "--max-crops", "3", "--device", "cpu"];
+    args.extend(split);
+    let run = dfscan(&args);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let table = String::from_utf8_lossy(&run.stdout);
+    assert!(table.contains("efficientnet-lite0") && table.contains("ODIN") && table.contains("synthetic-blur"), "{table}");
 }

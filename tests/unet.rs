@@ -46,7 +46,7 @@ fn unet_trains_gets_its_abnormality_module_and_gives_the_scan_its_risk() {
     let heads = model.header.ood.as_ref().unwrap();
     assert!(heads.vae.is_none());
     assert_eq!((heads.abnormality.residual_channels, heads.abnormality.residual_size), (3, 224));
-    assert!(model.header.provenance.contains("U-Net") && model.header.provenance.contains("val AUROC"), "{}", model.header.provenance);
+    assert!(model.header.provenance.contains("unet: ") && model.header.provenance.contains("val AUROC"), "{}", model.header.provenance);
 
     // A plain U-Net scores the faces; the U-Net file with heads gives the risk.
     let pan = samples().join("astronaut_pan.mp4");

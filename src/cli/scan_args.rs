@@ -64,10 +64,11 @@ pub struct EngineArgs {
     /// models, combined by its weights instead of a mean.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["model", "models"])]
     pub ensemble: Option<PathBuf>,
-    /// The model whose abnormality module gives `ood_risk`: a ViT (attention path) or a U-Net
-    /// (reconstruction path) made by `dfscan train-ood`, as a shipped name or a path; or
-    /// `none`. Default: a model of the set that has one; with neither --model nor --models,
-    /// models/vit.safetensors.
+    /// The model whose abnormality module gives `ood_risk`: a ViT (attention path), a U-Net
+    /// (reconstruction path) or an EfficientNet (its own features) made by `dfscan train-ood`,
+    /// as a shipped name or a path; or `none`. Default: a model of the set that has one (the
+    /// shipped default model does: one network gives score and risk); for the plain scan
+    /// whose model has none, models/vit.safetensors.
     #[arg(long, value_name = "NAME|PATH|none")]
     pub ood_model: Option<String>,
     /// The attribution model that names a fake's family and method (made by `dfscan

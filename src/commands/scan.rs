@@ -177,11 +177,7 @@ pub(crate) fn load_models(args: &EngineArgs, landmarks: bool) -> Result<ModelSet
     let ood = match (args.ood_model.as_deref(), &ood_file) {
         (Some("none"), _) => OodChoice::Off,
         (Some(_), Some(path)) => OodChoice::File(path),
-        _ if default_scan && shipped_vit.is_file() => OodChoice::File(&shipped_vit),
-        _ if default_scan => {
-            eprintln!("dfscan: warning: no out-of-distribution model at {} (dfscan train-ood makes one): ood_risk will be null", shipped_vit.display());
-            OodChoice::Off
-        }
+        _ if default_scan && shipped_vit.is_file() => OodChoice::MembersElse(&shipped_vit),
         _ => OodChoice::FromMembers,
     };
     if !args.model_weights.is_empty() && args.model_weights.len() != paths.len() {
@@ -190,6 +186,9 @@ pub(crate) fn load_models(args: &EngineArgs, landmarks: bool) -> Result<ModelSet
     let weights = (!args.model_weights.is_empty()).then_some(args.model_weights.as_slice());
     let device = args.device.resolve()?;
     let mut set = ModelSet::load(&paths, weights, ood, device)?;
+    if default_scan && set.ood.is_none() {
+        eprintln!("dfscan: warning: neither the default model nor {} has out-of-distribution heads (dfscan train-ood adds them): ood_risk will be null", shipped_vit.display());
+    }
     set.stacker = stacker;
     if set.needs_landmarks() || landmarks {
         set.landmarker = Some(models::facemesh::FaceMeshModel::load(&resolve_model("facemesh")?, device)?);

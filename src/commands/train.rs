@@ -178,6 +178,7 @@ pub fn train_ood(args: TrainOodArgs) -> Result<()> {
         split: args.split.plan(),
         extra_ood: args.ood_crops.clone(),
         max_train_crops: args.max_train_crops,
+        ordinary_copies: args.ordinary_copies,
         seed: args.seed,
         device: args.device.resolve()?,
         storage: args.storage,

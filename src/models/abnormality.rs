@@ -2,7 +2,8 @@
 //! about a face: its softmax probabilities, its encoding, and a residual map. For the ViT path
 //! (`vit_ood`) the residual is the attention VAE's, (VAE(att) - att)^2, one channel; for the
 //! U-Net path (`unet_ood`) it is the U-Net's own reconstruction error, (input - reconstruction)^2,
-//! three channels. It is trained on in-distribution crops (risk 0) against synthetic
+//! three channels. The EfficientNet path (`efficientnet_ood`) has neither an attention map nor a
+//! decoder: its module reads no residual (`residual_channels` 0, no encoder blocks). It is trained on in-distribution crops (risk 0) against synthetic
 //! out-of-distribution ones made from them (risk 1; `train::ood_trainer`).
 //!
 //! Reference code: the seed's `Abnormality_module_Encoder_ViT_v3` and, for the U-Net,
@@ -24,7 +25,8 @@ pub struct AbnormalityConfig {
     /// Side of the residual map (the classifier's input side).
     pub residual_size: i64,
     /// Channels of the residual map: 1 for the ViT's attention residual, 3 for the U-Net's
-    /// reconstruction residual. (Files written before the U-Net path have no field: 1.)
+    /// reconstruction residual, 0 for none (an EfficientNet's module: no encoder blocks).
+    /// (Files written before the U-Net path have no field: 1.)
     #[serde(default = "one")]
     pub residual_channels: i64,
     /// Output channels of the five encoder blocks, each halving the side (224 -> 7).
@@ -59,8 +61,11 @@ impl AbnormalityConfig {
         Self { hidden: [512, 256, 128], ..Self::deit_tiny() }
     }
 
-    /// Width of the flattened residual code (3136 for the seed).
+    /// Width of the flattened residual code (3136 for the seed, 0 without a residual).
     pub fn residual_features(&self) -> i64 {
+        if self.residual_channels == 0 {
+            return 0;
+        }
         let side = self.residual_size >> self.channels.len();
         self.channels[self.channels.len() - 1] * side * side
     }
@@ -93,7 +98,7 @@ impl EncoderBlock {
 }
 
 /// Inputs: softmax probabilities `[N, classes]`, encoding `[N, encoding]`, residual
-/// `[N, residual_channels, S, S]` (see [`residual`]); output: `[N]` risk logits ([`Abnormality::logits_t`]) or
+/// `[N, residual_channels, S, S]` (see [`residual`]; ignored when `residual_channels` is 0); output: `[N]` risk logits ([`Abnormality::logits_t`]) or
 /// risks in (0, 1) ([`Abnormality::risk_t`]), higher = more likely out of distribution.
 #[derive(Debug)]
 pub struct Abnormality {
@@ -110,6 +115,7 @@ impl Abnormality {
         let blocks = cfg
             .channels
             .iter()
+            .filter(|_| cfg.residual_channels > 0)
             .enumerate()
             .map(|(i, &c)| {
                 let block = EncoderBlock::new(p / format!("e{}", i + 1), c_in, c, cfg.init_std);
@@ -138,8 +144,11 @@ impl Abnormality {
 
     /// `[N]` risk logits; train with binary cross-entropy on these (label 1 = out of distribution).
     pub fn logits_t(&self, probs: &Tensor, encoding: &Tensor, residual: &Tensor, train: bool) -> Tensor {
-        let code = self.blocks.iter().fold(residual.shallow_clone(), |x, block| block.forward_t(&x, train));
-        let x = Tensor::cat(&[probs.shallow_clone(), encoding.shallow_clone(), code.flatten(1, -1)], 1);
+        let mut parts = vec![probs.shallow_clone(), encoding.shallow_clone()];
+        if !self.blocks.is_empty() {
+            parts.push(self.blocks.iter().fold(residual.shallow_clone(), |x, block| block.forward_t(&x, train)).flatten(1, -1));
+        }
+        let x = Tensor::cat(&parts, 1);
         let x = self.hidden.iter().fold(x, |x, (fc, bn)| x.apply(fc).apply_t(bn, train).gelu("none"));
         x.apply(&self.fc_risk_final).squeeze_dim(1)
     }

@@ -181,11 +181,12 @@ impl SameConv {
         Self { conv: nn::conv2d(p, c_in, c_out, kernel, cfg), kernel, stride, groups }
     }
 
-    fn forward(&self, xs: &Tensor) -> Tensor {
+    /// The convolution with these weights and bias (`conv.ws` and none, or BatchNorm folded in).
+    fn forward_with(&self, xs: &Tensor, ws: &Tensor, bias: Option<&Tensor>) -> Tensor {
         let (h, w) = (xs.size()[2], xs.size()[3]);
         let (top, bottom) = same_padding(h, self.kernel, self.stride);
         let (left, right) = same_padding(w, self.kernel, self.stride);
-        let conv = |x: &Tensor, pad: [i64; 2]| x.conv2d(&self.conv.ws, None::<Tensor>, [self.stride; 2], pad, [1, 1], self.groups);
+        let conv = |x: &Tensor, pad: [i64; 2]| x.conv2d(ws, bias, [self.stride; 2], pad, [1, 1], self.groups);
         if top == bottom && left == right {
             // Symmetric (every stride-1 layer): the convolution pads by itself, without a copy.
             conv(xs, [top, left])
@@ -200,6 +201,43 @@ fn batch_norm(p: nn::Path, channels: i64, eps: f64) -> nn::BatchNorm {
     nn::batch_norm2d(p, channels, nn::BatchNormConfig { eps, momentum: 0.01, ..Default::default() })
 }
 
+/// A SAME convolution and the BatchNorm after it. Folded ([`ConvBn::fold`], for inference),
+/// the BatchNorm's running statistics and affine live in the convolution's weights and a bias:
+/// one pass over the activations instead of two (about an eighth of Lite0's CPU time).
+#[derive(Debug)]
+struct ConvBn {
+    conv: SameConv,
+    bn: nn::BatchNorm,
+    eps: f64,
+    /// (weights, bias) with the BatchNorm folded in; used in eval mode only.
+    folded: Option<(Tensor, Tensor)>,
+}
+
+impl ConvBn {
+    #[allow(clippy::too_many_arguments)]
+    fn new(conv: nn::Path, bn: nn::Path, c_in: i64, c_out: i64, kernel: i64, stride: i64, groups: i64, eps: f64) -> Self {
+        Self { conv: SameConv::new(conv, c_in, c_out, kernel, stride, groups), bn: batch_norm(bn, c_out, eps), eps, folded: None }
+    }
+
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        match (&self.folded, train) {
+            (Some((ws, bias)), false) => self.conv.forward_with(xs, ws, Some(bias)),
+            _ => self.conv.forward_with(xs, &self.conv.conv.ws, None).apply_t(&self.bn, train),
+        }
+    }
+
+    /// bn(conv(x, w)) = conv(x, w * s) + (beta - mean * s), s = gamma / sqrt(var + eps), per
+    /// output channel. Frozen weights only: later changes to either layer are not seen.
+    fn fold(&mut self) {
+        let _guard = tch::no_grad_guard();
+        let bn = &self.bn;
+        let (gamma, beta) = (bn.ws.as_ref().expect("affine BatchNorm"), bn.bs.as_ref().expect("affine BatchNorm"));
+        let scale = gamma / (&bn.running_var + self.eps).sqrt();
+        let ws = &self.conv.conv.ws * scale.view([-1, 1, 1, 1]);
+        self.folded = Some((ws, beta - &bn.running_mean * scale));
+    }
+}
+
 fn relu6(xs: &Tensor) -> Tensor {
     xs.clamp(0.0, 6.0)
 }
@@ -209,11 +247,9 @@ fn relu6(xs: &Tensor) -> Tensor {
 /// the block keeps stride 1 and its width.
 #[derive(Debug)]
 struct MbConv {
-    expand: Option<(SameConv, nn::BatchNorm)>,
-    depthwise: SameConv,
-    bn1: nn::BatchNorm,
-    project: SameConv,
-    bn2: nn::BatchNorm,
+    expand: Option<ConvBn>,
+    depthwise: ConvBn,
+    project: ConvBn,
     residual: bool,
     drop_connect: f64,
 }
@@ -221,26 +257,27 @@ struct MbConv {
 impl MbConv {
     fn new(p: nn::Path, c_in: i64, c_out: i64, stage: &Stage, stride: i64, drop_connect: f64, eps: f64) -> Self {
         let mid = c_in * stage.expand;
-        let expand = (stage.expand != 1)
-            .then(|| (SameConv::new(&p / "_expand_conv", c_in, mid, 1, 1, 1), batch_norm(&p / "_bn0", mid, eps)));
+        let expand = (stage.expand != 1).then(|| ConvBn::new(&p / "_expand_conv", &p / "_bn0", c_in, mid, 1, 1, 1, eps));
         Self {
             expand,
-            depthwise: SameConv::new(&p / "_depthwise_conv", mid, mid, stage.kernel, stride, mid),
-            bn1: batch_norm(&p / "_bn1", mid, eps),
-            project: SameConv::new(&p / "_project_conv", mid, c_out, 1, 1, 1),
-            bn2: batch_norm(&p / "_bn2", c_out, eps),
+            depthwise: ConvBn::new(&p / "_depthwise_conv", &p / "_bn1", mid, mid, stage.kernel, stride, mid, eps),
+            project: ConvBn::new(&p / "_project_conv", &p / "_bn2", mid, c_out, 1, 1, 1, eps),
             residual: stride == 1 && c_in == c_out,
             drop_connect,
         }
     }
 
+    fn fold(&mut self) {
+        self.expand.iter_mut().chain([&mut self.depthwise, &mut self.project]).for_each(ConvBn::fold);
+    }
+
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         let x = match &self.expand {
-            Some((conv, bn)) => relu6(&conv.forward(xs).apply_t(bn, train)),
+            Some(expand) => relu6(&expand.forward_t(xs, train)),
             None => xs.shallow_clone(),
         };
-        let x = relu6(&self.depthwise.forward(&x).apply_t(&self.bn1, train));
-        let x = self.project.forward(&x).apply_t(&self.bn2, train);
+        let x = relu6(&self.depthwise.forward_t(&x, train));
+        let x = self.project.forward_t(&x, train);
         if !self.residual {
             return x;
         }
@@ -259,11 +296,9 @@ impl MbConv {
 /// `[N, 3, H, W]` normalised pixels to `[N, 1280]` features.
 #[derive(Debug)]
 pub struct Backbone {
-    conv_stem: SameConv,
-    bn0: nn::BatchNorm,
+    stem: ConvBn,
     blocks: Vec<MbConv>,
-    conv_head: SameConv,
-    bn1: nn::BatchNorm,
+    head: ConvBn,
     taps: Vec<usize>,
 }
 
@@ -286,13 +321,20 @@ impl Backbone {
             }
         }
         Self {
-            conv_stem: SameConv::new(p / "_conv_stem", 3, STEM_CHANNELS, 3, 2, 1),
-            bn0: batch_norm(p / "_bn0", STEM_CHANNELS, eps),
+            stem: ConvBn::new(p / "_conv_stem", p / "_bn0", 3, STEM_CHANNELS, 3, 2, 1, eps),
             blocks,
-            conv_head: SameConv::new(p / "_conv_head", c_in, FEATURES, 1, 1, 1),
-            bn1: batch_norm(p / "_bn1", FEATURES, eps),
+            head: ConvBn::new(p / "_conv_head", p / "_bn1", c_in, FEATURES, 1, 1, 1, eps),
             taps: cfg.taps.clone(),
         }
+    }
+
+    /// Folds every BatchNorm into its convolution ([`ConvBn::fold`]): for a network that only
+    /// scores from now on (eval mode; training mode still reads the BatchNorms). Scores agree
+    /// with the unfolded network's to float rounding.
+    pub fn fold_batch_norm(&mut self) {
+        self.stem.fold();
+        self.blocks.iter_mut().for_each(MbConv::fold);
+        self.head.fold();
     }
 }
 
@@ -304,7 +346,7 @@ impl ModuleT for Backbone {
             Device::Cpu => xs.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2]),
             _ => xs.shallow_clone(),
         };
-        let mut x = relu6(&self.conv_stem.forward(&xs).apply_t(&self.bn0, train));
+        let mut x = relu6(&self.stem.forward_t(&xs, train));
         let mut features = Vec::with_capacity(2 * self.taps.len() + 1);
         for (i, block) in self.blocks.iter().enumerate() {
             x = block.forward_t(&x, train);
@@ -313,7 +355,7 @@ impl ModuleT for Backbone {
                 features.push(x.std_dim(&[2i64, 3][..], false, false));
             }
         }
-        features.push(relu6(&self.conv_head.forward(&x).apply_t(&self.bn1, train)).mean_dim(&[2i64, 3][..], false, Kind::Float));
+        features.push(relu6(&self.head.forward_t(&x, train)).mean_dim(&[2i64, 3][..], false, Kind::Float));
         if features.len() == 1 {
             return features.pop().expect("one");
         }
@@ -459,6 +501,33 @@ mod tests {
         let last = features.narrow(1, cfg.feature_width() - FEATURES, FEATURES);
         assert!(tch::no_grad(|| plain.forward_t(&xs, false)).allclose(&last, 1e-5, 1e-6, false));
         assert_eq!(tch::no_grad(|| net.head.forward_t(&features, false)).size(), [2]);
+    }
+
+    #[test]
+    fn folded_batch_norm_scores_as_the_batch_norm_does() {
+        tch::manual_seed(3);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let mut net = EfficientNetLite::new(&vs.root(), &EfficientNetConfig::lite0());
+        // Statistics and affine far from the identity init, as after training.
+        tch::no_grad(|| {
+            for (name, mut var) in vs.variables() {
+                if name.contains("running_var") {
+                    var.copy_(&(var.rand_like() + 0.5));
+                } else if name.contains("_bn") {
+                    var.copy_(&(var.randn_like() * 0.3 + if name.ends_with(".weight") { 1.0 } else { 0.0 }));
+                }
+            }
+        });
+        let xs = Tensor::randn([2, 3, 96, 96], (Kind::Float, Device::Cpu));
+        let plain = tch::no_grad(|| net.backbone.forward_t(&xs, false));
+        net.backbone.fold_batch_norm();
+        let folded = tch::no_grad(|| net.backbone.forward_t(&xs, false));
+        let scale = plain.abs().max().double_value(&[]);
+        let diff = (&folded - &plain).abs().max().double_value(&[]);
+        assert!(diff <= 1e-4 * scale, "largest difference {diff} on features up to {scale}");
+        assert!(!folded.equal(&plain), "the folded path ran");
+        // Training mode still reads the BatchNorms (batch statistics), folded or not.
+        assert_eq!(net.forward_t(&xs, true).size(), [2]);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use tch::{Device, Kind, Tensor};
 use super::preprocess::{fake_logits_of, to_network_input, to_sequence_input};
 use super::weights::{self, Header, NetworkConfig};
 use super::torchscript::{self, ScriptModel};
-use super::{build_network, ood, spectrum, unet_ood, vit, vit_ood, ModelId};
+use super::{build_network, efficientnet_ood, ood, spectrum, unet_ood, vit, vit_ood, ModelId};
 
 /// A frame network with its weights, ready to score face crops.
 pub struct FaceModel {
@@ -30,6 +30,8 @@ enum FrameNet {
     VitOod(Box<vit_ood::VitOod>),
     /// A U-Net with its abnormality module: also an out-of-distribution risk.
     UnetOod(Box<unet_ood::UnetOod>),
+    /// An EfficientNet-Lite with an abnormality module on its features: also a risk.
+    EfficientNetOod(Box<efficientnet_ood::EfficientNetOod>),
     /// A TorchScript module with its own contract (`torchscript`).
     Script(ScriptModel),
     /// The spectrum detector: reads the crops' spectra, not normalised pixels.
@@ -44,6 +46,7 @@ impl FrameNet {
             FrameNet::Vit(vit) => fake_logits_of(vit.forward_t(input, false), output),
             FrameNet::VitOod(model) => fake_logits_of(model.vit.forward_t(input, false), output),
             FrameNet::UnetOod(model) => fake_logits_of(model.unet.forward_t(input, false), output),
+            FrameNet::EfficientNetOod(model) => fake_logits_of(model.net.forward_t(input, false), output),
             FrameNet::Script(model) => torchscript::fake_logits(model, input, output)?,
             FrameNet::Spectrum(_) => anyhow::bail!("the spectrum detector reads crops, not network input"),
         })
@@ -174,7 +177,10 @@ fn load_strict(path: &Path, device: Device, sequence: bool) -> Result<Loaded> {
     let net = match (&header.network, &header.ood) {
         (NetworkConfig::Vit(cfg), Some(heads)) => FrameNet::VitOod(Box::new(vit_ood::VitOod::new(&vs.root(), cfg, heads).with_context(|| path.display().to_string())?)),
         (NetworkConfig::Unet(cfg), Some(heads)) => FrameNet::UnetOod(Box::new(unet_ood::UnetOod::new(&vs.root(), cfg, heads).with_context(|| path.display().to_string())?)),
-        (_, Some(_)) => bail!("{}: out-of-distribution heads belong to a ViT or a U-Net, not to {arch}", path.display()),
+        (NetworkConfig::EfficientNet(cfg), Some(heads)) => {
+            FrameNet::EfficientNetOod(Box::new(efficientnet_ood::EfficientNetOod::new(&vs.root(), cfg, heads).with_context(|| path.display().to_string())?))
+        }
+        (_, Some(_)) => bail!("{}: out-of-distribution heads belong to a ViT, a U-Net or an EfficientNet, not to {arch}", path.display()),
         (NetworkConfig::Vit(cfg), None) => FrameNet::Vit(vit::Vit::new(&vs.root(), cfg)),
         (NetworkConfig::Spectrum(cfg), None) => FrameNet::Spectrum(spectrum::SpectrumNet::new(&vs.root(), cfg)),
         (network, None) => FrameNet::Plain(build_network(&vs.root(), network)),
@@ -195,6 +201,11 @@ fn load_strict(path: &Path, device: Device, sequence: bool) -> Result<Loaded> {
     vs.load(path).with_context(|| format!("loading {}", path.display()))?;
     // Loading takes the file's precision; f16 storage (weights::Storage) computes in f32.
     vs.float();
+    let mut net = net;
+    if let FrameNet::EfficientNetOod(model) = &mut net {
+        // Scoring only from here on (a FaceModel is never trained).
+        model.net.backbone.fold_batch_norm();
+    }
     let id = id(arch.to_string());
     Ok(Loaded { id, header, net, vs })
 }
@@ -213,7 +224,7 @@ impl FaceModel {
 
     /// Whether [`FaceModel::score`] gives out-of-distribution risks.
     pub fn has_ood(&self) -> bool {
-        matches!(self.net, FrameNet::VitOod(_) | FrameNet::UnetOod(_))
+        matches!(self.net, FrameNet::VitOod(_) | FrameNet::UnetOod(_) | FrameNet::EfficientNetOod(_))
     }
 
     /// Whether [`FaceModel::score`] gives attention maps (a ViT).
@@ -261,6 +272,10 @@ impl FaceModel {
                 let out = model.forward(&input());
                 (fake_logits_of(out.fake_logit, output), Some(Vec::<f32>::try_from(to_cpu(out.risk))?), None)
             }
+            FrameNet::EfficientNetOod(model) => {
+                let out = model.forward(&input());
+                (fake_logits_of(out.fake_logit, output), Some(Vec::<f32>::try_from(to_cpu(out.risk))?), None)
+            }
             FrameNet::Spectrum(net) => (fake_logits_of(net.forward_t(&self.spectra(net, crops)?, false), output), None, None),
         };
         let logits = Vec::<f32>::try_from(logits)?;
@@ -268,7 +283,7 @@ impl FaceModel {
     }
 
     /// The three out-of-distribution risks of `crops` (as [`FaceModel::fake_logits`] takes
-    /// them); only a ViT or a U-Net with OOD heads has all three. ODIN takes input gradients
+    /// them); only a ViT, a U-Net or an EfficientNet with OOD heads has all three. ODIN takes input gradients
     /// through the classifier, so this costs about three forward passes more than
     /// [`FaceModel::score`].
     pub fn ood_risks(&self, crops: &Tensor, odin: &ood::Odin) -> Result<OodRisks> {
@@ -285,6 +300,11 @@ impl FaceModel {
                 let out = tch::no_grad(|| model.forward(&input));
                 // The class logits need no decoder.
                 let odin_risk = odin.risk(|x| model.unet.logits_t(x, false), &input, std);
+                (out.fake_logit, out.risk, out.logits, odin_risk)
+            }
+            FrameNet::EfficientNetOod(model) => {
+                let out = tch::no_grad(|| model.forward(&input));
+                let odin_risk = odin.risk(|x| efficientnet_ood::class_logits(&model.net.forward_t(x, false)), &input, std);
                 (out.fake_logit, out.risk, out.logits, odin_risk)
             }
             _ => bail!("{} has no out-of-distribution heads (add them with `dfscan train-ood`)", self.id.weights),

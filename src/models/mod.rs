@@ -10,7 +10,9 @@
 //! The ViT classifier (`vit`) also exposes its attention and encoding, which the attention VAE
 //! (`vae`) and the abnormality module (`abnormality`) turn into an out-of-distribution risk
 //! (`vit_ood`); the U-Net (`unet`) redraws its input, and the same module reads that
-//! reconstruction's residual (`unet_ood`): seed 000's two paths. `ood` holds the MSP and ODIN
+//! reconstruction's residual (`unet_ood`): seed 000's two paths. The same module on an
+//! EfficientNet-Lite's own features (`efficientnet_ood`) gives the default classifier its risk
+//! without a second network. `ood` holds the MSP and ODIN
 //! baselines the risk is compared with.
 //!
 //! The folder: `arch` is the table of architectures (one row each: name, kind, training start,
@@ -23,6 +25,7 @@ pub mod attribution;
 pub mod autoencoder;
 pub mod backbone;
 pub mod efficientnet;
+pub mod efficientnet_ood;
 pub mod facemesh;
 pub mod import;
 mod load;

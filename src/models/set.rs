@@ -29,6 +29,9 @@ pub enum OodChoice<'a> {
     FromMembers,
     /// This file (which must have one), run beside the members.
     File(&'a Path),
+    /// The first member that has one; when none has, this file (the default scan: the shipped
+    /// classifier's own heads, else the shipped ViT's).
+    MembersElse(&'a Path),
     /// None: every line's `ood_risk` is null.
     Off,
 }
@@ -126,10 +129,12 @@ impl ModelSet {
                 w.iter().map(|x| x / sum).collect()
             }
         };
+        let member = members.iter().position(|m| matches!(m, AnyModel::Frame(f) if f.has_ood())).map(OodSource::Member);
         let ood = match ood {
             OodChoice::Off => None,
-            OodChoice::FromMembers => members.iter().position(|m| matches!(m, AnyModel::Frame(f) if f.has_ood())).map(OodSource::Member),
-            OodChoice::File(path) => {
+            OodChoice::FromMembers => member,
+            OodChoice::MembersElse(_) if member.is_some() => member,
+            OodChoice::File(path) | OodChoice::MembersElse(path) => {
                 let model = FaceModel::load(path, device)?;
                 if !model.has_ood() {
                     bail!("--ood-model {}: it has no abnormality module (make one with `dfscan train-ood`)", path.display());

@@ -3,7 +3,9 @@
 //! - a DeiT (`models::vit_ood`): the module reads the ViT's probabilities, encoding and the
 //!   attention VAE's residual, so the VAE is fitted first (stage 1);
 //! - a U-Net (`models::unet_ood`): the module reads its probabilities, encoding and its own
-//!   reconstruction's residual; there is no stage 1.
+//!   reconstruction's residual; there is no stage 1;
+//! - an EfficientNet-Lite (`models::efficientnet_ood`): the module reads its probabilities and
+//!   pooled features, no residual; no stage 1.
 //!
 //! - What the ViT says about each crop (`VitOod::classify`) is computed once and kept: the
 //!   ViT never changes, and it is most of the cost.
@@ -22,15 +24,18 @@ use std::time::Instant;
 use anyhow::{bail, ensure, Context, Result};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Reduction, Tensor};
 
+use crate::crops::augment::{AugmentPlan, Interpolation, IsotropicResize};
 use crate::crops::dataset::{self, CropSet, Split, SplitPlan};
 use crate::crops::ood::{corrupt_all, OodKind};
 use crate::eval::metrics::OodMetrics;
 use crate::models::abnormality::Abnormality;
+use crate::models::efficientnet::EfficientNetLite;
+use crate::models::efficientnet_ood::{self, EfficientNetOod};
 use crate::models::unet::Unet;
 use crate::models::unet_ood::{self, UnetOod};
 use crate::models::vae::{self, Vae};
@@ -66,6 +71,10 @@ pub struct OodTrainConfig {
     pub extra_ood: Vec<PathBuf>,
     /// Use at most this many train crops, drawn at random (CPU budgets).
     pub max_train_crops: Option<usize>,
+    /// Also fit each train crop's ordinary copy ([`ordinary_copy`]: re-compressed or
+    /// downscaled, as real footage is) as in-distribution, so that the module flags
+    /// corruption, not everyday quality loss.
+    pub ordinary_copies: bool,
     pub seed: u64,
     pub device: Device,
     pub storage: Storage,
@@ -126,6 +135,7 @@ struct Stores {
 enum Chain {
     Vit(VitOod),
     Unet(UnetOod),
+    EfficientNet(EfficientNetOod),
 }
 
 impl Chain {
@@ -133,6 +143,7 @@ impl Chain {
         match self {
             Chain::Vit(m) => &m.abnormality,
             Chain::Unet(m) => &m.abnormality,
+            Chain::EfficientNet(m) => &m.abnormality,
         }
     }
 
@@ -151,6 +162,19 @@ impl Chain {
                     .map(|chunk| {
                         let out = model.forward(&models::to_network_input(&models::crop_batch(chunk, pre.input_size), pre, device));
                         HeadInputs::labelled(out.probs, out.encoding, out.residual, is_ood)
+                    })
+                    .collect();
+                HeadInputs::cat(&parts)
+            }
+            Chain::EfficientNet(model) => {
+                let _guard = tch::no_grad_guard();
+                let parts: Vec<HeadInputs> = pixels
+                    .chunks(batch.max(1))
+                    .map(|chunk| {
+                        let out = model.forward(&models::to_network_input(&models::crop_batch(chunk, pre.input_size), pre, device));
+                        // No residual: `[N, 0]`, which selects and concatenates like the others.
+                        let none = Tensor::zeros([out.probs.size()[0], 0], (Kind::Float, device));
+                        HeadInputs::labelled(out.probs, out.encoding, none, is_ood)
                     })
                     .collect();
                 HeadInputs::cat(&parts)
@@ -246,7 +270,7 @@ pub fn train_ood(set: &CropSet, cfg: &OodTrainConfig, mut on_event: impl FnMut(O
             let val_id = (!val_classified.is_empty()).then(|| HeadInputs::of(model, val_classified, false));
             (vae, HeadInputs::of(model, train_classified, false), val_id)
         }
-        Chain::Unet(_) => {
+        Chain::Unet(_) | Chain::EfficientNet(_) => {
             let train_id = features("train crops", &train_pixels, false, &mut on_event).expect("the train split has crops");
             (Vec::new(), train_id, features("val crops", &val_pixels, false, &mut on_event))
         }
@@ -258,7 +282,14 @@ pub fn train_ood(set: &CropSet, cfg: &OodTrainConfig, mut on_event: impl FnMut(O
     let synthetic_val = corrupt_all(&val_pixels, size, cfg.seed ^ 1, OodKind::for_index)?;
     let synthetic_val = features("synthetic OOD of the val crops", &synthetic_val, true, &mut on_event);
     let real = features("real OOD images", &real_ood, true, &mut on_event);
-    let train_parts: Vec<HeadInputs> = [Some(train_id), synthetic_train, real].into_iter().flatten().collect();
+    let ordinary = match cfg.ordinary_copies {
+        true => {
+            let copies = train_pixels.iter().enumerate().map(|(i, p)| ordinary_copy(i, cfg.seed).apply(p, size)).collect::<Result<Vec<_>>>()?;
+            features("ordinary copies of the train crops (in-distribution)", &copies, false, &mut on_event)
+        }
+        false => None,
+    };
+    let train_parts: Vec<HeadInputs> = [Some(train_id), ordinary, synthetic_train, real].into_iter().flatten().collect();
     let train = HeadInputs::cat(&train_parts);
     drop(train_parts);
     let val = val_id.zip(synthetic_val).map(|(id, ood)| HeadInputs::cat(&[id, ood]));
@@ -266,6 +297,21 @@ pub fn train_ood(set: &CropSet, cfg: &OodTrainConfig, mut on_event: impl FnMut(O
         save(&stores, &header, &heads, cfg, &vae, best)
     })?;
     Ok(OodTrainReport { vae, abnormality })
+}
+
+/// Crop `i`'s ordinary copy: even crops re-compressed at JPEG quality 60-90, odd ones
+/// downscaled to 40-80% of the side and back (area down, linear up), drawn from `seed` and
+/// `i`. Mild next to the synthetic corruptions (JPEG quality 10, blur sigma 2.5); the OOD
+/// evaluation's mild conditions (quality 75, half size) lie inside these ranges.
+pub fn ordinary_copy(i: usize, seed: u64) -> AugmentPlan {
+    let mut rng = StdRng::seed_from_u64(seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    match i % 2 {
+        0 => AugmentPlan { jpeg_quality: Some(rng.random_range(60..=90)), ..AugmentPlan::default() },
+        _ => AugmentPlan {
+            resize: Some(IsotropicResize { scale: rng.random_range(0.4..=0.8), interpolation: Interpolation::AreaLinear, pad: false }),
+            ..AugmentPlan::default()
+        },
+    }
 }
 
 /// The classifier from `cfg.classifier`, loaded strictly and frozen, and the new heads, with
@@ -289,8 +335,13 @@ fn build(cfg: &OodTrainConfig) -> Result<(Stores, Chain, OodHeads, Header)> {
             let model = UnetOod { unet: Unet::new(&stores.classifier.root(), unet_cfg), abnormality: abnormality(&abn_cfg) };
             (Chain::Unet(model), OodHeads { vae: None, abnormality: abn_cfg })
         }
+        NetworkConfig::EfficientNet(net_cfg) => {
+            let abn_cfg = efficientnet_ood::abnormality_config(net_cfg, cfg.heads.abnormality.clone());
+            let model = EfficientNetOod { net: EfficientNetLite::new(&stores.classifier.root(), net_cfg), abnormality: abnormality(&abn_cfg) };
+            (Chain::EfficientNet(model), OodHeads { vae: None, abnormality: abn_cfg })
+        }
         other => bail!(
-            "{} holds {}: the OOD heads read a ViT (its attention) or a U-Net (its reconstruction)",
+            "{} holds {}: the OOD heads read a ViT (its attention), a U-Net (its reconstruction) or an EfficientNet (its features)",
             path.display(),
             other.arch_name()
         ),
@@ -432,7 +483,7 @@ fn save(stores: &Stores, classifier: &Header, heads: &OodHeads, cfg: &OodTrainCo
         [&stores.classifier, &stores.vae, &stores.abnormality].iter().flat_map(|s| s.variables()).collect();
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
     let vae = match vae.last() {
-        None => "none, the U-Net redraws its input".to_string(),
+        None => "none".to_string(),
         Some(last) => format!(
             "{} epochs, train L1 {:.4}, val L1 {}",
             vae.len(),
@@ -446,7 +497,7 @@ fn save(stores: &Stores, classifier: &Header, heads: &OodHeads, cfg: &OodTrainCo
             cfg.command_line,
             best.epoch + 1,
             best.val.map_or("n/a".into(), |m| format!("{:.4}", m.auroc)),
-            if heads.vae.is_some() { "ViT" } else { "U-Net" },
+            classifier.network.arch_name(),
             classifier.provenance,
         ),
         ood: Some(heads.clone()),

@@ -548,6 +548,10 @@ pub struct TrainOodArgs {
     /// Use at most this many train crops, drawn at random.
     #[arg(long, value_name = "N")]
     pub max_train_crops: Option<usize>,
+    /// Use only crops of these origins (the manifest's origin column), in training and
+    /// validation: leave one out to see how the risk judges a source it never saw.
+    #[arg(long, value_delimiter = ',', value_name = "ORIGIN,...")]
+    pub origins: Vec<String>,
     /// Fit an ordinary copy of each train crop (JPEG quality 60-90, or downscaled to 40-80% and
     /// back) as in-distribution too, so that everyday quality loss is not out of distribution.
     #[arg(long)]

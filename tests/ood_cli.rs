@@ -145,6 +145,12 @@ fn an_efficientnet_gets_heads_on_its_own_features_and_keeps_its_scores() {
     assert!(run.status.success(), "{stderr}");
     assert!(epochs(&stderr, "vae").is_empty() && epochs(&stderr, "abnormality").len() == 2, "{stderr}");
     assert!(stderr.contains("ordinary copies of the train crops"), "{stderr}");
+    // --origins keeps only those origins' crops (this cache has none named so).
+    let nowhere = tmp.path().join("none.safetensors");
+    let mut args = vec!["train-ood", "--model", s(&plain), "--crops", s(&cache), "-o", s(&nowhere), "--origins", "elsewhere", "--device", "cpu"];
+    args.extend(split);
+    let run = dfscan(&args);
+    assert!(!run.status.success() && String::from_utf8_lossy(&run.stderr).contains("the train split has 0 crops"), "{}", String::from_utf8_lossy(&run.stderr));
 
     let (before, after) = (FaceModel::load(&plain, Device::Cpu).unwrap(), FaceModel::load(&out, Device::Cpu).unwrap());
     assert!(!before.has_ood() && after.has_ood());

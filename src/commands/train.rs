@@ -179,6 +179,7 @@ pub fn train_ood(args: TrainOodArgs) -> Result<()> {
         extra_ood: args.ood_crops.clone(),
         max_train_crops: args.max_train_crops,
         ordinary_copies: args.ordinary_copies,
+        origins: args.origins.clone(),
         seed: args.seed,
         device: args.device.resolve()?,
         storage: args.storage,

@@ -71,6 +71,8 @@ pub struct OodTrainConfig {
     pub extra_ood: Vec<PathBuf>,
     /// Use at most this many train crops, drawn at random (CPU budgets).
     pub max_train_crops: Option<usize>,
+    /// Use only crops of these origins (empty: all), in training and validation.
+    pub origins: Vec<String>,
     /// Also fit each train crop's ordinary copy ([`ordinary_copy`]: re-compressed or
     /// downscaled, as real footage is) as in-distribution, so that the module flags
     /// corruption, not everyday quality loss.
@@ -238,7 +240,9 @@ pub fn train_ood(set: &CropSet, cfg: &OodTrainConfig, mut on_event: impl FnMut(O
     let pre = &header.preprocess;
     let size = pre.input_size as i32;
     let mut rng = StdRng::seed_from_u64(cfg.seed);
-    let mut train_idx = set.split(Split::Train, &cfg.split);
+    // Only the wanted origins, in training and validation (a held-out-source check of the risk).
+    let wanted = |i: &usize| cfg.origins.is_empty() || cfg.origins.contains(&set.records[*i].origin);
+    let mut train_idx: Vec<usize> = set.split(Split::Train, &cfg.split).into_iter().filter(wanted).collect();
     if let Some(cap) = cfg.max_train_crops.filter(|&cap| cap < train_idx.len()) {
         train_idx.shuffle(&mut rng);
         train_idx.truncate(cap);
@@ -246,7 +250,8 @@ pub fn train_ood(set: &CropSet, cfg: &OodTrainConfig, mut on_event: impl FnMut(O
     }
     ensure!(train_idx.len() >= 2, "the train split has {} crops; training needs at least 2", train_idx.len());
     let load = |idx: &[usize]| idx.iter().map(|&i| set.load_rgb(i, size)).collect::<Result<Vec<_>>>();
-    let (train_pixels, val_pixels) = (load(&train_idx)?, load(&set.split(Split::Val, &cfg.split))?);
+    let val_idx: Vec<usize> = set.split(Split::Val, &cfg.split).into_iter().filter(wanted).collect();
+    let (train_pixels, val_pixels) = (load(&train_idx)?, load(&val_idx)?);
     let real_ood = cfg.extra_ood.iter().map(|dir| dataset::load_images(dir, size)).collect::<Result<Vec<_>>>()?.concat();
     on_event(OodTrainEvent::Start { train_crops: train_pixels.len(), val_crops: val_pixels.len(), real_ood: real_ood.len() });
 
@@ -509,6 +514,21 @@ fn save(stores: &Stores, classifier: &Header, heads: &OodHeads, cfg: &OodTrainCo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ordinary_copies_alternate_mild_jpeg_and_downscaling_and_repeat_with_the_seed() {
+        for i in 0..40 {
+            let plan = ordinary_copy(i, 7);
+            assert_eq!(plan, ordinary_copy(i, 7));
+            match (i % 2, plan.jpeg_quality, plan.resize) {
+                (0, Some(q), None) => assert!((60..=90).contains(&q), "quality {q}"),
+                (1, None, Some(r)) => assert!((0.4..=0.8).contains(&r.scale) && !r.pad, "{r:?}"),
+                other => panic!("crop {i}: {other:?}"),
+            }
+            assert!(plan.noise.is_none() && plan.blur_sigma.is_none() && !plan.gray && !plan.flip);
+        }
+        assert!((0..40).any(|i| ordinary_copy(i, 7) != ordinary_copy(i, 8)), "the seed draws the copies");
+    }
 
     #[test]
     fn steps_per_epoch_counts_the_batches_an_epoch_has() {

@@ -2,9 +2,10 @@
 //! about a face: its softmax probabilities, its encoding, and a residual map. For the ViT path
 //! (`vit_ood`) the residual is the attention VAE's, (VAE(att) - att)^2, one channel; for the
 //! U-Net path (`unet_ood`) it is the U-Net's own reconstruction error, (input - reconstruction)^2,
-//! three channels. The EfficientNet path (`efficientnet_ood`) has neither an attention map nor a
-//! decoder: its module reads no residual (`residual_channels` 0, no encoder blocks). It is trained on in-distribution crops (risk 0) against synthetic
-//! out-of-distribution ones made from them (risk 1; `train::ood_trainer`).
+//! three channels. The EfficientNet path (`efficientnet_ood`) has neither an attention map nor
+//! a decoder: its module reads no residual (`residual_channels` 0, no encoder blocks). It is
+//! trained on in-distribution crops (risk 0) against synthetic out-of-distribution ones made
+//! from them (risk 1; `train::ood_trainer`).
 //!
 //! Reference code: the seed's `Abnormality_module_Encoder_ViT_v3` and, for the U-Net,
 //! `Abnormality_module_Encoder_v3`, both on `Encoder_block_v2` (github.com/FabrCas/master_thesis
@@ -98,8 +99,9 @@ impl EncoderBlock {
 }
 
 /// Inputs: softmax probabilities `[N, classes]`, encoding `[N, encoding]`, residual
-/// `[N, residual_channels, S, S]` (see [`residual`]; ignored when `residual_channels` is 0); output: `[N]` risk logits ([`Abnormality::logits_t`]) or
-/// risks in (0, 1) ([`Abnormality::risk_t`]), higher = more likely out of distribution.
+/// `[N, residual_channels, S, S]` (see [`residual`]; ignored when `residual_channels` is 0);
+/// output: `[N]` risk logits ([`Abnormality::logits_t`]) or risks in (0, 1)
+/// ([`Abnormality::risk_t`]), higher = more likely out of distribution.
 #[derive(Debug)]
 pub struct Abnormality {
     config: AbnormalityConfig,
@@ -112,10 +114,10 @@ pub struct Abnormality {
 impl Abnormality {
     pub fn new(p: &nn::Path, cfg: &AbnormalityConfig) -> Self {
         let mut c_in = cfg.residual_channels;
-        let blocks = cfg
-            .channels
+        // No residual, no encoder blocks.
+        let widths = if cfg.residual_channels > 0 { &cfg.channels[..] } else { &[] };
+        let blocks = widths
             .iter()
-            .filter(|_| cfg.residual_channels > 0)
             .enumerate()
             .map(|(i, &c)| {
                 let block = EncoderBlock::new(p / format!("e{}", i + 1), c_in, c, cfg.init_std);

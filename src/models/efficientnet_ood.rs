@@ -9,7 +9,7 @@
 //!                                          \________________________________________/
 //!                                                          abnormality -> ood risk
 //! ```
-//! Why: the default scan ran a second network (the ViT with its VAE, about 60 ms a face on
+//! Why: the default scan ran a second network (the ViT with its VAE, about 70 ms a face on
 //! one CPU core) only for this risk; here it costs one small MLP per face.
 //!
 //! One weights file holds both: the classifier's tensors at the root (unchanged names), the

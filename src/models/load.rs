@@ -174,7 +174,7 @@ fn load_strict(path: &Path, device: Device, sequence: bool) -> Result<Loaded> {
         return Ok(Loaded { id, header, net: FrameNet::Script(model), vs: nn::VarStore::new(device) });
     }
     let mut vs = nn::VarStore::new(device);
-    let net = match (&header.network, &header.ood) {
+    let mut net = match (&header.network, &header.ood) {
         (NetworkConfig::Vit(cfg), Some(heads)) => FrameNet::VitOod(Box::new(vit_ood::VitOod::new(&vs.root(), cfg, heads).with_context(|| path.display().to_string())?)),
         (NetworkConfig::Unet(cfg), Some(heads)) => FrameNet::UnetOod(Box::new(unet_ood::UnetOod::new(&vs.root(), cfg, heads).with_context(|| path.display().to_string())?)),
         (NetworkConfig::EfficientNet(cfg), Some(heads)) => {
@@ -201,7 +201,6 @@ fn load_strict(path: &Path, device: Device, sequence: bool) -> Result<Loaded> {
     vs.load(path).with_context(|| format!("loading {}", path.display()))?;
     // Loading takes the file's precision; f16 storage (weights::Storage) computes in f32.
     vs.float();
-    let mut net = net;
     if let FrameNet::EfficientNetOod(model) = &mut net {
         // Scoring only from here on (a FaceModel is never trained).
         model.net.backbone.fold_batch_norm();
@@ -283,9 +282,9 @@ impl FaceModel {
     }
 
     /// The three out-of-distribution risks of `crops` (as [`FaceModel::fake_logits`] takes
-    /// them); only a ViT, a U-Net or an EfficientNet with OOD heads has all three. ODIN takes input gradients
-    /// through the classifier, so this costs about three forward passes more than
-    /// [`FaceModel::score`].
+    /// them); only a ViT, a U-Net or an EfficientNet with OOD heads has all three. ODIN takes
+    /// input gradients through the classifier, so this costs about three forward passes more
+    /// than [`FaceModel::score`].
     pub fn ood_risks(&self, crops: &Tensor, odin: &ood::Odin) -> Result<OodRisks> {
         let input = to_network_input(crops, &self.header.preprocess, self.device);
         let std = Some(&self.header.preprocess.std[..]);

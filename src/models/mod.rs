@@ -12,8 +12,7 @@
 //! (`vit_ood`); the U-Net (`unet`) redraws its input, and the same module reads that
 //! reconstruction's residual (`unet_ood`): seed 000's two paths. The same module on an
 //! EfficientNet-Lite's own features (`efficientnet_ood`) gives the default classifier its risk
-//! without a second network. `ood` holds the MSP and ODIN
-//! baselines the risk is compared with.
+//! without a second network. `ood` holds the MSP and ODIN baselines the risk is compared with.
 //!
 //! The folder: `arch` is the table of architectures (one row each: name, kind, training start,
 //! pretrained files, rename table for import, shipped file); `preprocess` the input contract

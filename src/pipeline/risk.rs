@@ -4,10 +4,10 @@
 //! from the default model itself) judges the input, not each face, and may cost more than the
 //! classifier it runs beside: on the bench clips (README, "Speed") the ViT with its heads took
 //! about 70 ms a face against EfficientNet-Lite0's 17, and the models stage, one thread, was
-//! the scan's bottleneck while a core stood idle. Here the
-//! models stage hands the OOD model's crops over and goes on with its own models; the answers
-//! come back in order and are filed with their faces before the input's line is built. The
-//! crops and batches are the ones the models stage would have scored, so the risks are the same.
+//! the scan's bottleneck while a core stood idle. Here the models stage hands the OOD model's
+//! crops over and goes on with its own models; the answers come back in order and are filed
+//! with their faces before the input's line is built. The crops and batches are the ones the
+//! models stage would have scored, so the risks are the same.
 use anyhow::{anyhow, Result};
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 

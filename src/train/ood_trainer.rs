@@ -13,7 +13,8 @@
 //!   (L1 + `kl_weight` x KL, the seed's objective).
 //! - Stage 2, the same for both: with everything else frozen, train crops (label 0) and their
 //!   synthetic out-of-distribution copies (label 1; `crops::ood`, the five corruptions in turn),
-//!   plus any real out-of-distribution images, go once through the chain a scan uses
+//!   plus any real out-of-distribution images (and, with `ordinary_copies`, mildly re-encoded
+//!   copies of the train crops, label 0), go once through the chain a scan uses
 //!   (`VitOod::heads`, `UnetOod::forward`), so the module learns on exactly what it will read.
 //!   The module then fits on those inputs (binary cross-entropy, classes weighted equally).
 //! - Validation: the val split against synthetic copies of it; the module's AUROC per epoch.
@@ -157,32 +158,25 @@ impl Chain {
         }
         Some(match self {
             Chain::Vit(model) => HeadInputs::of(model, classify_all(model, pixels, pre, device, batch), is_ood),
-            Chain::Unet(model) => {
-                let _guard = tch::no_grad_guard();
-                let parts: Vec<HeadInputs> = pixels
-                    .chunks(batch.max(1))
-                    .map(|chunk| {
-                        let out = model.forward(&models::to_network_input(&models::crop_batch(chunk, pre.input_size), pre, device));
-                        HeadInputs::labelled(out.probs, out.encoding, out.residual, is_ood)
-                    })
-                    .collect();
-                HeadInputs::cat(&parts)
-            }
-            Chain::EfficientNet(model) => {
-                let _guard = tch::no_grad_guard();
-                let parts: Vec<HeadInputs> = pixels
-                    .chunks(batch.max(1))
-                    .map(|chunk| {
-                        let out = model.forward(&models::to_network_input(&models::crop_batch(chunk, pre.input_size), pre, device));
-                        // No residual: `[N, 0]`, which selects and concatenates like the others.
-                        let none = Tensor::zeros([out.probs.size()[0], 0], (Kind::Float, device));
-                        HeadInputs::labelled(out.probs, out.encoding, none, is_ood)
-                    })
-                    .collect();
-                HeadInputs::cat(&parts)
-            }
+            Chain::Unet(model) => in_batches(pixels, pre, device, batch, |input| {
+                let out = model.forward(input);
+                HeadInputs::labelled(out.probs, out.encoding, out.residual, is_ood)
+            }),
+            Chain::EfficientNet(model) => in_batches(pixels, pre, device, batch, |input| {
+                let out = model.forward(input);
+                // No residual: `[N, 0]`, which selects and concatenates like the others.
+                let none = Tensor::zeros([out.probs.size()[0], 0], (Kind::Float, device));
+                HeadInputs::labelled(out.probs, out.encoding, none, is_ood)
+            }),
         })
     }
+}
+
+/// `heads` of `pixels` in batches of `batch`, as network input, without gradients.
+fn in_batches(pixels: &[Vec<u8>], pre: &Preprocess, device: Device, batch: usize, heads: impl Fn(&Tensor) -> HeadInputs) -> HeadInputs {
+    let _guard = tch::no_grad_guard();
+    let parts: Vec<HeadInputs> = pixels.chunks(batch.max(1)).map(|chunk| heads(&models::to_network_input(&models::crop_batch(chunk, pre.input_size), pre, device))).collect();
+    HeadInputs::cat(&parts)
 }
 
 /// What the abnormality module reads, for a set of crops, and their labels.
@@ -287,12 +281,11 @@ pub fn train_ood(set: &CropSet, cfg: &OodTrainConfig, mut on_event: impl FnMut(O
     let synthetic_val = corrupt_all(&val_pixels, size, cfg.seed ^ 1, OodKind::for_index)?;
     let synthetic_val = features("synthetic OOD of the val crops", &synthetic_val, true, &mut on_event);
     let real = features("real OOD images", &real_ood, true, &mut on_event);
-    let ordinary = match cfg.ordinary_copies {
-        true => {
-            let copies = train_pixels.iter().enumerate().map(|(i, p)| ordinary_copy(i, cfg.seed).apply(p, size)).collect::<Result<Vec<_>>>()?;
-            features("ordinary copies of the train crops (in-distribution)", &copies, false, &mut on_event)
-        }
-        false => None,
+    let ordinary = if cfg.ordinary_copies {
+        let copies = train_pixels.iter().enumerate().map(|(i, p)| ordinary_copy(i, cfg.seed).apply(p, size)).collect::<Result<Vec<_>>>()?;
+        features("ordinary copies of the train crops (in-distribution)", &copies, false, &mut on_event)
+    } else {
+        None
     };
     let train_parts: Vec<HeadInputs> = [Some(train_id), ordinary, synthetic_train, real].into_iter().flatten().collect();
     let train = HeadInputs::cat(&train_parts);

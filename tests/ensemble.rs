@@ -142,3 +142,20 @@ fn the_shipped_frame_and_temporal_models_scan_the_samples_together() {
     assert!(pan["ood_risk"].is_null(), "{pan}");
     assert_eq!(line_for(&lines, "no_face.mp4")["verdict"], "no_face");
 }
+
+/// The plain scan's risk comes from the default model, which has no attention map: `--explain`
+/// asks for the ViT, and with `--ood-model vit` draws its attention beside the default's scores.
+#[test]
+fn the_plain_scan_explains_with_the_vit_when_given_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pan = samples().join("astronaut_pan.mp4");
+    let explain = tmp.path().join("explain");
+    let out = dfscan(&["scan", "-q", "--no-state", "--frames", "2", "--explain", s(&explain), s(&pan)]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("--ood-model vit --ood-threshold 0.64"), "{stderr}");
+    let out = dfscan(&["scan", "-q", "--no-state", "--frames", "2", "--ood-model", "vit", "--ood-threshold", "0.64", "--explain", s(&explain), s(&pan)]);
+    let line = json_lines(&out).remove(0);
+    assert_eq!((&line["model"]["name"], &line["ood_model"]["name"], &line["ood_threshold"]), (&"efficientnet-lite0".into(), &"deit-tiny".into(), &0.64.into()), "{line}");
+    let pngs = std::fs::read_dir(line["explain"].as_str().unwrap()).unwrap().count();
+    assert_eq!(pngs, 2, "{line}");
+}

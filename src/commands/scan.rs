@@ -53,7 +53,7 @@ fn scan_with(args: ScanArgs, inputs: impl Iterator<Item = Input> + Send + 'stati
     let face_source = face_source(&settings)?;
     let cfg = settings.config(&set, run_options(&args.engine, args.explain.clone()))?;
     if cfg.explain.is_some() && set.attention_model().is_none() {
-        bail!("--explain draws a ViT's attention: give --ood-model or a ViT in --models");
+        bail!("--explain draws a ViT's attention, and no model of this scan is a ViT: add `--ood-model vit --ood-threshold 0.64` (the ViT's risk at its own threshold) or a ViT in --models");
     }
     let control = Control {
         timeout: timeout(args.timeout)?,

@@ -242,6 +242,16 @@ fn relu6(xs: &Tensor) -> Tensor {
     xs.clamp(0.0, 6.0)
 }
 
+/// ReLU6 of a fresh activation: in place at inference (one pass less over memory), a new
+/// tensor in training (autograd keeps the input).
+fn relu6_t(mut xs: Tensor, train: bool) -> Tensor {
+    if train {
+        return relu6(&xs);
+    }
+    let _ = xs.clamp_(0.0, 6.0);
+    xs
+}
+
 /// Mobile inverted bottleneck: 1x1 expand (absent when the ratio is 1), kxk depthwise, 1x1
 /// project; ReLU6 after the first two, none after the projection; a residual connection when
 /// the block keeps stride 1 and its width.
@@ -273,10 +283,10 @@ impl MbConv {
 
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         let x = match &self.expand {
-            Some(expand) => relu6(&expand.forward_t(xs, train)),
+            Some(expand) => relu6_t(expand.forward_t(xs, train), train),
             None => xs.shallow_clone(),
         };
-        let x = relu6(&self.depthwise.forward_t(&x, train));
+        let x = relu6_t(self.depthwise.forward_t(&x, train), train);
         let x = self.project.forward_t(&x, train);
         if !self.residual {
             return x;
@@ -286,8 +296,13 @@ impl MbConv {
             let keep = 1.0 - self.drop_connect;
             let mask = (Tensor::rand([x.size()[0], 1, 1, 1], (x.kind(), x.device())) + keep).floor();
             x * mask / keep + xs
-        } else {
+        } else if train {
             x + xs
+        } else {
+            // In place at inference: the projection's output is fresh.
+            let mut x = x;
+            x += xs;
+            x
         }
     }
 }
@@ -346,7 +361,7 @@ impl ModuleT for Backbone {
             Device::Cpu => xs.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2]),
             _ => xs.shallow_clone(),
         };
-        let mut x = relu6(&self.stem.forward_t(&xs, train));
+        let mut x = relu6_t(self.stem.forward_t(&xs, train), train);
         let mut features = Vec::with_capacity(2 * self.taps.len() + 1);
         for (i, block) in self.blocks.iter().enumerate() {
             x = block.forward_t(&x, train);
@@ -355,7 +370,7 @@ impl ModuleT for Backbone {
                 features.push(x.std_dim(&[2i64, 3][..], false, false));
             }
         }
-        features.push(relu6(&self.head.forward_t(&x, train)).mean_dim(&[2i64, 3][..], false, Kind::Float));
+        features.push(relu6_t(self.head.forward_t(&x, train), train).mean_dim(&[2i64, 3][..], false, Kind::Float));
         if features.len() == 1 {
             return features.pop().expect("one");
         }

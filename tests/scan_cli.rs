@@ -247,6 +247,30 @@ fn the_plain_scan_calls_the_self_blended_sample_fake_and_the_real_clips_real() {
     assert_eq!(out.status.code(), Some(1), "exit 1: fakes found, nothing failed");
 }
 
+/// The attribution model runs on its own thread and a fake's line waits for it while later
+/// inputs are scored: lines still come in input order, with the numbers a scan of the fake
+/// alone gives.
+#[test]
+fn lines_keep_input_order_while_a_fake_waits_for_its_attribution() {
+    let tmp = tempfile::tempdir().unwrap();
+    let blend = samples().join("astronaut_selfblend.mp4");
+    let again = tmp.path().join("blend-again.mp4");
+    std::fs::copy(&blend, &again).unwrap();
+    let inputs = [blend.clone(), samples().join("astronaut_pan.mp4"), again, samples().join("astronaut_rotated.mp4")];
+    let mut args = vec!["scan", "-q", "--no-state", "--frames", "8"];
+    args.extend(inputs.iter().map(|p| s(p)));
+    let lines = json_lines(&dfscan(&args));
+    let paths: Vec<&str> = lines.iter().map(|l| l["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, inputs.iter().map(|p| s(p)).collect::<Vec<_>>());
+    let alone = json_lines(&dfscan(&["scan", "-q", "--no-state", "--frames", "8", s(&blend)])).remove(0);
+    assert!(alone["attribution"]["family"].is_string(), "{alone}");
+    for i in [0, 2] {
+        assert_eq!(lines[i]["verdict"], "fake", "{}", lines[i]);
+        assert_eq!(lines[i]["attribution"], alone["attribution"], "{}", lines[i]);
+    }
+    assert!(lines[1]["attribution"].is_null() && lines[3]["attribution"].is_null());
+}
+
 /// The attribution model names a fake's family and method and nothing for a real verdict: one
 /// input judged both ways by the threshold. It is off for a scan with `--model` unless asked for.
 #[test]
@@ -278,8 +302,8 @@ fn a_fake_line_is_attributed_and_a_real_one_is_not() {
     assert!(off.get("attribution").is_none() && off.get("attribution_model").is_none(), "{off}");
 }
 
-/// Threads and batch size say how a scan computes, not what it finds: the plain scan (model,
-/// OOD ViT, attribution, stacker) on one thread per library and one crop per pass, and on two
+/// Threads and batch size say how a scan computes, not what it finds: the plain scan (model
+/// with its own risk, attribution, stacker) on one thread per library and one crop per pass, and on two
 /// threads each and 16 crops per pass, gives the same scores.
 #[test]
 fn threads_and_batch_size_change_no_score() {

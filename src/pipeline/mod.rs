@@ -2,9 +2,9 @@
 //!
 //! ```text
 //! inputs --jobs--> decode --frames--> faces --crops--> models --events--> caller (output)
-//!                                                        |  ^
-//!                                               OOD crops v  | risks
-//!                                                         risk
+//!                                                       |  ^  |  ^
+//!                                           OOD crops   v  |  v  |  a fake's crops, its attribution
+//!                                                     risk   attribution
 //! ```
 //! Every queue is bounded, so a fast stage blocks instead of filling memory: at most
 //! `FRAME_QUEUE` decoded frames and `CROP_QUEUE` frames' crops wait at any time, whatever the
@@ -24,7 +24,7 @@
 //! between frames, so nothing is killed and the next input starts at once.
 //!
 //! The stage loops themselves are in `stages`; `risk` runs the OOD model beside the models
-//! stage; `shutdown` holds what stops them from outside;
+//! stage, `attribution` the attribution model; `shutdown` holds what stops them from outside;
 //! `settings` holds the settings that change a result, as data (`scan`'s flags, a queued job's).
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -45,6 +45,7 @@ use crate::models::set::CropPlan;
 use crate::report::{self, LineSettings, Status, VideoReport, VideoSummary};
 use crate::state::{ScanKey, StateDb};
 
+mod attribution;
 mod landmarks;
 mod risk;
 mod scoring;
@@ -277,6 +278,8 @@ struct ModelsContext {
     /// The OOD model when it runs only for its risk, on its own thread (absent with
     /// `--explain`, which files its attention as it scores).
     risk: Option<risk::RiskWorker>,
+    /// The attribution model, on its own thread.
+    attribution: Option<attribution::AttributionWorker>,
 }
 
 impl ModelsContext {
@@ -310,8 +313,9 @@ impl ModelsContext {
                 None
             }
         };
+        let attribution = set.attribution.take().map(attribution::AttributionWorker::spawn).transpose()?;
         let explain = cfg.explain.is_some();
-        Ok(Self { set, plan, judging, line, batch_size: cfg.batch_size, explain, ood_every: cfg.ood_every.max(1), attribution_faces, calibration, keep_landmarks, risk })
+        Ok(Self { set, plan, judging, line, batch_size: cfg.batch_size, explain, ood_every: cfg.ood_every.max(1), attribution_faces, calibration, keep_landmarks, risk, attribution })
     }
 }
 

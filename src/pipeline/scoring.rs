@@ -9,7 +9,7 @@ use super::*;
 use crate::aggregate::judge::{FaceEvidence, MemberEvidence, MemberKind, TrackWindows};
 use crate::aggregate::Verdict;
 use crate::attribution::FaceAttribution;
-use crate::models::attribution::AttributionModel;
+use crate::models::attribution::CropAttribution;
 use crate::models::set::{CropPlan, ModelSet, OodSource};
 use crate::models::{crop_batch, pad_sequence, sequence_windows, AnyModel, CropScores, SequenceModel};
 use crate::report::{FaceAttention, Facts, Outcome, SampledFace, SampledFrame};
@@ -177,11 +177,12 @@ impl JobState {
         Ok(())
     }
 
-    /// The input's line. `error` is the first failure upstream or here, if any.
-    pub(super) fn finish(self, error: Option<String>, ctx: &ModelsContext) -> VideoReport {
+    /// The input's line, or, for a fake when there is an attribution model, the judged input
+    /// and the crops that model must read first. `error` is the first failure upstream or
+    /// here, if any.
+    pub(super) fn finish(self, error: Option<String>, ctx: &ModelsContext) -> Finished {
         let (set, plan) = (&ctx.set, &ctx.plan);
         let mut clip_tracks = self.clip_tracks;
-        let mut attribution = Vec::new();
         let outcome = match error {
             Some(error) => Outcome::Failed(error),
             None => {
@@ -218,34 +219,61 @@ impl JobState {
                     None => {
                         let evidence = aggregate::Evidence { frames_sampled: self.frames.len(), faces: self.faces, members };
                         let judgement = aggregate::judge(&evidence, &ctx.judging);
-                        // A line names the family and method of a fake only, so only a fake's
-                        // faces go through the attribution model.
-                        let attributed = match (&set.attribution, judgement.verdict) {
-                            (Some(model), Some(Verdict::Fake)) => guarded(|| attribute(&self.attribution_batches, &evidence.faces, model)),
-                            _ => Ok(Vec::new()),
-                        };
-                        match attributed {
-                            Ok(faces) => {
-                                attribution = faces;
-                                Outcome::Judged(evidence, judgement)
-                            }
-                            Err(e) => Outcome::Failed(format!("attribution model: {e:#}")),
-                        }
+                        Outcome::Judged(evidence, judgement)
                     }
                 }
             }
         };
+        // A line names the family and method of a fake only, so only a fake's faces go
+        // through the attribution model.
+        let attribute = ctx.attribution.is_some() && matches!(&outcome, Outcome::Judged(_, j) if j.verdict == Some(Verdict::Fake));
         let landmark_tracks = if ctx.keep_landmarks { clip_tracks.take() } else { Vec::new() };
         let facts = Facts {
             path: self.start.path,
             video: self.start.video,
-            elapsed_ms: self.start.started.elapsed().as_millis() as u64,
+            elapsed_ms: 0,
             frames: self.frames,
             attention: self.attention,
-            attribution,
+            attribution: Vec::new(),
             landmark_tracks,
         };
-        report::build(facts, outcome, &ctx.line)
+        let judged = Judged { facts, outcome, started: self.start.started };
+        if attribute {
+            Finished::Attribute(judged, self.attribution_batches)
+        } else {
+            Finished::Line(judged.complete(Ok(Vec::new()), ctx))
+        }
+    }
+}
+
+/// What [`JobState::finish`] gives.
+pub(super) enum Finished {
+    Line(VideoReport),
+    /// A fake: the attribution model reads these crops, then [`Judged::complete`] makes its line.
+    Attribute(Judged, super::attribution::Batches),
+}
+
+/// A judged input whose line waits only for the attribution model's answer.
+pub(super) struct Judged {
+    facts: Facts,
+    outcome: Outcome,
+    started: std::time::Instant,
+}
+
+impl Judged {
+    /// The line, with the attribution model's probabilities `(face, probabilities)` of the
+    /// faces it read; its failure fails the input.
+    pub(super) fn complete(mut self, answer: Result<Vec<(usize, CropAttribution)>, String>, ctx: &ModelsContext) -> VideoReport {
+        match (answer, &self.outcome) {
+            (Ok(faces), Outcome::Judged(evidence, _)) => {
+                let track = |face: usize| evidence.faces[face].track;
+                self.facts.attribution = faces.into_iter().map(|(face, (family, method))| FaceAttribution { face, track: track(face), family, method }).collect();
+            }
+            (Ok(_), _) => {}
+            (Err(e), _) => self.outcome = Outcome::Failed(format!("attribution model: {e}")),
+        }
+        self.facts.elapsed_ms = self.started.elapsed().as_millis() as u64;
+        report::build(self.facts, self.outcome, &ctx.line)
     }
 }
 
@@ -276,19 +304,6 @@ impl<'a> Batches<'a> {
         }
         model.score(batch)
     }
-}
-
-/// The attribution model's probabilities of the faces kept for it, batch by batch as the faces
-/// came: the batches the models stage would have scored on arrival, so the same numbers.
-fn attribute(batches: &[Vec<(usize, Vec<u8>)>], faces: &[FaceEvidence], model: &AttributionModel) -> Result<Vec<FaceAttribution>> {
-    let mut attribution = Vec::new();
-    for picked in batches {
-        let batch = crop_batch(picked.iter().map(|(_, crop)| crop), model.input_size());
-        for ((face, _), (family, method)) in picked.iter().zip(model.attribute(&batch)?) {
-            attribution.push(FaceAttribution { face: *face, track: faces[*face].track, family, method });
-        }
-    }
-    Ok(attribution)
 }
 
 /// A sequence model's P(fake) of each window of T crops of each track (see

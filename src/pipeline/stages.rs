@@ -151,9 +151,73 @@ fn faces_in_frame(source: &mut FaceSource, frame: &Frame, specs: &[PlannedCrop],
     Ok(FacesInFrame { index: frame.index, pts_s: frame.pts_s, role: frame.role, faces })
 }
 
+/// Lines leave the models stage in input order. A fake's line waits for the attribution
+/// model's answer while later inputs are scored; a later line that is ready waits behind it.
+struct Outbox {
+    lines: std::collections::VecDeque<Outgoing>,
+}
+
+struct Outgoing {
+    id: usize,
+    row: Option<ScanKey>,
+    line: Line,
+}
+
+enum Line {
+    Ready(VideoReport),
+    /// Waiting for the attribution model.
+    Waiting(scoring::Judged),
+}
+
+/// Lines held for the attribution model at most: past it, the models stage waits for the
+/// oldest answer (each holds its input's line and kept crops).
+const WAITING_LINES: usize = 4;
+
+impl Outbox {
+    /// Sends the ready lines at the front; false when the caller has gone.
+    fn flush(&mut self, events: &Sender<Note>) -> bool {
+        while matches!(self.lines.front(), Some(Outgoing { line: Line::Ready(_), .. })) {
+            let Some(Outgoing { id, row, line: Line::Ready(report) }) = self.lines.pop_front() else { unreachable!("a ready front") };
+            if events.send(Note { event: Event::Finished { id, report: Box::new(report) }, row }).is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Completes the line `answer` is for.
+    fn file(&mut self, answer: attribution::Answer, ctx: &ModelsContext) {
+        let Some(i) = self.lines.iter().position(|o| o.id == answer.job && matches!(o.line, Line::Waiting(_))) else { return };
+        let Some(Outgoing { id, row, line: Line::Waiting(judged) }) = self.lines.remove(i) else { unreachable!("a waiting line") };
+        self.lines.insert(i, Outgoing { id, row, line: Line::Ready(judged.complete(answer.faces, ctx)) });
+    }
+
+    fn waiting(&self) -> usize {
+        self.lines.iter().filter(|o| matches!(o.line, Line::Waiting(_))).count()
+    }
+}
+
 pub(super) fn models_stage(crops: Receiver<Msg<FacesInFrame>>, events: Sender<Note>, ctx: ModelsContext) {
     let mut jobs: HashMap<usize, JobState> = HashMap::new();
-    for msg in crops.iter() {
+    let mut outbox = Outbox { lines: std::collections::VecDeque::new() };
+    let never = crossbeam_channel::never();
+    let answers = ctx.attribution.as_ref().map_or(&never, |w| w.answers());
+    loop {
+        let msg = select! {
+            recv(crops) -> msg => match msg {
+                Ok(msg) => msg,
+                Err(_) => break,
+            },
+            recv(answers) -> answer => {
+                if let Ok(answer) = answer {
+                    outbox.file(answer, &ctx);
+                }
+                if !outbox.flush(&events) {
+                    return;
+                }
+                continue;
+            }
+        };
         // The OOD model's answers so far, filed with their inputs.
         while let Some(answer) = ctx.risk.as_ref().and_then(|w| w.try_recv()) {
             if let Some(job) = jobs.get_mut(&answer.job) {
@@ -201,11 +265,34 @@ pub(super) fn models_stage(crops: Receiver<Msg<FacesInFrame>>, events: Sender<No
                 // An abandoned input (timeout, interrupt) gets no row, so it is tried again.
                 let abandoned = error.is_some() && job.start.stop.reason().is_some();
                 let row = if abandoned { None } else { job.start.key.take() };
-                let report = job.finish(error, &ctx);
-                if events.send(Note { event: Event::Finished { id, report: Box::new(report) }, row }).is_err() {
+                let line = match (job.finish(error, &ctx), ctx.attribution.as_ref()) {
+                    (scoring::Finished::Line(report), _) => Line::Ready(report),
+                    (scoring::Finished::Attribute(judged, batches), Some(worker)) => match worker.send(id, batches) {
+                        Ok(()) => Line::Waiting(judged),
+                        Err(e) => Line::Ready(judged.complete(Err(format!("{e:#}")), &ctx)),
+                    },
+                    (scoring::Finished::Attribute(judged, _), None) => Line::Ready(judged.complete(Ok(Vec::new()), &ctx)),
+                };
+                outbox.lines.push_back(Outgoing { id, row, line });
+                // Too many lines held: wait for the oldest answers.
+                while outbox.waiting() > WAITING_LINES {
+                    match answers.recv() {
+                        Ok(answer) => outbox.file(answer, &ctx),
+                        Err(_) => break,
+                    }
+                }
+                if !outbox.flush(&events) {
                     return;
                 }
             }
         }
     }
+    // The inputs are over: the held lines' answers, then the lines.
+    while outbox.waiting() > 0 {
+        match answers.recv() {
+            Ok(answer) => outbox.file(answer, &ctx),
+            Err(_) => break,
+        }
+    }
+    outbox.flush(&events);
 }

@@ -195,13 +195,32 @@ impl Outbox {
     fn waiting(&self) -> usize {
         self.lines.iter().filter(|o| matches!(o.line, Line::Waiting(_))).count()
     }
+
+    /// Waits for the next answer and files it; with the model's thread gone, every waiting
+    /// line fails instead (no line is lost). False when none can come any more.
+    fn receive(&mut self, answers: &Receiver<attribution::Answer>, ctx: &ModelsContext) -> bool {
+        match answers.recv() {
+            Ok(answer) => {
+                self.file(answer, ctx);
+                true
+            }
+            Err(_) => {
+                let fail = |line| match line {
+                    Line::Waiting(judged) => Line::Ready(judged.complete(Err("the attribution model's thread has stopped".into()), ctx)),
+                    ready => ready,
+                };
+                self.lines = std::mem::take(&mut self.lines).into_iter().map(|Outgoing { id, row, line }| Outgoing { id, row, line: fail(line) }).collect();
+                false
+            }
+        }
+    }
 }
 
 pub(super) fn models_stage(crops: Receiver<Msg<FacesInFrame>>, events: Sender<Note>, ctx: ModelsContext) {
     let mut jobs: HashMap<usize, JobState> = HashMap::new();
     let mut outbox = Outbox { lines: std::collections::VecDeque::new() };
     let never = crossbeam_channel::never();
-    let answers = ctx.attribution.as_ref().map_or(&never, |w| w.answers());
+    let mut answers = ctx.attribution.as_ref().map_or(&never, |w| w.answers());
     loop {
         let msg = select! {
             recv(crops) -> msg => match msg {
@@ -209,8 +228,13 @@ pub(super) fn models_stage(crops: Receiver<Msg<FacesInFrame>>, events: Sender<No
                 Err(_) => break,
             },
             recv(answers) -> answer => {
-                if let Ok(answer) = answer {
-                    outbox.file(answer, &ctx);
+                match answer {
+                    Ok(answer) => outbox.file(answer, &ctx),
+                    // The model's thread is gone: fail what waits, and listen no more.
+                    Err(_) => {
+                        outbox.receive(answers, &ctx);
+                        answers = &never;
+                    }
                 }
                 if !outbox.flush(&events) {
                     return;
@@ -275,12 +299,7 @@ pub(super) fn models_stage(crops: Receiver<Msg<FacesInFrame>>, events: Sender<No
                 };
                 outbox.lines.push_back(Outgoing { id, row, line });
                 // Too many lines held: wait for the oldest answers.
-                while outbox.waiting() > WAITING_LINES {
-                    match answers.recv() {
-                        Ok(answer) => outbox.file(answer, &ctx),
-                        Err(_) => break,
-                    }
-                }
+                while outbox.waiting() > WAITING_LINES && outbox.receive(answers, &ctx) {}
                 if !outbox.flush(&events) {
                     return;
                 }
@@ -288,11 +307,6 @@ pub(super) fn models_stage(crops: Receiver<Msg<FacesInFrame>>, events: Sender<No
         }
     }
     // The inputs are over: the held lines' answers, then the lines.
-    while outbox.waiting() > 0 {
-        match answers.recv() {
-            Ok(answer) => outbox.file(answer, &ctx),
-            Err(_) => break,
-        }
-    }
+    while outbox.waiting() > 0 && outbox.receive(answers, &ctx) {}
     outbox.flush(&events);
 }

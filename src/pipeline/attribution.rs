@@ -8,13 +8,13 @@
 //! completes the line, and lines still leave in input order (`stages::Outbox`). The batches
 //! are the ones the models stage kept, so the numbers are the same.
 use anyhow::{anyhow, Result};
-use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+use crossbeam_channel::{Receiver, Sender};
 
 use crate::models::attribution::{AttributionModel, CropAttribution};
 use crate::models::crop_batch;
 
-/// Inputs waiting for the model. Bounded like every queue of the pipeline; the models stage
-/// also holds at most a few judged lines (`stages::Outbox`), so this never fills in practice.
+/// Inputs waiting for the model (`super::serve`); the models stage holds at most a few judged
+/// lines (`stages::Outbox`), so this never fills in practice.
 const REQUEST_QUEUE: usize = 8;
 
 /// An input's kept crops, in the batches they came in: `(face, crop)`.
@@ -39,15 +39,9 @@ pub(super) struct AttributionWorker {
 impl AttributionWorker {
     /// Moves `model` to a new thread ("attribution"), which ends when the worker is dropped.
     pub fn spawn(model: AttributionModel) -> Result<Self> {
-        let (requests, inbox) = bounded::<Request>(REQUEST_QUEUE);
-        let (outbox, answers) = unbounded();
-        std::thread::Builder::new().name("attribution".into()).spawn(move || {
-            for Request { job, batches } in inbox.iter() {
-                let faces = super::guarded(|| attribute(&model, &batches)).map_err(|e| format!("{e:#}"));
-                if outbox.send(Answer { job, faces }).is_err() {
-                    return;
-                }
-            }
+        let (requests, answers) = super::serve("attribution", REQUEST_QUEUE, move |Request { job, batches }| {
+            let faces = super::guarded(|| attribute(&model, &batches)).map_err(|e| format!("{e:#}"));
+            Answer { job, faces }
         })?;
         Ok(Self { requests, answers })
     }

@@ -449,6 +449,24 @@ pub fn run(
 }
 
 /// Runs `f`, turning a panic into an error for the current input only.
+/// A thread named `name` that answers each request with `answer`, in order, until the
+/// requests' sender is dropped (or the answers' receiver is). Requests wait in a queue of
+/// `queue` (bounded like every queue of the pipeline); answers are drained by the caller after
+/// every message, so theirs needs no bound and the two threads cannot wait on each other. The
+/// OOD model (`risk`) and the attribution model (`attribution`) run this way.
+fn serve<Q: Send + 'static, A: Send + 'static>(name: &str, queue: usize, mut answer: impl FnMut(Q) -> A + Send + 'static) -> Result<(Sender<Q>, Receiver<A>)> {
+    let (requests, inbox) = bounded::<Q>(queue);
+    let (outbox, answers) = crossbeam_channel::unbounded();
+    thread::Builder::new().name(name.into()).spawn(move || {
+        for request in inbox.iter() {
+            if outbox.send(answer(request)).is_err() {
+                return;
+            }
+        }
+    })?;
+    Ok((requests, answers))
+}
+
 fn guarded<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
         let msg = panic

@@ -9,14 +9,12 @@
 //! with their faces before the input's line is built. The crops and batches are the ones the
 //! models stage would have scored, so the risks are the same.
 use anyhow::{anyhow, Result};
-use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+use crossbeam_channel::{Receiver, Sender};
 
 use crate::models::FaceModel;
 
-/// Batches waiting for the OOD model. Bounded like every queue of the pipeline: when the model
-/// falls behind, the models stage waits instead of holding a long input's crops. Answers are
-/// small and drained after every message, so their queue needs no bound and the two threads
-/// cannot wait on each other.
+/// Batches waiting for the OOD model: when it falls behind, the models stage waits instead of
+/// holding a long input's crops (`super::serve`).
 const REQUEST_QUEUE: usize = 8;
 
 /// The OOD model's crops of some faces of one input.
@@ -44,15 +42,9 @@ impl RiskWorker {
     /// Moves `model` to a new thread ("risk"), which ends when the worker is dropped.
     pub fn spawn(model: FaceModel) -> Result<Self> {
         let input_size = model.input_size();
-        let (requests, inbox) = bounded::<Request>(REQUEST_QUEUE);
-        let (outbox, answers) = unbounded();
-        std::thread::Builder::new().name("risk".into()).spawn(move || {
-            for Request { job, faces, crops } in inbox.iter() {
-                let risks = super::guarded(|| model.score(&crops)?.ood_risk.ok_or_else(|| anyhow!("the OOD model gave no risk"))).map_err(|e| format!("{e:#}"));
-                if outbox.send(Answer { job, faces, risks }).is_err() {
-                    return;
-                }
-            }
+        let (requests, answers) = super::serve("risk", REQUEST_QUEUE, move |Request { job, faces, crops }| {
+            let risks = super::guarded(|| model.score(&crops)?.ood_risk.ok_or_else(|| anyhow!("the OOD model gave no risk"))).map_err(|e| format!("{e:#}"));
+            Answer { job, faces, risks }
         })?;
         Ok(Self { input_size, requests, answers })
     }

@@ -2,7 +2,8 @@
 //! libtorch (models), decided here and nowhere else.
 //!
 //! The stages already run side by side, one thread each (and an OOD model run only for its
-//! risk on a fourth, `pipeline::risk`), so every core is busy once the queues fill; a library
+//! risk, `pipeline::risk`, and the attribution model, `pipeline::attribution`, on one more
+//! each), so every core is busy once the queues fill; a library
 //! pool per stage on top of that oversubscribes. Measured on 2 cores
 //! (README, "Speed"): with OpenCV's and libtorch's default pools (2 threads each) the
 //! MesoInception4 scan of the bench clips took 38 CPU seconds, with one thread each 30, in

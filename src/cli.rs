@@ -7,7 +7,7 @@ use dfscan::faces::calibrate::Calibration;
 use dfscan::faces::DetectorKind;
 use dfscan::models::weights::Storage;
 use dfscan::models::spectrum::ClassifierKind;
-use dfscan::models::{Arch, DeviceChoice};
+use dfscan::models::{Arch, DeviceChoice, PrecisionChoice};
 use dfscan::crops::augment::Perturbation;
 use dfscan::train::cv::Recipe;
 use dfscan::crops::dataset::Split;
@@ -484,6 +484,10 @@ pub struct EvalArgs {
     pub ood_threshold: f32,
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
+    /// As the scan's --precision (default: what the scan uses here). OOD evaluation
+    /// (--ood, --ood-synthetic) computes in f32: ODIN takes input gradients.
+    #[arg(long, value_enum, default_value_t = PrecisionChoice::Auto)]
+    pub precision: PrecisionChoice,
 }
 
 /// The attention VAE's configuration (`models::vae::VaeConfig`).
@@ -582,4 +586,7 @@ pub struct BenchArgs {
     /// Threads of OpenCV's and of libtorch's pool, each (default: the scan's, half the cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// As the scan's --precision.
+    #[arg(long, value_enum, default_value_t = PrecisionChoice::Auto)]
+    pub precision: PrecisionChoice,
 }

@@ -232,3 +232,46 @@ fn forward_speed_lite0_vs_lite2() {
         );
     }
 }
+
+/// `--precision bf16` (the default on a CPU with AVX512-BF16) against `--precision f32`, the
+/// shipped default scan of the samples: every video's score within 0.02, the network's own
+/// score within 0.05 and the OOD risk within 0.03 of f32's, the same verdicts where f32's score
+/// is not within 0.02 of the threshold, and the same attribution (vote shares within 0.1);
+/// and bf16 did run (a score
+/// moved). Runs on any CPU: without AVX512-BF16, oneDNN emulates bf16 (slower, same numbers).
+#[test]
+fn the_default_scan_in_bf16_scores_as_in_f32() {
+    let Some(_) = set_up_file("the_default_scan_in_bf16_scores_as_in_f32", repo().join("models/public/efficientnet-lite0-57934424.safetensors")) else { return };
+    let inputs = ["astronaut_pan.mp4", "astronaut_rotated.mp4", "astronaut_selfblend.mp4", "astronaut.jpg"].map(|n| samples().join(n));
+    let scan = |precision: &str| {
+        let mut args = vec!["scan", "-q", "--no-state", "--frames", "8", "--precision", precision];
+        args.extend(inputs.iter().map(|p| p.to_str().unwrap()));
+        let mut lines = json_lines(&dfscan(&args));
+        lines.sort_by_key(|l| l["path"].as_str().unwrap().to_string());
+        lines
+    };
+    let (f32_lines, bf16_lines) = (scan("f32"), scan("bf16"));
+    assert_eq!(f32_lines.len(), inputs.len());
+    let number = |l: &serde_json::Value, key: &str| l[key].as_f64().unwrap_or_else(|| panic!("no {key}: {l}"));
+    let mut moved = false;
+    for (a, b) in f32_lines.iter().zip(&bf16_lines) {
+        assert_eq!(a["path"], b["path"]);
+        let (score, net, risk) = (number(a, "score"), number(&a["models"][0], "score"), number(a, "ood_risk"));
+        let path = a["path"].as_str().unwrap();
+        assert!((score - number(b, "score")).abs() < 0.02, "{path}: video score {score} in f32, {} in bf16", b["score"]);
+        assert!((net - number(&b["models"][0], "score")).abs() < 0.05, "{path}: network score {net} in f32, {} in bf16", b["models"][0]["score"]);
+        assert!((risk - number(b, "ood_risk")).abs() < 0.03, "{path}: OOD risk {risk} in f32, {} in bf16", b["ood_risk"]);
+        if (score - number(a, "threshold")).abs() > 0.02 {
+            assert_eq!(a["verdict"], b["verdict"], "{path}");
+        }
+        // Names alike; a forest's vote shares may move by a few trees.
+        let attribution = |l: &serde_json::Value| ["family", "method"].map(|k| l["attribution"][k].clone());
+        assert_eq!(attribution(a), attribution(b), "{path}");
+        for p in ["family_p", "method_p"] {
+            assert!((a["attribution"][p].as_f64().unwrap_or(0.0) - b["attribution"][p].as_f64().unwrap_or(0.0)).abs() < 0.1, "{path}: {p} {} in f32, {} in bf16", a["attribution"], b["attribution"]);
+        }
+        moved |= score != number(b, "score");
+    }
+    assert!(moved, "no score moved: bf16 did not run");
+    assert!(f32_lines.iter().any(|l| l["verdict"] == "fake" && !l["attribution"].is_null()), "the self-blended clip is attributed: {f32_lines:?}");
+}

@@ -31,9 +31,9 @@ pub fn shipped() -> Option<PathBuf> {
     Some(super::models_dir().join("attribution.safetensors")).filter(|p| p.is_file())
 }
 
-/// Loads the attribution model at `path` with its encoder.
-pub fn load(path: &Path, device: tch::Device) -> Result<AttributionModel> {
-    AttributionModel::load(path, &encoder_weights()?, device)
+/// Loads the attribution model at `path` with its encoder, computing in `compute`.
+pub fn load(path: &Path, device: tch::Device, compute: tch::Kind) -> Result<AttributionModel> {
+    AttributionModel::load(path, &encoder_weights()?, device, compute)
 }
 
 pub fn fit_attribution(args: FitAttributionArgs) -> Result<()> {
@@ -57,7 +57,7 @@ pub fn fit_attribution(args: FitAttributionArgs) -> Result<()> {
         taps: true,
     };
     let device = args.device.resolve()?;
-    let encoder = FeatureEncoder::load(&spec, &weights, device)?;
+    let encoder = FeatureEncoder::load(&spec, &weights, device, tch::Kind::Float)?;
     let bar = progress_bar(0, "embeddings [{bar:30}] {pos}/{len} crops {eta}");
     let all = fit::embeddings(&set, &encoder, args.batch_size.max(1), |done, total| {
         bar.set_length(total as u64);

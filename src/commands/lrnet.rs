@@ -27,7 +27,7 @@ pub fn extract(args: &ExtractArgs) -> Result<Outcome> {
     let (videos, stills): (Vec<&ManifestRow>, Vec<&ManifestRow>) =
         rows.iter().partition(|r| r.faces == FacesMode::Detect && !dfscan::inputs::is_still_image(&r.path));
     let device = dfscan::models::DeviceChoice::Auto.resolve()?;
-    let mut set = ModelSet::load(&[resolve_model("lrnet-dfo")?], None, OodChoice::Off, device)?;
+    let mut set = ModelSet::load(&[resolve_model("lrnet-dfo")?], None, OodChoice::Off, device, tch::Kind::Float)?;
     let landmarker = dfscan::models::facemesh::FaceMeshModel::load(&resolve_model("facemesh")?, device)?;
     let settings = CacheSettings {
         clips: args.clips.max(1),

@@ -24,7 +24,8 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         return eval_ood(&args, &models, &set);
     }
     let weights = args.model.clone().unwrap_or_else(super::default_model);
-    let model = models::AnyModel::load(&weights, args.device.resolve()?)?;
+    let device = args.device.resolve()?;
+    let model = models::AnyModel::load(&weights, device, args.precision.resolve(device))?;
     let cfg = EvalConfig {
         split: args.split,
         plan: args.split_args.plan(),
@@ -115,7 +116,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     dfscan::pipeline::ThreadSplit::detect().with_pools(args.threads).apply()?;
     let weights = args.model.clone().unwrap_or_else(super::default_model);
     let device = args.device.resolve()?;
-    let model = models::AnyModel::load(&weights, device)?;
+    let model = models::AnyModel::load(&weights, device, args.precision.resolve(device))?;
     let batch_size = args.batch_size.unwrap_or_else(|| dfscan::pipeline::default_batch_size(device));
     let mut detector = dfscan::faces::build_detector(args.detector, &super::models_dir().join("public"), 0.5)?;
     for rate in dfscan::bench::stages(&args.input, detector.as_mut(), args.detector, &model, batch_size.max(1))? {

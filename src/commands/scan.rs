@@ -185,7 +185,8 @@ pub(crate) fn load_models(args: &EngineArgs, landmarks: bool) -> Result<ModelSet
     }
     let weights = (!args.model_weights.is_empty()).then_some(args.model_weights.as_slice());
     let device = args.device.resolve()?;
-    let mut set = ModelSet::load(&paths, weights, ood, device)?;
+    let compute = args.precision.resolve(device);
+    let mut set = ModelSet::load(&paths, weights, ood, device, compute)?;
     if default_scan && set.ood.is_none() {
         eprintln!("dfscan: warning: neither the default model nor {} has out-of-distribution heads (dfscan train-ood adds them): ood_risk will be null", shipped_vit.display());
     }
@@ -199,7 +200,7 @@ pub(crate) fn load_models(args: &EngineArgs, landmarks: bool) -> Result<ModelSet
         None => super::attribution::shipped().filter(|_| default_scan),
     };
     if let Some(path) = attribution {
-        set.attribution = Some(super::attribution::load(&path, device)?);
+        set.attribution = Some(super::attribution::load(&path, device, compute)?);
     }
     Ok(set)
 }

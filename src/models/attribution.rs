@@ -98,8 +98,10 @@ pub struct FeatureEncoder {
 impl FeatureEncoder {
     /// The encoder of `spec` from the ImageNet weights at `weights` (an import with every
     /// tensor but the head's `_fc`), which must be the ones `spec` was fitted on, unless
-    /// `spec.tensors_blake3` is empty (a spec being made).
-    pub fn load(spec: &EncoderSpec, weights: &Path, device: Device) -> Result<Self> {
+    /// `spec.tensors_blake3` is empty (a spec being made). Its BatchNorms are folded: it
+    /// computes in `compute` (fitting embeds in f32; a scan may use bf16, see
+    /// [`super::PrecisionChoice`]).
+    pub fn load(spec: &EncoderSpec, weights: &Path, device: Device, compute: Kind) -> Result<Self> {
         if !spec.tensors_blake3.is_empty() {
             let hash = tensors_hash(weights)?;
             ensure!(
@@ -110,10 +112,11 @@ impl FeatureEncoder {
             );
         }
         let mut vs = nn::VarStore::new(device);
-        let net = EfficientNetLite::new(&vs.root(), &spec.network);
+        let mut net = EfficientNetLite::new(&vs.root(), &spec.network);
         let missing = init_from_pretrained(&mut vs, weights)?;
         ensure!(missing.iter().all(|m| m.starts_with("_fc.")), "{} lacks backbone tensors {missing:?}", weights.display());
         vs.freeze();
+        net.backbone.fold_batch_norm(compute);
         Ok(Self { spec: spec.clone(), net, device, _vs: vs })
     }
 
@@ -189,12 +192,12 @@ pub type CropAttribution = (Vec<f32>, Vec<f32>);
 impl AttributionModel {
     /// The attribution file at `path`, with its encoder from `encoder_weights` (the ImageNet
     /// weights its header names; the caller resolves them under the models folder).
-    pub fn load(path: &Path, encoder_weights: &Path, device: Device) -> Result<Self> {
+    pub fn load(path: &Path, encoder_weights: &Path, device: Device, compute: Kind) -> Result<Self> {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let header = read_header(&bytes).with_context(|| format!("{} is not an attribution model (made by `dfscan fit-attribution`)", path.display()))?;
         let tensors: HashMap<String, Tensor> = Tensor::read_safetensors(path)?.into_iter().collect();
         let coder = Coder::from_tensors(&header.autoencoder, &tensors).with_context(|| path.display().to_string())?;
-        let encoder = FeatureEncoder::load(&header.encoder, encoder_weights, device)?;
+        let encoder = FeatureEncoder::load(&header.encoder, encoder_weights, device, compute)?;
         let (families, methods) = (header.classes.families.len(), header.classes.methods.len());
         ensure!(
             header.family.classes == families && header.method.classes == methods && header.family.features as i64 == header.autoencoder.code && header.method.features as i64 == header.autoencoder.code,

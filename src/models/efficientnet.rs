@@ -144,6 +144,13 @@ const STAGES: [Stage; 7] = [
     Stage { repeats: 1, kernel: 3, stride: 1, expand: 6, c_out: 320 },
 ];
 const STEM_CHANNELS: i64 = 32;
+
+/// Stages that keep f32 when the backbone is folded to compute in bf16, with the stem: the
+/// first, at full 112 px resolution. Rounding the finest pixel traces to bf16's 8 significant
+/// bits moves scores most there: on the bench clips (scripts/bench.sh) the default model's
+/// network score per video moved by up to 0.056 with the stem alone in f32, 0.029 with this
+/// stage too, 0.019 with three; the default scan took 6.2, 6.1 and 6.9 s (all f32: 8.1 s).
+const F32_STAGES: usize = 1;
 /// Width of the pooled features, the input of `_fc`.
 pub const FEATURES: i64 = 1280;
 
@@ -228,13 +235,19 @@ impl ConvBn {
 
     /// bn(conv(x, w)) = conv(x, w * s) + (beta - mean * s), s = gamma / sqrt(var + eps), per
     /// output channel. Frozen weights only: later changes to either layer are not seen.
-    fn fold(&mut self) {
+    /// The kind it computes in at inference: its folded weights', else f32.
+    fn kind(&self) -> Kind {
+        self.folded.as_ref().map_or(Kind::Float, |(ws, _)| ws.kind())
+    }
+
+    fn fold(&mut self, kind: Kind) {
         let _guard = tch::no_grad_guard();
         let bn = &self.bn;
         let (gamma, beta) = (bn.ws.as_ref().expect("affine BatchNorm"), bn.bs.as_ref().expect("affine BatchNorm"));
         let scale = gamma / (&bn.running_var + self.eps).sqrt();
         let ws = &self.conv.conv.ws * scale.view([-1, 1, 1, 1]);
-        self.folded = Some((ws, beta - &bn.running_mean * scale));
+        let bias = beta - &bn.running_mean * scale;
+        self.folded = Some((ws.to_kind(kind), bias.to_kind(kind)));
     }
 }
 
@@ -277,8 +290,12 @@ impl MbConv {
         }
     }
 
-    fn fold(&mut self) {
-        self.expand.iter_mut().chain([&mut self.depthwise, &mut self.project]).for_each(ConvBn::fold);
+    fn kind(&self) -> Kind {
+        self.depthwise.kind()
+    }
+
+    fn fold(&mut self, kind: Kind) {
+        self.expand.iter_mut().chain([&mut self.depthwise, &mut self.project]).for_each(|c| c.fold(kind));
     }
 
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
@@ -315,6 +332,8 @@ pub struct Backbone {
     blocks: Vec<MbConv>,
     head: ConvBn,
     taps: Vec<usize>,
+    /// Blocks of the first [`F32_STAGES`] stages, which compute in f32 whatever the fold's kind.
+    f32_blocks: usize,
 }
 
 impl Backbone {
@@ -340,16 +359,22 @@ impl Backbone {
             blocks,
             head: ConvBn::new(p / "_conv_head", p / "_bn1", c_in, FEATURES, 1, 1, 1, eps),
             taps: cfg.taps.clone(),
+            f32_blocks: STAGES.iter().take(F32_STAGES).enumerate().map(|(i, s)| repeats(i, s) as usize).sum(),
         }
     }
 
     /// Folds every BatchNorm into its convolution ([`ConvBn::fold`]): for a network that only
-    /// scores from now on (eval mode; training mode still reads the BatchNorms). Scores agree
-    /// with the unfolded network's to float rounding.
-    pub fn fold_batch_norm(&mut self) {
-        self.stem.fold();
-        self.blocks.iter_mut().for_each(MbConv::fold);
-        self.head.fold();
+    /// scores from now on (eval mode; training mode still reads the BatchNorms). With `kind`
+    /// f32, scores agree with the unfolded network's to float rounding. With bf16, the blocks
+    /// after the first [`F32_STAGES`] stages compute in bfloat16 (cast on entry, back to f32
+    /// for the head convolution), which a CPU with AVX512-BF16 runs faster (see
+    /// [`super::PrecisionChoice`]).
+    pub fn fold_batch_norm(&mut self, kind: Kind) {
+        self.stem.fold(Kind::Float);
+        for (i, block) in self.blocks.iter_mut().enumerate() {
+            block.fold(if i < self.f32_blocks { Kind::Float } else { kind });
+        }
+        self.head.fold(Kind::Float);
     }
 }
 
@@ -364,12 +389,18 @@ impl ModuleT for Backbone {
         let mut x = relu6_t(self.stem.forward_t(&xs, train), train);
         let mut features = Vec::with_capacity(2 * self.taps.len() + 1);
         for (i, block) in self.blocks.iter().enumerate() {
+            if !train {
+                x = x.to_kind(block.kind());
+            }
             x = block.forward_t(&x, train);
             if self.taps.contains(&i) {
+                // Statistics in f32 whatever the compute kind (a no-op for f32).
+                let x = x.to_kind(Kind::Float);
                 features.push(x.mean_dim(&[2i64, 3][..], false, Kind::Float));
                 features.push(x.std_dim(&[2i64, 3][..], false, false));
             }
         }
+        let x = if train { x } else { x.to_kind(self.head.kind()) };
         features.push(relu6_t(self.head.forward_t(&x, train), train).mean_dim(&[2i64, 3][..], false, Kind::Float));
         if features.len() == 1 {
             return features.pop().expect("one");
@@ -522,7 +553,7 @@ mod tests {
     fn folded_batch_norm_scores_as_the_batch_norm_does() {
         tch::manual_seed(3);
         let vs = nn::VarStore::new(Device::Cpu);
-        let mut net = EfficientNetLite::new(&vs.root(), &EfficientNetConfig::lite0());
+        let mut net = EfficientNetLite::new(&vs.root(), &EfficientNetConfig { taps: vec![2, 10], ..EfficientNetConfig::lite0() });
         // Statistics and affine far from the identity init, as after training.
         tch::no_grad(|| {
             for (name, mut var) in vs.variables() {
@@ -535,13 +566,21 @@ mod tests {
         });
         let xs = Tensor::randn([2, 3, 96, 96], (Kind::Float, Device::Cpu));
         let plain = tch::no_grad(|| net.backbone.forward_t(&xs, false));
-        net.backbone.fold_batch_norm();
+        net.backbone.fold_batch_norm(Kind::Float);
         let folded = tch::no_grad(|| net.backbone.forward_t(&xs, false));
         let scale = plain.abs().max().double_value(&[]);
         let diff = (&folded - &plain).abs().max().double_value(&[]);
         assert!(diff <= 1e-4 * scale, "largest difference {diff} on features up to {scale}");
         assert!(!folded.equal(&plain), "the folded path ran");
-        // Training mode still reads the BatchNorms (batch statistics), folded or not.
+        // In bfloat16: f32 features (taps included) near the f32 ones, not equal to them.
+        net.backbone.fold_batch_norm(Kind::BFloat16);
+        let half = tch::no_grad(|| net.backbone.forward_t(&xs, false));
+        assert_eq!((half.kind(), half.size()), (Kind::Float, plain.size()));
+        // A random network with these statistics amplifies rounding more than a trained one
+        // (tests/efficientnet.rs checks the shipped model's scores): compare mean errors.
+        let (err, size) = ((&half - &plain).abs().mean(Kind::Float).double_value(&[]), plain.abs().mean(Kind::Float).double_value(&[]));
+        assert!(err > 1e-5 * size && err <= 0.1 * size, "bf16: mean difference {err} on features of mean size {size}");
+        // Training mode still reads the BatchNorms (batch statistics) in f32, folded or not.
         assert_eq!(net.forward_t(&xs, true).size(), [2]);
     }
 

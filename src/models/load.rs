@@ -144,8 +144,10 @@ struct Loaded {
 
 /// Loads a dfscan weights file (safetensors with a dfscan header). Strict: every parameter of
 /// the network must be in the file, with its shape, and nothing else may be. `sequence` says
-/// which kind of model the caller scores with; a file of the other kind is refused.
-fn load_strict(path: &Path, device: Device, sequence: bool) -> Result<Loaded> {
+/// which kind of model the caller scores with; a file of the other kind is refused. `compute`
+/// is the kind an EfficientNet with heads scores in ([`super::PrecisionChoice`]); other
+/// networks compute in f32.
+fn load_strict(path: &Path, device: Device, sequence: bool, compute: Kind) -> Result<Loaded> {
     let bytes = std::fs::read(path).with_context(|| format!("reading weights {}", path.display()))?;
     let header = Header::from_safetensors(&bytes).with_context(|| format!("{} is not a dfscan weights file", path.display()))?;
     let arch = header.network.arch_name();
@@ -203,7 +205,7 @@ fn load_strict(path: &Path, device: Device, sequence: bool) -> Result<Loaded> {
     vs.float();
     if let FrameNet::EfficientNetOod(model) = &mut net {
         // Scoring only from here on (a FaceModel is never trained).
-        model.net.backbone.fold_batch_norm();
+        model.net.backbone.fold_batch_norm(compute);
     }
     let id = id(arch.to_string());
     Ok(Loaded { id, header, net, vs })
@@ -211,9 +213,15 @@ fn load_strict(path: &Path, device: Device, sequence: bool) -> Result<Loaded> {
 
 impl FaceModel {
     /// Loads a dfscan weights file of a frame model, strictly (see [`SequenceModel`] for
-    /// sequence models).
+    /// sequence models), to compute in f32.
     pub fn load(path: &Path, device: Device) -> Result<Self> {
-        let Loaded { id, header, net, vs } = load_strict(path, device, false)?;
+        Self::load_in(path, device, Kind::Float)
+    }
+
+    /// [`FaceModel::load`], computing in `compute` where the network can (an EfficientNet
+    /// with heads: see [`super::PrecisionChoice`]).
+    pub fn load_in(path: &Path, device: Device, compute: Kind) -> Result<Self> {
+        let Loaded { id, header, net, vs } = load_strict(path, device, false, compute)?;
         Ok(Self { id, header, net, device, _vs: vs })
     }
 
@@ -334,7 +342,7 @@ pub struct SequenceModel {
 impl SequenceModel {
     /// Loads a dfscan weights file of a sequence model, as strictly as [`FaceModel::load`].
     pub fn load(path: &Path, device: Device) -> Result<Self> {
-        let Loaded { id, header, net, vs } = load_strict(path, device, true)?;
+        let Loaded { id, header, net, vs } = load_strict(path, device, true, Kind::Float)?;
         ensure!(matches!(net, FrameNet::Plain(_) | FrameNet::Script(_)), "{}: not a sequence network", path.display());
         let frames = match &header.network {
             NetworkConfig::ResnetLstm(cfg) => cfg.frames,
@@ -373,7 +381,8 @@ pub enum AnyModel {
 }
 
 impl AnyModel {
-    pub fn load(path: &Path, device: Device) -> Result<Self> {
+    /// The model of `path`; a frame model computes in `compute` where it can ([`FaceModel::load_in`]).
+    pub fn load(path: &Path, device: Device, compute: Kind) -> Result<Self> {
         let bytes = std::fs::read(path).with_context(|| format!("reading weights {}", path.display()))?;
         let header = Header::from_safetensors(&bytes).with_context(|| format!("{} is not a dfscan weights file", path.display()))?;
         Ok(if matches!(header.network, NetworkConfig::Lrnet(_)) {
@@ -381,7 +390,7 @@ impl AnyModel {
         } else if header.network.is_sequence() {
             AnyModel::Sequence(SequenceModel::load(path, device)?)
         } else {
-            AnyModel::Frame(FaceModel::load(path, device)?)
+            AnyModel::Frame(FaceModel::load_in(path, device, compute)?)
         })
     }
 

@@ -46,7 +46,7 @@ pub mod weights;
 
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
-use tch::Device;
+use tch::{Device, Kind};
 
 pub use arch::{build_network, imagenet_backbone, pretrained_weights, training_spec, Arch, ArchEntry, ModelKind, ARCHS};
 pub use load::{init_from_pretrained, AnyModel, CropScores, FaceModel, OodRisks, SequenceModel};
@@ -72,6 +72,42 @@ impl DeviceChoice {
     }
 }
 
+/// `--precision auto|f32|bf16`: the number format EfficientNet backbones (the default model,
+/// the attribution encoder) compute in when they score. Other networks compute in f32.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PrecisionChoice {
+    /// bf16 on a CPU that computes it natively (AVX512-BF16: AMD Zen 4, Intel Cooper Lake and
+    /// Sapphire Rapids on), else f32.
+    Auto,
+    F32,
+    /// bfloat16 convolutions; on a CPU without native support slower than f32.
+    Bf16,
+}
+
+impl PrecisionChoice {
+    /// The tensor kind to compute in on `device`. Auto keeps f32 on a GPU: bf16 there is untested.
+    pub fn resolve(self, device: Device) -> Kind {
+        match self {
+            PrecisionChoice::F32 => Kind::Float,
+            PrecisionChoice::Bf16 => Kind::BFloat16,
+            PrecisionChoice::Auto if device == Device::Cpu && cpu_computes_bf16() => Kind::BFloat16,
+            PrecisionChoice::Auto => Kind::Float,
+        }
+    }
+}
+
+/// Whether this CPU has bfloat16 dot products (oneDNN's bf16 kernels need them to beat f32).
+fn cpu_computes_bf16() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512bf16")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// What a JSON line says about the model that produced its scores.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelId {
@@ -89,3 +125,18 @@ pub struct ModelId {
 /// told otherwise (`$DFSCAN_MODELS`, read by the binary). The library takes the folder as an
 /// argument and reads no environment.
 pub const BUILT_IN_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precision_auto_takes_bf16_only_on_a_cpu_that_computes_it() {
+        assert_eq!(PrecisionChoice::F32.resolve(Device::Cpu), Kind::Float);
+        assert_eq!(PrecisionChoice::Bf16.resolve(Device::Cpu), Kind::BFloat16);
+        assert_eq!(PrecisionChoice::Bf16.resolve(Device::Cuda(0)), Kind::BFloat16);
+        assert_eq!(PrecisionChoice::Auto.resolve(Device::Cuda(0)), Kind::Float);
+        let native = std::fs::read_to_string("/proc/cpuinfo").map(|c| c.contains(" avx512_bf16")).unwrap_or(false);
+        assert_eq!(PrecisionChoice::Auto.resolve(Device::Cpu) == Kind::BFloat16, native, "auto against /proc/cpuinfo's flags");
+    }
+}

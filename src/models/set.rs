@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, ensure, Result};
 use serde::Serialize;
-use tch::Device;
+use tch::{Device, Kind};
 
 use super::{AnyModel, FaceModel, ModelId};
 use crate::faces::crop::{CropSpec, DEFAULT_MARGIN};
@@ -116,10 +116,11 @@ pub fn resolve(models_dir: &Path, entry: &str) -> PathBuf {
 }
 
 impl ModelSet {
-    /// Loads `paths` with `weights` (None: equal), and the OOD model as `ood` says.
-    pub fn load(paths: &[PathBuf], weights: Option<&[f32]>, ood: OodChoice, device: Device) -> Result<Self> {
+    /// Loads `paths` with `weights` (None: equal), and the OOD model as `ood` says; models that
+    /// can compute in `compute` do ([`super::PrecisionChoice`]).
+    pub fn load(paths: &[PathBuf], weights: Option<&[f32]>, ood: OodChoice, device: Device, compute: Kind) -> Result<Self> {
         ensure!(!paths.is_empty(), "no model to scan with");
-        let members = paths.iter().map(|p| AnyModel::load(p, device)).collect::<Result<Vec<_>>>()?;
+        let members = paths.iter().map(|p| AnyModel::load(p, device, compute)).collect::<Result<Vec<_>>>()?;
         let weights = match weights {
             None => vec![1.0 / members.len() as f32; members.len()],
             Some(w) => {
@@ -135,7 +136,7 @@ impl ModelSet {
             OodChoice::FromMembers => member,
             OodChoice::MembersElse(_) if member.is_some() => member,
             OodChoice::File(path) | OodChoice::MembersElse(path) => {
-                let model = FaceModel::load(path, device)?;
+                let model = FaceModel::load_in(path, device, compute)?;
                 if !model.has_ood() {
                     bail!("--ood-model {}: it has no abnormality module (make one with `dfscan train-ood`)", path.display());
                 }

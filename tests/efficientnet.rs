@@ -237,8 +237,8 @@ fn forward_speed_lite0_vs_lite2() {
 /// shipped default scan of the samples: every video's score within 0.02, the network's own
 /// score within 0.05 and the OOD risk within 0.03 of f32's, the same verdicts where f32's score
 /// is not within 0.02 of the threshold, and the same attribution (vote shares within 0.1);
-/// and bf16 did run (a score
-/// moved). Runs on any CPU: without AVX512-BF16, oneDNN emulates bf16 (slower, same numbers).
+/// and bf16 did run (a score moved). Runs on any CPU: without AVX512-BF16 libtorch still
+/// computes in bf16, only slower.
 #[test]
 fn the_default_scan_in_bf16_scores_as_in_f32() {
     let Some(_) = set_up_file("the_default_scan_in_bf16_scores_as_in_f32", repo().join("models/public/efficientnet-lite0-57934424.safetensors")) else { return };

@@ -31,7 +31,7 @@ fn shipped() -> PathBuf {
 fn the_shipped_model_gives_probabilities_over_its_classes() {
     let tmp = tempfile::tempdir().unwrap();
     let Some(weights) = encoder_weights("attribution", tmp.path()) else { return };
-    let model = AttributionModel::load(&shipped(), &weights, Device::Cpu).unwrap();
+    let model = AttributionModel::load(&shipped(), &weights, Device::Cpu, tch::Kind::Float).unwrap();
     assert_eq!((model.id.name.as_str(), model.input_size()), ("attribution", 224));
     let crops = tch::Tensor::cat(&[astronaut_crop(224), astronaut_crop(224).flip([2])], 0);
     let out = model.attribute(&crops).unwrap();
@@ -45,7 +45,7 @@ fn the_shipped_model_gives_probabilities_over_its_classes() {
     }
     // Other ImageNet weights (MobileNetV2's) give other embeddings: refused, not guessed with.
     if let Some(other) = set_up_file("attribution", repo().join("models/public/mobilenet_v2-b0353104.safetensors")) {
-        let err = AttributionModel::load(&shipped(), &other, Device::Cpu).err().expect("refused");
+        let err = AttributionModel::load(&shipped(), &other, Device::Cpu, tch::Kind::Float).err().expect("refused");
         assert!(format!("{err:#}").contains("other weights"), "{err:#}");
     }
 }
@@ -61,7 +61,7 @@ fn cost_of_attribution_beside_the_default_model() {
     let tmp = tempfile::tempdir().unwrap();
     let Some(weights) = encoder_weights("cost", tmp.path()) else { return };
     let load = std::time::Instant::now();
-    let model = AttributionModel::load(&shipped(), &weights, Device::Cpu).unwrap();
+    let model = AttributionModel::load(&shipped(), &weights, Device::Cpu, tch::Kind::Float).unwrap();
     let load_s = load.elapsed().as_secs_f64();
     let default = FaceModel::load(&repo().join("models/default.safetensors"), Device::Cpu).unwrap();
     let crop = astronaut_crop(224);

@@ -62,7 +62,7 @@ fn a_sequence_model_trains_loads_with_its_t_and_evaluates_per_window() {
     let model = SequenceModel::load(&weights, tch::Device::Cpu).unwrap();
     assert_eq!(model.frames(), T as i64);
 
-    let model = AnyModel::load(&weights, tch::Device::Cpu).unwrap();
+    let model = AnyModel::load(&weights, tch::Device::Cpu, tch::Kind::Float).unwrap();
     let eval_cfg = EvalConfig {
         split: None,
         plan: every_crop_trains,

@@ -19,6 +19,8 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
+use super::ops::relu6;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Backbone {
@@ -150,10 +152,6 @@ impl InvertedResidual {
             y
         }
     }
-}
-
-fn relu6(xs: &Tensor) -> Tensor {
-    xs.clamp(0.0, 6.0)
 }
 
 /// MobileNetV2's stages (expansion t, channels c, repeats n, first stride s), paper Table 2.

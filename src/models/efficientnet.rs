@@ -34,6 +34,9 @@ use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};
 
 use super::import::{is_keras, map_torch, Mapped};
+use super::ops::relu6_t;
+use super::same_conv::ConvBn;
+pub use super::same_conv::same_padding;
 use super::weights::{NetworkConfig, Preprocess};
 
 /// Input side Lite0's ImageNet weights were trained at.
@@ -149,7 +152,8 @@ const STEM_CHANNELS: i64 = 32;
 /// first, at full 112 px resolution. Rounding the finest pixel traces to bf16's 8 significant
 /// bits moves scores most there: on the bench clips (scripts/bench.sh) the default model's
 /// network score per video moved by up to 0.056 with the stem alone in f32, 0.029 with this
-/// stage too, 0.019 with three; the default scan took 6.2, 6.1 and 6.9 s (all f32: 8.1 s).
+/// stage too, 0.019 with three; the default scan took 6.2, 6.1 and 6.9 s (all f32: 8.1 s;
+/// before the int16 ReLU6 of `relu6_t`).
 const F32_STAGES: usize = 1;
 /// Width of the pooled features, the input of `_fc`.
 pub const FEATURES: i64 = 1280;
@@ -163,116 +167,6 @@ fn round_filters(channels: i64, width: f64) -> i64 {
     } else {
         rounded
     }
-}
-
-/// Padding (before, after) of one spatial axis under TF "SAME": the output has
-/// ceil(size / stride) positions and the odd pixel of an odd total goes after.
-pub fn same_padding(size: i64, kernel: i64, stride: i64) -> (i64, i64) {
-    let out = (size + stride - 1) / stride;
-    let total = ((out - 1) * stride + kernel - size).max(0);
-    (total / 2, total - total / 2)
-}
-
-/// A bias-free convolution with TF "SAME" padding, computed from each input's size.
-#[derive(Debug)]
-struct SameConv {
-    conv: nn::Conv2D,
-    kernel: i64,
-    stride: i64,
-    groups: i64,
-}
-
-impl SameConv {
-    fn new(p: nn::Path, c_in: i64, c_out: i64, kernel: i64, stride: i64, groups: i64) -> Self {
-        let cfg = nn::ConvConfig { stride, groups, bias: false, ..Default::default() };
-        Self { conv: nn::conv2d(p, c_in, c_out, kernel, cfg), kernel, stride, groups }
-    }
-
-    /// The convolution with these weights and bias (`conv.ws` and none, or BatchNorm folded in).
-    fn forward_with(&self, xs: &Tensor, ws: &Tensor, bias: Option<&Tensor>) -> Tensor {
-        let (h, w) = (xs.size()[2], xs.size()[3]);
-        let (top, bottom) = same_padding(h, self.kernel, self.stride);
-        let (left, right) = same_padding(w, self.kernel, self.stride);
-        let conv = |x: &Tensor, pad: [i64; 2]| x.conv2d(ws, bias, [self.stride; 2], pad, [1, 1], self.groups);
-        if top == bottom && left == right {
-            // Symmetric (every stride-1 layer): the convolution pads by itself, without a copy.
-            conv(xs, [top, left])
-        } else {
-            conv(&xs.constant_pad_nd([left, right, top, bottom]), [0, 0])
-        }
-    }
-}
-
-fn batch_norm(p: nn::Path, channels: i64, eps: f64) -> nn::BatchNorm {
-    // TF's momentum 0.99 keeps 99% of the running statistics; PyTorch's 0.01 means the same.
-    nn::batch_norm2d(p, channels, nn::BatchNormConfig { eps, momentum: 0.01, ..Default::default() })
-}
-
-/// A SAME convolution and the BatchNorm after it. Folded ([`ConvBn::fold`], for inference),
-/// the BatchNorm's running statistics and affine live in the convolution's weights and a bias:
-/// one pass over the activations instead of two (about an eighth of Lite0's CPU time).
-#[derive(Debug)]
-struct ConvBn {
-    conv: SameConv,
-    bn: nn::BatchNorm,
-    eps: f64,
-    /// (weights, bias) with the BatchNorm folded in; used in eval mode only.
-    folded: Option<(Tensor, Tensor)>,
-}
-
-impl ConvBn {
-    #[allow(clippy::too_many_arguments)]
-    fn new(conv: nn::Path, bn: nn::Path, c_in: i64, c_out: i64, kernel: i64, stride: i64, groups: i64, eps: f64) -> Self {
-        Self { conv: SameConv::new(conv, c_in, c_out, kernel, stride, groups), bn: batch_norm(bn, c_out, eps), eps, folded: None }
-    }
-
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        match (&self.folded, train) {
-            (Some((ws, bias)), false) => self.conv.forward_with(xs, ws, Some(bias)),
-            _ => self.conv.forward_with(xs, &self.conv.conv.ws, None).apply_t(&self.bn, train),
-        }
-    }
-
-    /// bn(conv(x, w)) = conv(x, w * s) + (beta - mean * s), s = gamma / sqrt(var + eps), per
-    /// output channel. Frozen weights only: later changes to either layer are not seen.
-    /// The kind it computes in at inference: its folded weights', else f32.
-    fn kind(&self) -> Kind {
-        self.folded.as_ref().map_or(Kind::Float, |(ws, _)| ws.kind())
-    }
-
-    fn fold(&mut self, kind: Kind) {
-        let _guard = tch::no_grad_guard();
-        let bn = &self.bn;
-        let (gamma, beta) = (bn.ws.as_ref().expect("affine BatchNorm"), bn.bs.as_ref().expect("affine BatchNorm"));
-        let scale = gamma / (&bn.running_var + self.eps).sqrt();
-        let ws = &self.conv.conv.ws * scale.view([-1, 1, 1, 1]);
-        let bias = beta - &bn.running_mean * scale;
-        self.folded = Some((ws.to_kind(kind), bias.to_kind(kind)));
-    }
-}
-
-fn relu6(xs: &Tensor) -> Tensor {
-    xs.clamp(0.0, 6.0)
-}
-
-/// 6.0 as a bfloat16's bits.
-const BF16_SIX_BITS: i64 = 0x40C0;
-
-/// ReLU6 of a fresh activation: in place at inference (one pass less over memory), a new
-/// tensor in training (autograd keeps the input).
-fn relu6_t(mut xs: Tensor, train: bool) -> Tensor {
-    if train {
-        return relu6(&xs);
-    }
-    if xs.kind() == Kind::BFloat16 {
-        // libtorch clamps bf16 through f32 conversions, 6x slower than an int16 clamp of the
-        // same bits, which is exact: a bf16's bits as int16 are negative for a negative value
-        // (-0.0 included) and order the positive ones as their values.
-        let _ = xs.view_dtype(Kind::Int16).clamp_(0, BF16_SIX_BITS);
-        return xs;
-    }
-    let _ = xs.clamp_(0.0, 6.0);
-    xs
 }
 
 /// Mobile inverted bottleneck: 1x1 expand (absent when the ratio is 1), kxk depthwise, 1x1
@@ -512,16 +406,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn same_padding_is_tf_same() {
-        // Even inputs at stride 2 pad one more after than before; odd ones symmetrically.
-        assert_eq!(same_padding(224, 3, 2), (0, 1));
-        assert_eq!(same_padding(56, 5, 2), (1, 2));
-        assert_eq!(same_padding(225, 3, 2), (1, 1));
-        assert_eq!(same_padding(14, 5, 1), (2, 2));
-        assert_eq!(same_padding(7, 1, 1), (0, 0));
-    }
-
-    #[test]
     fn lite0_shapes_and_size() {
         let vs = nn::VarStore::new(Device::Cpu);
         let net = EfficientNetLite::new(&vs.root(), &EfficientNetConfig::lite0());
@@ -557,18 +441,6 @@ mod tests {
         let last = features.narrow(1, cfg.feature_width() - FEATURES, FEATURES);
         assert!(tch::no_grad(|| plain.forward_t(&xs, false)).allclose(&last, 1e-5, 1e-6, false));
         assert_eq!(tch::no_grad(|| net.head.forward_t(&features, false)).size(), [2]);
-    }
-
-    #[test]
-    fn relu6_of_bf16_bits_is_the_clamp() {
-        let xs = Tensor::from_slice(&[-7.0f32, -6.0, -1e-30, -0.0, 0.0, 1e-30, 0.5, 5.96875, 6.0, 6.0625, 1e4, f32::INFINITY, f32::NEG_INFINITY]);
-        let xs = Tensor::cat(&[xs, Tensor::randn([4096], (Kind::Float, Device::Cpu)) * 8.0], 0).to_kind(Kind::BFloat16);
-        let expected = xs.clamp(0.0, 6.0);
-        let got = relu6_t(xs.copy(), false);
-        assert_eq!(got.kind(), Kind::BFloat16);
-        // Equal values (the clamp keeps -0.0 where the bits give 0.0: the same number).
-        assert!(got.equal(&expected));
-        assert_eq!(Tensor::from_slice(&[6.0f32]).to_kind(Kind::BFloat16).view_dtype(Kind::Int16).int64_value(&[0]), BF16_SIX_BITS);
     }
 
     #[test]

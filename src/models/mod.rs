@@ -34,6 +34,7 @@ pub mod ood;
 pub mod ops;
 mod preprocess;
 pub mod resnet_lstm;
+mod same_conv;
 pub mod set;
 pub mod spectrum;
 pub mod torchscript;

@@ -33,7 +33,7 @@ pub fn relu6_t(mut xs: Tensor, train: bool) -> Tensor {
     if xs.kind() == Kind::BFloat16 {
         // libtorch clamps bf16 through f32 conversions, 6x slower than an int16 clamp of the
         // same bits, which is exact: a bf16's bits as int16 are negative for a negative value
-        // (-0.0 included) and order the positive ones as their values.
+        // (-0.0 included) and order the positive ones as their values (a NaN becomes 6).
         let _ = xs.view_dtype(Kind::Int16).clamp_(0, BF16_SIX_BITS);
         return xs;
     }

@@ -73,8 +73,9 @@ impl DeviceChoice {
     }
 }
 
-/// `--precision auto|f32|bf16`: the number format EfficientNet backbones (the default model,
-/// the attribution encoder) compute in when they score. Other networks compute in f32.
+/// `--precision auto|f32|bf16`: the number format the EfficientNet-Lite backbones that are
+/// folded for scoring compute in: a frame model with out-of-distribution heads (the default
+/// model) and the attribution encoder. Every other network computes in f32.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum PrecisionChoice {
     /// bf16 on a CPU that computes it natively (AVX512-BF16: AMD Zen 4, Intel Cooper Lake and

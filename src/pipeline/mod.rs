@@ -448,7 +448,6 @@ pub fn run(
     Ok(())
 }
 
-/// Runs `f`, turning a panic into an error for the current input only.
 /// A thread named `name` that answers each request with `answer`, in order, until the
 /// requests' sender is dropped (or the answers' receiver is). Requests wait in a queue of
 /// `queue` (bounded like every queue of the pipeline); answers are drained by the caller after
@@ -467,6 +466,7 @@ fn serve<Q: Send + 'static, A: Send + 'static>(name: &str, queue: usize, mut ans
     Ok((requests, answers))
 }
 
+/// Runs `f`, turning a panic into an error for the current input only.
 fn guarded<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
         let msg = panic

@@ -233,6 +233,22 @@ fn forward_speed_lite0_vs_lite2() {
     }
 }
 
+/// A set computes in bf16 when every member does: the default model loaded in bf16 does, and
+/// with a MesoInception4 beside it (always f32) the set does not. The default batch size
+/// follows it.
+#[test]
+fn a_set_computes_in_bf16_only_when_every_member_does() {
+    use dfscan::models::set::{ModelSet, OodChoice};
+    use tch::{Device, Kind};
+    let tmp = tempfile::tempdir().unwrap();
+    let (default, meso) = (repo().join("models/default.safetensors"), untrained_weights(tmp.path()));
+    let kind = |paths: &[std::path::PathBuf], compute| ModelSet::load(paths, None, OodChoice::Off, Device::Cpu, compute).unwrap().compute_kind();
+    assert_eq!(kind(&[default.clone()], Kind::BFloat16), Kind::BFloat16);
+    assert_eq!(kind(&[default.clone()], Kind::Float), Kind::Float);
+    assert_eq!(kind(&[default, meso.clone()], Kind::BFloat16), Kind::Float);
+    assert_eq!(kind(&[meso], Kind::BFloat16), Kind::Float);
+}
+
 /// `--precision bf16` (the default on a CPU with AVX512-BF16) against `--precision f32`, the
 /// shipped default scan of the samples: every video's score within 0.02, the network's own
 /// score within 0.05 and the OOD risk within 0.03 of f32's, the same verdicts where f32's score

@@ -273,6 +273,33 @@ fn lines_keep_input_order_while_a_fake_waits_for_its_attribution() {
     assert!(lines[1]["attribution"].is_null() && lines[3]["attribution"].is_null());
 }
 
+/// Inputs are decoded side by side (`--decode-inputs`): a long video first and stills after
+/// it finish in the other order, and the lines still come in input order, each as a scan
+/// decoding one input at a time gives it.
+#[test]
+fn inputs_decoded_side_by_side_keep_their_order_and_scores() {
+    let tmp = tempfile::tempdir().unwrap();
+    let still = samples().join("astronaut.jpg");
+    let again = tmp.path().join("still-again.jpg");
+    std::fs::copy(&still, &again).unwrap();
+    let inputs = [samples().join("astronaut_pan.mp4"), still, samples().join("no_face.mp4"), again, tmp.path().join("missing.mp4")];
+    let run = |open: &str| {
+        let mut args = vec!["scan", "-q", "--no-state", "--frames", "16", "--decode-inputs", open];
+        args.extend(inputs.iter().map(|p| s(p)));
+        json_lines(&dfscan(&args))
+    };
+    let without_time = |mut line: Value| {
+        line.as_object_mut().unwrap().remove("elapsed_ms");
+        line
+    };
+    let (one, three) = (run("1"), run("3"));
+    let paths: Vec<&str> = three.iter().map(|l| l["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, inputs.iter().map(|p| s(p)).collect::<Vec<_>>());
+    assert_eq!(one[0]["faces"], 16, "{}", one[0]);
+    assert_eq!(three[4]["status"], "error", "{}", three[4]);
+    assert_eq!(one.into_iter().map(without_time).collect::<Vec<_>>(), three.into_iter().map(without_time).collect::<Vec<_>>());
+}
+
 /// The attribution model names a fake's family and method and nothing for a real verdict: one
 /// input judged both ways by the threshold. It is off for a scan with `--model` unless asked for.
 #[test]

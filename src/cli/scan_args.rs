@@ -79,6 +79,10 @@ pub struct EngineArgs {
     /// FFmpeg decoder threads (default: half the cores, at most 8; see `pipeline::ThreadSplit`).
     #[arg(long, value_name = "N")]
     pub decode_threads: Option<usize>,
+    /// Inputs decoded at once, each on its own thread: one input's decoding overlaps the
+    /// next one's (default: 2; results still come out in input order).
+    #[arg(long, value_name = "N")]
+    pub decode_inputs: Option<usize>,
     /// Decode every frame: no discarding of non-reference frames before a sampled frame, no
     /// seeking to the keyframe before it. The same frames are kept either way; for comparison.
     #[arg(long)]
@@ -90,8 +94,8 @@ pub struct EngineArgs {
     /// (README, "Speed"). Default: bf16 on such a CPU, else f32.
     #[arg(long, value_enum, default_value_t = PrecisionChoice::Auto)]
     pub precision: PrecisionChoice,
-    /// Most face crops per forward pass (default: 2 on CPU, where larger batches only cost
-    /// memory, 32 on a GPU).
+    /// Most face crops per forward pass (default: on CPU 4 for models that compute in bf16
+    /// and 2 for the others, where larger batches cost more than they save; 32 on a GPU).
     #[arg(long, value_name = "N")]
     pub batch_size: Option<usize>,
     /// Threads of OpenCV's pool (face detection) and of libtorch's (models), each (default:

@@ -55,7 +55,7 @@ pub fn extract(args: &ExtractArgs) -> Result<Outcome> {
         ..ScanSettings::default()
     };
     let threads = pipeline::ThreadSplit::detect();
-    let run = RunOptions { decode: dfscan::decode::DecodeOptions { threads: threads.decoder, shortcuts: true }, threads, batch_size: pipeline::default_batch_size(tch::Device::cuda_if_available()), explain: None };
+    let run = RunOptions { decode: dfscan::decode::DecodeOptions { threads: threads.decoder, shortcuts: true }, threads, batch_size: pipeline::default_batch_size(tch::Device::cuda_if_available(), tch::Kind::Float), explain: None };
     let mut cfg = scan_settings.config(&set, run)?;
     cfg.keep_landmarks = true;
     let shutdown = pipeline::Shutdown::default();

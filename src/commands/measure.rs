@@ -117,7 +117,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let weights = args.model.clone().unwrap_or_else(super::default_model);
     let device = args.device.resolve()?;
     let model = models::AnyModel::load(&weights, device, args.precision.resolve(device))?;
-    let batch_size = args.batch_size.unwrap_or_else(|| dfscan::pipeline::default_batch_size(device));
+    let batch_size = args.batch_size.unwrap_or_else(|| dfscan::pipeline::default_batch_size(device, model.compute_kind()));
     let mut detector = dfscan::faces::build_detector(args.detector, &super::models_dir().join("public"), 0.5)?;
     for rate in dfscan::bench::stages(&args.input, detector.as_mut(), args.detector, &model, batch_size.max(1))? {
         println!("{}", serde_json::to_string(&rate)?);

@@ -51,7 +51,7 @@ fn scan_with(args: ScanArgs, inputs: impl Iterator<Item = Input> + Send + 'stati
     settings.check()?;
     let set = load_models(&args.engine, settings.landmarks)?;
     let face_source = face_source(&settings)?;
-    let cfg = settings.config(&set, run_options(&args.engine, args.explain.clone()))?;
+    let cfg = settings.config(&set, run_options(&args.engine, set.compute_kind(), args.explain.clone()))?;
     if cfg.explain.is_some() && set.attention_model().is_none() {
         bail!("--explain draws a ViT's attention, and no model of this scan is a ViT: add `--ood-model vit --ood-threshold 0.64` (the ViT's risk at its own threshold) or a ViT in --models");
     }
@@ -80,16 +80,20 @@ pub(crate) fn face_source(settings: &ScanSettings) -> Result<FaceSource> {
     })
 }
 
-/// Threads, batch size and `--explain`: how the pipeline computes.
-pub(crate) fn run_options(engine: &EngineArgs, explain: Option<PathBuf>) -> RunOptions {
+/// Threads, batch size and `--explain`: how the pipeline computes, for models that compute in
+/// `compute`.
+pub(crate) fn run_options(engine: &EngineArgs, compute: tch::Kind, explain: Option<PathBuf>) -> RunOptions {
     let mut threads = pipeline::ThreadSplit::detect().with_pools(engine.threads);
     if let Some(n) = engine.decode_threads {
         threads.decoder = n.max(1);
     }
+    if let Some(n) = engine.decode_inputs {
+        threads.inputs = n.max(1);
+    }
     RunOptions {
         decode: dfscan::decode::DecodeOptions { threads: threads.decoder, shortcuts: !engine.no_decode_shortcuts },
         threads,
-        batch_size: engine.batch_size.unwrap_or_else(|| pipeline::default_batch_size(engine.device.resolve().unwrap_or(tch::Device::Cpu))),
+        batch_size: engine.batch_size.unwrap_or_else(|| pipeline::default_batch_size(engine.device.resolve().unwrap_or(tch::Device::Cpu), compute)),
         explain,
     }
 }

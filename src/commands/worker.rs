@@ -58,7 +58,7 @@ pub fn worker(args: WorkerArgs) -> Result<Outcome> {
     let engine_for = |settings: &ScanSettings| -> Result<Engine> {
         let models = load_models(engine, settings.landmarks)?;
         let face_source = face_source(settings)?;
-        let cfg = settings.config(&models, run_options(engine, None))?;
+        let cfg = settings.config(&models, run_options(engine, models.compute_kind(), None))?;
         let identity = format!("model={} {}", models.id().blake3, settings.settings_key(&cfg, &models));
         Ok(Engine { face_source, models, cfg, identity })
     };

@@ -18,6 +18,9 @@ pub struct FaceModel {
     pub header: Header,
     net: FrameNet,
     device: Device,
+    /// What its convolutions compute in: `load_in`'s kind for an EfficientNet with heads, f32
+    /// for every other network.
+    compute: Kind,
     _vs: nn::VarStore,
 }
 
@@ -222,7 +225,13 @@ impl FaceModel {
     /// with heads: see [`super::PrecisionChoice`]).
     pub fn load_in(path: &Path, device: Device, compute: Kind) -> Result<Self> {
         let Loaded { id, header, net, vs } = load_strict(path, device, false, compute)?;
-        Ok(Self { id, header, net, device, _vs: vs })
+        let compute = if matches!(net, FrameNet::EfficientNetOod(_)) { compute } else { Kind::Float };
+        Ok(Self { id, header, net, device, compute, _vs: vs })
+    }
+
+    /// What its convolutions compute in (see [`FaceModel::load_in`]).
+    pub fn compute_kind(&self) -> Kind {
+        self.compute
     }
 
     pub fn input_size(&self) -> i64 {
@@ -412,6 +421,14 @@ impl AnyModel {
 
     pub fn input_size(&self) -> i64 {
         self.header().preprocess.input_size
+    }
+
+    /// What its convolutions compute in: f32 but for a frame model loaded in bf16.
+    pub fn compute_kind(&self) -> Kind {
+        match self {
+            AnyModel::Frame(m) => m.compute_kind(),
+            AnyModel::Sequence(_) | AnyModel::Landmarks(_) => Kind::Float,
+        }
     }
 
     /// T of a sequence model; None for a frame model.

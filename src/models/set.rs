@@ -169,6 +169,11 @@ impl ModelSet {
         plan
     }
 
+    /// What the members' convolutions compute in: bf16 when every member does, else f32.
+    pub fn compute_kind(&self) -> Kind {
+        if !self.members.is_empty() && self.members.iter().all(|m| m.compute_kind() == Kind::BFloat16) { Kind::BFloat16 } else { Kind::Float }
+    }
+
     /// Whether a member reads face landmarks over consecutive frames (LRNet).
     pub fn needs_landmarks(&self) -> bool {
         self.members.iter().any(|m| matches!(m, AnyModel::Landmarks(_)))

@@ -198,8 +198,10 @@ impl From<Event> for Note {
     }
 }
 
-/// An input on its way to decode, with its state key when there is a state database.
+/// An input on its way to decode, with its place among the inputs ([`Event`]'s `id`) and its
+/// state key when there is a state database.
 struct Job {
+    id: usize,
     input: Input,
     key: Option<ScanKey>,
 }
@@ -347,6 +349,7 @@ pub fn run(
     {
         let (events, shutdown) = (event_tx.clone(), shutdown.clone());
         thread::Builder::new().name("inputs".into()).spawn(move || {
+            let mut ids = 0..;
             for input in inputs {
                 if shutdown.is_stopping() {
                     break;
@@ -365,7 +368,8 @@ pub fn run(
                     }
                 }
                 let _ = events.try_send(Event::Queued.into());
-                if job_tx.send(Job { input, key }).is_err() {
+                let id = ids.next().expect("endless ids");
+                if job_tx.send(Job { id, input, key }).is_err() {
                     break;
                 }
             }
@@ -380,11 +384,15 @@ pub fn run(
     let landmarker = models.landmarker.take().filter(|_| needs_landmarks || cfg.landmarks).map(|model| Landmarker { model, every_frame: cfg.landmarks, regions: needs_landmarks });
     // Spread frames only for the models that read them; clips only when asked for.
     let plan_of = SamplingPlan { spread: models.reads_spread_frames().then_some(cfg.sampling), clips: cfg.clips };
-    let stages = vec![
-        {
-            let (events, decode, shutdown) = (event_tx.clone(), cfg.decode, shutdown.clone());
-            thread::Builder::new().name("decode".into()).spawn(move || decode_stage(job_rx, frame_tx, events, plan_of, decode, timeout, shutdown))?
-        },
+    // Several decode threads, each with its own input, so that one input's decoding (one
+    // core, for a 1080p video) overlaps the next one's instead of leaving the other core idle.
+    let mut stages = Vec::new();
+    for n in 0..cfg.threads.inputs.max(1) {
+        let (jobs, frames, events, decode, shutdown) = (job_rx.clone(), frame_tx.clone(), event_tx.clone(), cfg.decode, shutdown.clone());
+        stages.push(thread::Builder::new().name(format!("decode-{n}")).spawn(move || decode_stage(jobs, frames, events, plan_of, decode, timeout, shutdown))?);
+    }
+    drop((job_rx, frame_tx));
+    stages.extend([
         {
             let (events, specs) = (event_tx.clone(), plan.crops.clone());
             thread::Builder::new().name("faces".into()).spawn(move || faces_stage(frame_rx, crop_tx, events, face_source, specs, landmarker))?
@@ -397,7 +405,7 @@ pub fn run(
                 models_stage(crop_rx, event_tx, context)
             })?
         },
-    ];
+    ]);
     // Hands a note to the caller, then records its row: a row never exists for a line that
     // was not handled. False when the caller wants no more.
     let mut warned = false;

@@ -16,14 +16,21 @@ use crate::models::set::ModelSet;
 
 /// Clips per video when a landmark model is in the set and `clips` is not given.
 pub const DEFAULT_CLIPS: usize = 2;
-/// Crops per forward pass (`--batch-size`) on `device`. On CPU, with one libtorch thread (see
-/// `ThreadSplit`), batching buys nothing per crop and large batches cost: a batch of 8 at
-/// 224 px already makes EfficientNet-Lite0's activations larger than glibc's 32 MB mmap
+/// Crops per forward pass (`--batch-size`) on `device`, for networks that compute in
+/// `compute` ([`ModelSet::compute_kind`]). On CPU, with one libtorch thread (see
+/// `ThreadSplit`), batching buys little per crop and large batches cost: a batch of 8 at
+/// 224 px already makes EfficientNet-Lite0's f32 activations larger than glibc's 32 MB mmap
 /// ceiling, so each pass maps and zero-fills fresh pages. The default scan of the bench clips
-/// took 44.3 CPU seconds (5.5 in the kernel) at 8, 43.8 at 4 and 40.0 (0.7 in the kernel) at 2
-/// (README, "Speed"). A GPU wants large batches.
-pub fn default_batch_size(device: tch::Device) -> usize {
-    if device.is_cuda() { 32 } else { 2 }
+/// in f32 took 44.3 CPU seconds (5.5 in the kernel) at 8, 43.8 at 4 and 40.0 (0.7 in the
+/// kernel) at 2; MesoInception4's scan still pays 0.5 s more kernel time at 4 than at 2. bf16
+/// activations take half the bytes, and oneDNN's bf16 kernels run a batch of 4 faster (README,
+/// "Speed"). A GPU wants large batches.
+pub fn default_batch_size(device: tch::Device, compute: tch::Kind) -> usize {
+    match (device.is_cuda(), compute) {
+        (true, _) => 32,
+        (false, tch::Kind::BFloat16) => 4,
+        (false, _) => 2,
+    }
 }
 
 /// `--faces`: how faces are found.
@@ -203,6 +210,14 @@ mod tests {
         assert!(json.contains("\"aggregate\":\"mean\"") && json.contains("\"across_tracks\":\"pooled\"") && json.contains("\"detector\":\"yunet320\""), "{json}");
         assert_eq!(serde_json::from_str::<ScanSettings>(&json).unwrap(), settings);
         assert_eq!(serde_json::from_str::<ScanSettings>(r#"{"frames":4}"#).unwrap(), ScanSettings { frames: 4, ..Default::default() });
+    }
+
+    #[test]
+    fn models_in_bf16_take_four_crops_a_pass_on_cpu() {
+        use tch::{Device, Kind};
+        assert_eq!(default_batch_size(Device::Cpu, Kind::Float), 2);
+        assert_eq!(default_batch_size(Device::Cpu, Kind::BFloat16), 4);
+        assert_eq!(default_batch_size(Device::Cuda(0), Kind::BFloat16), 32);
     }
 
     #[test]

@@ -14,8 +14,8 @@ pub(super) fn decode_stage(
     timeout: Option<Duration>,
     shutdown: Shutdown,
 ) {
-    for id in 0.. {
-        let Job { input, key } = select! {
+    loop {
+        let Job { id, input, key } = select! {
             recv(jobs) -> job => match job {
                 Ok(job) => job,
                 Err(_) => return,
@@ -151,14 +151,16 @@ fn faces_in_frame(source: &mut FaceSource, frame: &Frame, specs: &[PlannedCrop],
     Ok(FacesInFrame { index: frame.index, pts_s: frame.pts_s, role: frame.role, faces })
 }
 
-/// Lines leave the models stage in input order. A fake's line waits for the attribution
-/// model's answer while later inputs are scored; a later line that is ready waits behind it.
+/// Lines leave the models stage in input order. Inputs decoded side by side end in any order,
+/// and a fake's line waits for the attribution model's answer; a later line that is ready
+/// waits behind them (holding only its report).
 struct Outbox {
-    lines: std::collections::VecDeque<Outgoing>,
+    lines: std::collections::BTreeMap<usize, Outgoing>,
+    /// The id of the next line to send.
+    next: usize,
 }
 
 struct Outgoing {
-    id: usize,
     row: Option<ScanKey>,
     line: Line,
 }
@@ -174,10 +176,32 @@ enum Line {
 const WAITING_LINES: usize = 4;
 
 impl Outbox {
-    /// Sends the ready lines at the front; false when the caller has gone.
+    fn new() -> Self {
+        Self { lines: Default::default(), next: 0 }
+    }
+
+    fn push(&mut self, id: usize, row: Option<ScanKey>, line: Line) {
+        self.lines.insert(id, Outgoing { row, line });
+    }
+
+    /// Sends the ready lines that are next in order; false when the caller has gone.
     fn flush(&mut self, events: &Sender<Note>) -> bool {
-        while matches!(self.lines.front(), Some(Outgoing { line: Line::Ready(_), .. })) {
-            let Some(Outgoing { id, row, line: Line::Ready(report) }) = self.lines.pop_front() else { unreachable!("a ready front") };
+        self.send(events, true)
+    }
+
+    /// At the end of the inputs: every line, in order, over the gaps that inputs dropped by a
+    /// stop before they started leave.
+    fn flush_all(&mut self, events: &Sender<Note>) -> bool {
+        self.send(events, false)
+    }
+
+    fn send(&mut self, events: &Sender<Note>, in_order: bool) -> bool {
+        while let Some(entry) = self.lines.first_entry() {
+            if (in_order && *entry.key() != self.next) || !matches!(entry.get().line, Line::Ready(_)) {
+                break;
+            }
+            let (id, Outgoing { row, line: Line::Ready(report) }) = entry.remove_entry() else { unreachable!("a ready line") };
+            self.next = id + 1;
             if events.send(Note { event: Event::Finished { id, report: Box::new(report) }, row }).is_err() {
                 return false;
             }
@@ -187,13 +211,15 @@ impl Outbox {
 
     /// Completes the line `answer` is for.
     fn file(&mut self, answer: attribution::Answer, ctx: &ModelsContext) {
-        let Some(i) = self.lines.iter().position(|o| o.id == answer.job && matches!(o.line, Line::Waiting(_))) else { return };
-        let Some(Outgoing { id, row, line: Line::Waiting(judged) }) = self.lines.remove(i) else { unreachable!("a waiting line") };
-        self.lines.insert(i, Outgoing { id, row, line: Line::Ready(judged.complete(answer.faces, ctx)) });
+        if !matches!(self.lines.get(&answer.job), Some(Outgoing { line: Line::Waiting(_), .. })) {
+            return;
+        }
+        let Some(Outgoing { row, line: Line::Waiting(judged) }) = self.lines.remove(&answer.job) else { unreachable!("a waiting line") };
+        self.lines.insert(answer.job, Outgoing { row, line: Line::Ready(judged.complete(answer.faces, ctx)) });
     }
 
     fn waiting(&self) -> usize {
-        self.lines.iter().filter(|o| matches!(o.line, Line::Waiting(_))).count()
+        self.lines.values().filter(|o| matches!(o.line, Line::Waiting(_))).count()
     }
 
     /// Waits for the next answer and files it; with the model's thread gone, every waiting
@@ -209,7 +235,7 @@ impl Outbox {
                     Line::Waiting(judged) => Line::Ready(judged.complete(Err("the attribution model's thread has stopped".into()), ctx)),
                     ready => ready,
                 };
-                self.lines = std::mem::take(&mut self.lines).into_iter().map(|Outgoing { id, row, line }| Outgoing { id, row, line: fail(line) }).collect();
+                self.lines = std::mem::take(&mut self.lines).into_iter().map(|(id, Outgoing { row, line })| (id, Outgoing { row, line: fail(line) })).collect();
                 false
             }
         }
@@ -218,7 +244,7 @@ impl Outbox {
 
 pub(super) fn models_stage(crops: Receiver<Msg<FacesInFrame>>, events: Sender<Note>, ctx: ModelsContext) {
     let mut jobs: HashMap<usize, JobState> = HashMap::new();
-    let mut outbox = Outbox { lines: std::collections::VecDeque::new() };
+    let mut outbox = Outbox::new();
     let never = crossbeam_channel::never();
     let mut answers = ctx.attribution.as_ref().map_or(&never, |w| w.answers());
     loop {
@@ -297,7 +323,7 @@ pub(super) fn models_stage(crops: Receiver<Msg<FacesInFrame>>, events: Sender<No
                     },
                     (scoring::Finished::Attribute(judged, _), None) => Line::Ready(judged.complete(Ok(Vec::new()), &ctx)),
                 };
-                outbox.lines.push_back(Outgoing { id, row, line });
+                outbox.push(id, row, line);
                 // Too many lines held: wait for the oldest answers.
                 while outbox.waiting() > WAITING_LINES && outbox.receive(answers, &ctx) {}
                 if !outbox.flush(&events) {
@@ -308,5 +334,5 @@ pub(super) fn models_stage(crops: Receiver<Msg<FacesInFrame>>, events: Sender<No
     }
     // The inputs are over: the held lines' answers, then the lines.
     while outbox.waiting() > 0 && outbox.receive(answers, &ctx) {}
-    outbox.flush(&events);
+    outbox.flush_all(&events);
 }

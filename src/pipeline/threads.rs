@@ -15,11 +15,16 @@
 //! decoding is 40% of the CPU time), so the decoder gets half the cores too.
 use anyhow::Result;
 
+/// Inputs decoded at once (`--decode-inputs`).
+const INPUTS_OPEN: usize = 2;
+
 /// Threads of each library's pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ThreadSplit {
-    /// FFmpeg decoder threads (frame and slice threading).
+    /// FFmpeg decoder threads (frame and slice threading) of each input.
     pub decoder: usize,
+    /// Inputs decoded at once, each on its own decode thread.
+    pub inputs: usize,
     /// OpenCV's pool, which runs the DNN face detectors.
     pub opencv: usize,
     /// libtorch's intra-op threads.
@@ -31,7 +36,7 @@ impl ThreadSplit {
     /// stages are rarely all busy at once).
     pub fn for_cores(cores: usize) -> Self {
         let half = (cores / 2).max(1);
-        Self { decoder: half.min(crate::decode::MAX_THREADS), opencv: half, torch: half }
+        Self { decoder: half.min(crate::decode::MAX_THREADS), inputs: INPUTS_OPEN, opencv: half, torch: half }
     }
 
     /// The split for this machine's cores.
@@ -62,8 +67,8 @@ mod tests {
 
     #[test]
     fn two_cores_give_one_thread_to_each_stage() {
-        assert_eq!(ThreadSplit::for_cores(2), ThreadSplit { decoder: 1, opencv: 1, torch: 1 });
-        assert_eq!(ThreadSplit::for_cores(1), ThreadSplit { decoder: 1, opencv: 1, torch: 1 });
-        assert_eq!(ThreadSplit::for_cores(16), ThreadSplit { decoder: 8, opencv: 8, torch: 8 });
+        assert_eq!(ThreadSplit::for_cores(2), ThreadSplit { decoder: 1, inputs: 2, opencv: 1, torch: 1 });
+        assert_eq!(ThreadSplit::for_cores(1), ThreadSplit { decoder: 1, inputs: 2, opencv: 1, torch: 1 });
+        assert_eq!(ThreadSplit::for_cores(16), ThreadSplit { decoder: 8, inputs: 2, opencv: 8, torch: 8 });
     }
 }

@@ -3,8 +3,9 @@
 //! pipeline's queues are bounded and finished inputs leave nothing behind, so the peak must
 //! stay flat once the model is loaded.
 //!
-//! `cargo bench --bench memory` (or `-- N` for another count). Not a test: it asserts nothing
-//! and takes about 6 minutes on a busy 2-core machine.
+//! `cargo bench --bench memory` (or `-- N` for another count; `-- --shipped` scans with the
+//! shipped default model, as the plain scan does, instead of an untrained MesoInception4). Not
+//! a test: it asserts nothing and takes about 6 minutes on a busy 2-core machine.
 #[path = "../tests/common/mod.rs"]
 mod common;
 
@@ -28,8 +29,10 @@ fn status_kb(pid: u32, field: &str) -> u64 {
 
 fn main() {
     let count: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(1000);
+    let shipped = std::env::args().any(|a| a == "--shipped");
     let tmp = tempfile::tempdir().unwrap();
-    let model = untrained_weights(tmp.path());
+    let untrained = untrained_weights(tmp.path());
+    let model: Vec<&str> = if shipped { Vec::new() } else { vec!["--model", s(&untrained)] };
     let dir = tmp.path().join("inputs");
     std::fs::create_dir(&dir).unwrap();
     let clip = tmp.path().join("clip.mp4");
@@ -41,7 +44,9 @@ fn main() {
 
     let started = Instant::now();
     let mut child = dfscan_command()
-        .args(["scan", "-q", "--frames", "4", "--state", s(&tmp.path().join("state.sqlite3")), "--model", s(&model), s(&dir)])
+        .args(["scan", "-q", "--frames", "4", "--state", s(&tmp.path().join("state.sqlite3"))])
+        .args(&model)
+        .arg(&dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -50,7 +55,8 @@ fn main() {
     let mut checkpoints: Vec<usize> = [10, 100, 1000, count].into_iter().filter(|&c| c <= count).collect();
     checkpoints.sort();
     checkpoints.dedup();
-    println!("dfscan scan of {count} inputs ({} 1 s clips, {} stills), --frames 4, yunet320 faces", count.div_ceil(2), count / 2);
+    let which = if shipped { "the shipped default model" } else { "an untrained MesoInception4" };
+    println!("dfscan scan of {count} inputs ({} 1 s clips, {} stills), --frames 4, yunet320 faces, {which}", count.div_ceil(2), count / 2);
     println!("{:>8} {:>12} {:>12} {:>10}", "results", "peak RSS MB", "RSS MB", "elapsed s");
     let mut seen = 0;
     let mut errors = 0;

@@ -1,10 +1,10 @@
 //! The one place where stages are wired: threads, bounded channels, shutdown.
 //!
 //! ```text
-//! inputs --jobs--> decode --frames--> faces --crops--> models --events--> caller (output)
-//!                                                       |  ^  |  ^
-//!                                           OOD crops   v  |  v  |  a fake's crops, its attribution
-//!                                                     risk   attribution
+//! inputs --jobs--> decode (x2) --frames--> faces --crops--> models --events--> caller (output)
+//!                                                            |  ^  |  ^
+//!                                                OOD crops   v  |  v  |  a fake's crops, its attribution
+//!                                                          risk   attribution
 //! ```
 //! Every queue is bounded, so a fast stage blocks instead of filling memory: at most
 //! `FRAME_QUEUE` decoded frames and `CROP_QUEUE` frames' crops wait at any time, whatever the
@@ -13,6 +13,10 @@
 //! closed stdout), every send fails and the stages unwind the same way. A [`Shutdown`] (Ctrl-C)
 //! ends the inputs early the same way: decode takes no new input, what is in flight finishes;
 //! a second one abandons that too.
+//!
+//! Decode runs on [`ThreadSplit::inputs`] threads, each with an input of its own, so the frames
+//! of two inputs interleave in the queues: the later stages keep each input's state by its
+//! id, and the models stage sends the lines in input order.
 //!
 //! With [`Control::state`], the inputs thread hashes each file and skips those the state
 //! database already has (`--resume`, `watch`), and each finished input's row is written on the
@@ -141,7 +145,7 @@ impl ScanConfig {
 pub struct Control {
     /// An input still in progress this long after it was opened is abandoned with an error
     /// line. Its clock starts when decode opens it, so it includes waiting behind the frames
-    /// of the input before it (at most `FRAME_QUEUE` + `CROP_QUEUE` frames).
+    /// of the inputs before it (at most `FRAME_QUEUE` + `CROP_QUEUE` frames).
     pub timeout: Option<Duration>,
     pub shutdown: Shutdown,
     pub state: Option<Recording>,

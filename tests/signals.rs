@@ -1,5 +1,6 @@
-//! SIGINT/SIGTERM on the real binary: the first lets the input in flight finish and takes no
-//! other, the second abandons it; either way every printed line is whole and the exit is 130.
+//! SIGINT/SIGTERM on the real binary: the first lets the inputs in flight (one per decode
+//! thread, two by default) finish and takes no other, the second abandons them; either way
+//! every printed line is whole and the exit is 130.
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -15,11 +16,14 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// Two minutes of the pan (3075 frames), copied without re-encoding.
-fn long_clip(dir: &Path) -> PathBuf {
+/// Two copies of two minutes of the pan (3075 frames), copied without re-encoding: one for
+/// each of the two decode threads.
+fn long_clips(dir: &Path) -> [PathBuf; 2] {
     let long = dir.join("long.mp4");
     ffmpeg(&["-stream_loop", "40", "-i", s(&samples().join("astronaut_pan.mp4")), "-c", "copy", s(&long)]);
-    long
+    let again = dir.join("long-again.mp4");
+    std::fs::copy(&long, &again).unwrap();
+    [long, again]
 }
 
 fn spawn(args: &[&str]) -> Child {
@@ -61,37 +65,42 @@ fn finish(child: Child) -> std::process::Output {
 }
 
 #[test]
-fn first_signal_lets_the_input_in_flight_finish_and_takes_no_more() {
+fn first_signal_lets_the_inputs_in_flight_finish_and_takes_no_more() {
     let tmp = tempfile::tempdir().unwrap();
     let model = untrained_weights(tmp.path());
-    let long = long_clip(tmp.path());
+    let long = long_clips(tmp.path());
     // Decoding all 3075 frames to reach the last of 8 targets takes seconds: time to signal.
-    let mut child = spawn(&["-q", "--frames", "8", "--model", s(&model), s(&long), s(&samples().join("astronaut.jpg"))]);
-    wait_until_open(&mut child, &long);
+    let mut child = spawn(&["-q", "--frames", "8", "--model", s(&model), s(&long[0]), s(&long[1]), s(&samples().join("astronaut.jpg"))]);
+    long.iter().for_each(|clip| wait_until_open(&mut child, clip));
     signal(&child, "TERM");
     let out = finish(child);
     let lines = json_lines(&out);
-    assert_eq!(lines.len(), 1, "only the input in flight: {lines:#?}");
-    assert_eq!(lines[0]["status"], "ok", "it finished normally: {}", lines[0]);
-    assert_eq!(lines[0]["frames_sampled"], 8);
+    assert_eq!(lines.len(), 2, "only the inputs in flight: {lines:#?}");
+    for (line, clip) in lines.iter().zip(&long) {
+        assert_eq!((line["path"].as_str(), &line["status"]), (Some(s(clip)), &serde_json::json!("ok")), "it finished normally: {line}");
+        assert_eq!(line["frames_sampled"], 8);
+    }
     assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
-fn second_signal_abandons_the_input_in_flight() {
+fn second_signal_abandons_the_inputs_in_flight() {
     let tmp = tempfile::tempdir().unwrap();
     let model = untrained_weights(tmp.path());
-    let long = long_clip(tmp.path());
+    let long = long_clips(tmp.path());
     // Every frame through the face detector: minutes, unless abandoned.
-    let mut child = spawn(&["-q", "--fps", "25", "--model", s(&model), s(&long), s(&samples().join("astronaut.jpg"))]);
-    wait_until_open(&mut child, &long);
+    let mut child = spawn(&["-q", "--fps", "25", "--model", s(&model), s(&long[0]), s(&long[1]), s(&samples().join("astronaut.jpg"))]);
+    long.iter().for_each(|clip| wait_until_open(&mut child, clip));
     signal(&child, "INT");
     std::thread::sleep(Duration::from_millis(100));
     signal(&child, "INT");
     let out = finish(child);
     let lines = json_lines(&out);
-    assert_eq!(lines.len(), 1, "{lines:#?}");
-    assert_eq!(lines[0]["status"], "error");
-    assert_eq!(lines[0]["error"], "interrupted", "{}", lines[0]);
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    for (line, clip) in lines.iter().zip(&long) {
+        assert_eq!(line["path"], s(clip));
+        assert_eq!(line["status"], "error");
+        assert_eq!(line["error"], "interrupted", "{line}");
+    }
     assert_eq!(out.status.code(), Some(130));
 }

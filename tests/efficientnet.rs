@@ -234,8 +234,8 @@ fn forward_speed_lite0_vs_lite2() {
 }
 
 /// A set computes in bf16 when every member does: the default model loaded in bf16 does, and
-/// with a MesoInception4 beside it (always f32) the set does not. The default batch size
-/// follows it.
+/// with a MesoInception4 beside it (always f32) the set does not. The scan's default batch
+/// size is read from it.
 #[test]
 fn a_set_computes_in_bf16_only_when_every_member_does() {
     use dfscan::models::set::{ModelSet, OodChoice};

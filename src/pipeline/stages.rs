@@ -282,7 +282,7 @@ pub(super) fn models_stage(crops: Receiver<Msg<FacesInFrame>>, events: Sender<No
                 let Some(job) = jobs.get_mut(&id) else { continue };
                 job.add_frame(in_frame, &ctx.set, &ctx.plan);
                 if job.pending() >= ctx.batch_size && job.error.is_none() {
-                    if let Err(e) = guarded(|| job.score_pending(&ctx)) {
+                    if let Err(e) = guarded(|| job.score_pending(&ctx, false)) {
                         job.error = Some(format!("{e:#}"));
                     }
                 }
@@ -291,7 +291,7 @@ pub(super) fn models_stage(crops: Receiver<Msg<FacesInFrame>>, events: Sender<No
                 let Some(mut job) = jobs.remove(&id) else { continue };
                 let mut error = upstream_error.or(job.error.take());
                 if error.is_none() {
-                    if let Err(e) = guarded(|| job.score_pending(&ctx)) {
+                    if let Err(e) = guarded(|| job.score_pending(&ctx, true)) {
                         error = Some(format!("{e:#}"));
                     }
                 }

@@ -280,6 +280,11 @@ impl Backbone {
         }
         self.head.fold(Kind::Float);
     }
+
+    /// What its later blocks compute in at inference: the kind of the last fold, else f32.
+    pub fn compute_kind(&self) -> Kind {
+        self.blocks.last().map_or(Kind::Float, MbConv::kind)
+    }
 }
 
 impl ModuleT for Backbone {

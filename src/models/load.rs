@@ -18,9 +18,6 @@ pub struct FaceModel {
     pub header: Header,
     net: FrameNet,
     device: Device,
-    /// What its convolutions compute in: `load_in`'s kind for an EfficientNet with heads, f32
-    /// for every other network.
-    compute: Kind,
     _vs: nn::VarStore,
 }
 
@@ -225,13 +222,16 @@ impl FaceModel {
     /// with heads: see [`super::PrecisionChoice`]).
     pub fn load_in(path: &Path, device: Device, compute: Kind) -> Result<Self> {
         let Loaded { id, header, net, vs } = load_strict(path, device, false, compute)?;
-        let compute = if matches!(net, FrameNet::EfficientNetOod(_)) { compute } else { Kind::Float };
-        Ok(Self { id, header, net, device, compute, _vs: vs })
+        Ok(Self { id, header, net, device, _vs: vs })
     }
 
-    /// What its convolutions compute in (see [`FaceModel::load_in`]).
+    /// What its convolutions compute in: `load_in`'s kind for an EfficientNet with heads, f32
+    /// for every other network.
     pub fn compute_kind(&self) -> Kind {
-        self.compute
+        match &self.net {
+            FrameNet::EfficientNetOod(model) => model.net.backbone.compute_kind(),
+            _ => Kind::Float,
+        }
     }
 
     pub fn input_size(&self) -> i64 {
